@@ -1,0 +1,148 @@
+"""`Volume`: a CT array that carries its geometry with it.
+
+Conventions used everywhere in :mod:`helpers`:
+
+* the array is indexed ``(z, y, x)`` = (plane, row, column);
+* ``spacing`` is a ``(z, y, x)`` tuple of floats in millimetres;
+* ``origin`` is the patient-space position (DICOM LPS, ``(x, y, z)`` in mm) of the
+  *centre* of voxel ``[0, 0, 0]``: the (0020,0032) Image Position (Patient) of the
+  first plane;
+* ``direction`` is a 3x3 matrix whose *columns* are the LPS unit vectors of the
+  array axes ``z``, ``y`` and ``x`` in that order.
+
+So the LPS position of voxel ``(k, j, i)`` is
+``origin + direction @ (spacing * (k, j, i))``.  The conversion from DICOM's
+``(x, y, z)`` order happens in the loader only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Volume"]
+
+# Tags that identify a person; never shown by ``repr`` and never written to sidecars.
+PATIENT_KEYS = ("patient_name", "patient_id", "patient_birth_date", "accession_number")
+
+
+@dataclass(repr=False, eq=False)
+class Volume:
+    """A 3-D image in Hounsfield units with its spacing, origin and orientation.
+
+    Parameters
+    ----------
+    hu : ndarray, shape (z, y, x)
+        Voxel values (float32 or int16 for CT in HU; any dtype for masks).
+    spacing : tuple of 3 float
+        Voxel size ``(z, y, x)`` in mm.
+    origin : tuple of 3 float, optional
+        LPS position in mm of the centre of voxel ``[0, 0, 0]``.
+    direction : ndarray, shape (3, 3), optional
+        Columns are the LPS directions of the ``z``, ``y`` and ``x`` array axes.
+        Default: an axial scan, feet to head (z up), rows anterior to posterior,
+        columns right to left, i.e. ``[[0, 0, 1], [0, 1, 0], [1, 0, 0]]``.
+    positions : ndarray, shape (z, 3), optional
+        The real (0020,0032) Image Position (Patient) of every plane, kept so that
+        unevenly spaced slices can be resampled by position.  Default: the even
+        grid implied by ``origin``, ``direction`` and ``spacing``.
+    meta : dict, optional
+        Facts about the source (modality, series description, file counts,
+        warnings...).  Patient-identifying entries are hidden in ``repr``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> v = Volume(np.zeros((4, 8, 8), np.int16), spacing=(2.5, 0.7, 0.7))
+    >>> v.shape, v.spacing
+    ((4, 8, 8), (2.5, 0.7, 0.7))
+    >>> v.extent_mm
+    (10.0, 5.6, 5.6)
+    """
+
+    hu: np.ndarray
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    direction: np.ndarray = field(default=None)  # type: ignore[assignment]
+    positions: np.ndarray = field(default=None)  # type: ignore[assignment]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.hu = np.asarray(self.hu)
+        if self.hu.ndim != 3:
+            raise ValueError(f"Volume needs a 3-D (z, y, x) array; got shape {self.hu.shape}")
+        self.spacing = tuple(float(s) for s in self.spacing)  # type: ignore[assignment]
+        if len(self.spacing) != 3 or not all(s > 0 for s in self.spacing):
+            raise ValueError(f"spacing must be three positive mm values (z, y, x); got {self.spacing}")
+        self.origin = tuple(float(o) for o in self.origin)  # type: ignore[assignment]
+        if self.direction is None:
+            self.direction = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+        self.direction = np.asarray(self.direction, dtype=np.float64).reshape(3, 3)
+        if self.positions is None:
+            k = np.arange(self.hu.shape[0], dtype=np.float64)
+            self.positions = np.asarray(self.origin) + np.outer(k * self.spacing[0], self.direction[:, 0])
+        self.positions = np.asarray(self.positions, dtype=np.float64).reshape(-1, 3)
+
+    # ------------------------------------------------------------------ geometry
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Array shape ``(z, y, x)``."""
+        return tuple(self.hu.shape)  # type: ignore[return-value]
+
+    @property
+    def extent_mm(self) -> tuple[float, float, float]:
+        """Physical size ``(z, y, x)`` in mm (voxel count times spacing)."""
+        return tuple(round(n * s, 6) for n, s in zip(self.shape, self.spacing))  # type: ignore[return-value]
+
+    @property
+    def voxel_volume_ml(self) -> float:
+        """Volume of one voxel in millilitres (1 mL = 1000 mm^3)."""
+        return float(np.prod(self.spacing)) / 1000.0
+
+    @property
+    def slice_positions(self) -> np.ndarray:
+        """Position of every plane along the slice normal, in mm (float64, shape (z,))."""
+        return self.positions @ self.direction[:, 0]
+
+    @property
+    def affine(self) -> np.ndarray:
+        """4x4 matrix mapping ``(k, j, i, 1)`` voxel indices to LPS ``(x, y, z, 1)`` in mm."""
+        a = np.eye(4)
+        a[:3, :3] = self.direction * np.asarray(self.spacing)[None, :]
+        a[:3, 3] = self.origin
+        return a
+
+    def index_to_lps(self, index) -> np.ndarray:
+        """LPS position (mm) of voxel index/indices ``(k, j, i)`` (last axis of size 3)."""
+        idx = np.asarray(index, dtype=np.float64)
+        return idx * np.asarray(self.spacing) @ self.direction.T + np.asarray(self.origin)
+
+    def lps_to_index(self, point) -> np.ndarray:
+        """Fractional voxel index ``(k, j, i)`` of LPS point(s) in mm (last axis of size 3)."""
+        p = np.asarray(point, dtype=np.float64) - np.asarray(self.origin)
+        return p @ np.linalg.inv(self.direction).T / np.asarray(self.spacing)
+
+    # --------------------------------------------------------------- conveniences
+    def with_array(self, array: np.ndarray, **changes: Any) -> "Volume":
+        """A copy with another array of the same geometry (e.g. a mask), other fields kept."""
+        array = np.asarray(array)
+        if array.shape != self.hu.shape and "spacing" not in changes:
+            raise ValueError(f"array shape {array.shape} differs from the volume's {self.hu.shape}")
+        return replace(self, hu=array, meta=dict(self.meta), **changes)
+
+    def __repr__(self) -> str:
+        m = self.meta
+        desc = m.get("series_description") or ""
+        shown = {k: m[k] for k in ("modality", "manufacturer", "kernel", "slice_thickness") if m.get(k) is not None}
+        warn = len(m.get("warnings", []))
+        sp = ", ".join(f"{s:.4g}" for s in self.spacing)
+        return (
+            f"Volume(shape={self.shape}, dtype={self.hu.dtype}, spacing=({sp}) mm, "
+            f"extent={tuple(round(e, 1) for e in self.extent_mm)} mm"
+            + (f", series={desc!r}" if desc else "")
+            + "".join(f", {k}={v!r}" for k, v in shown.items())
+            + (f", warnings={warn}" if warn else "")
+            + ")"
+        )

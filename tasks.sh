@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# One entry point for the project's chores. Every task is idempotent.
+#   ./tasks.sh book    set up .venv, generate the sample, build the executed book
+#   ./tasks.sh test    set up, then run every test (unit, doctests, book build, browser)
+#   ./tasks.sh bench   set up, then run the benchmarks and write docs/benchmarks.md
+#   ./tasks.sh setup   only the set-up (system packages, .venv, sample)
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$PWD
+VENV=$ROOT/.venv
+PY=$VENV/bin/python
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"
+  elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+  else echo "tasks.sh: need root (or sudo) to run: $*" >&2; return 1; fi
+}
+
+system_packages() {
+  # Debian packages: a venv-capable Python and the chromium the browser tests drive.
+  local missing=()
+  python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  if [ ${#missing[@]} -gt 0 ]; then
+    if command -v apt-get >/dev/null 2>&1; then
+      echo "== installing Debian packages: ${missing[*]}"
+      as_root apt-get update -qq
+      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" fonts-liberation >/dev/null
+    else
+      echo "tasks.sh: please install ${missing[*]} with your package manager" >&2
+    fi
+  fi
+}
+
+python_env() {
+  [ -x "$PY" ] || { echo "== creating .venv"; python3 -m venv "$VENV"; }
+  local want have
+  want=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+  have=$(cat "$VENV/.installed" 2>/dev/null || true)
+  if [ "$want" != "$have" ]; then
+    echo "== installing pinned Python packages (requirements.txt)"
+    "$PY" -m pip install -q --disable-pip-version-check -r requirements.txt
+    "$PY" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+    echo "$want" > "$VENV/.installed"
+  fi
+}
+
+sample() { "$PY" -m helpers.sample data/sample; }
+
+setup() { system_packages; python_env; sample; }
+
+book() {
+  setup
+  echo "== building the book (every chapter executed)"
+  "$PY" -m jupyter_book build . "$@"
+  echo
+  echo "The book is in $ROOT/_build/html/index.html"
+  echo "Serve it:  $PY -m http.server --bind 127.0.0.1 --directory _build/html 8000   then open http://127.0.0.1:8000"
+}
+
+run_tests() {
+  setup
+  "$PY" -m pytest "$@"
+}
+
+bench() { setup; "$PY" -m bench "$@"; }
+
+task=${1:-help}; shift || true
+case "$task" in
+  book) book "$@" ;;
+  test) run_tests "$@" ;;
+  bench) bench "$@" ;;
+  setup) setup ;;
+  *) sed -n '2,7p' "$0"; exit 2 ;;
+esac

@@ -40,7 +40,7 @@ python_env() {
   if [ "$want" != "$have" ]; then
     echo "== installing pinned Python packages (requirements.txt)"
     "$PY" -m pip install -q --disable-pip-version-check -r requirements.txt
-    "$PY" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+    "$PY" -m pip install -q --disable-pip-version-check --no-deps -e .
     echo "$want" > "$VENV/.installed"
   fi
 }

@@ -1,0 +1,252 @@
+"""Window/level for display and intensity scaling for machine learning.
+
+Two different jobs that the 2017 tutorial mixed up:
+
+* **Display** (:func:`window`): map a Hounsfield-unit range centred on a *level*
+  and *width* wide to black-to-white.  The named presets in :data:`WINDOWS` are
+  the ones radiologists use on a workstation.
+* **Model input** (:func:`clip_hu`, :func:`to_unit_range`, :func:`zero_center`):
+  clip to a fixed HU range, scale it to ``[0, 1]`` and subtract a mean computed
+  once on the *training set*.  The 2017 Kaggle tutorial used
+  ``MIN_BOUND = -1000``, ``MAX_BOUND = 400`` and ``PIXEL_MEAN = 0.25``.
+
+Every function returns a new ``float32`` array (``uint8`` where asked) and never
+modifies its input.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import numpy as np
+
+from .volume import Volume
+
+__all__ = [
+    "WINDOWS",
+    "KAGGLE_2017_PIXEL_MEAN",
+    "window",
+    "window_bounds",
+    "clip_hu",
+    "to_unit_range",
+    "zero_center",
+]
+
+#: Named display windows as ``(level, width)`` in HU.
+#:
+#: Values are the common chest/body CT presets listed by Radiopaedia,
+#: "Windowing (CT)" (https://radiopaedia.org/articles/windowing-ct), which gives
+#: lungs W 1500 L -600, mediastinum W 350 L 50, soft tissues W 350-400
+#: L 20-60, bone W 1800 L 400 and brain W 80 L 40.  Scanners ship similar
+#: presets; small differences between sites are normal.
+WINDOWS: dict[str, tuple[float, float]] = {
+    "lung": (-600.0, 1500.0),
+    "mediastinum": (40.0, 400.0),
+    "soft_tissue": (50.0, 350.0),
+    "bone": (400.0, 1800.0),
+    "brain": (40.0, 80.0),
+}
+
+#: Mean of the ``[0, 1]``-scaled LUNA16 images that the 2017 Kaggle tutorial
+#: ("Full preprocessing tutorial", Guido Zuidhof) subtracted as ``PIXEL_MEAN``.
+KAGGLE_2017_PIXEL_MEAN = 0.25
+
+WindowSpec = Union[str, tuple[float, float]]
+
+
+def _array(hu) -> np.ndarray:
+    """The HU array of a Volume or array-like (never a view we could write through)."""
+    return hu.hu if isinstance(hu, Volume) else np.asarray(hu)
+
+
+def window_bounds(preset: WindowSpec) -> tuple[float, float]:
+    """Lowest and highest HU of a window given by name or by ``(level, width)``.
+
+    Parameters
+    ----------
+    preset : str or tuple of 2 float
+        A key of :data:`WINDOWS` (``"lung"``, ``"mediastinum"``, ``"soft_tissue"``,
+        ``"bone"``, ``"brain"``) or a ``(level, width)`` pair in HU.
+
+    Returns
+    -------
+    tuple of 2 float
+        ``(level - width / 2, level + width / 2)`` in HU.
+
+    Raises
+    ------
+    ValueError
+        Unknown preset name, or a width that is not positive.
+
+    Examples
+    --------
+    >>> window_bounds("lung")
+    (-1350.0, 150.0)
+    >>> window_bounds((40, 400))
+    (-160.0, 240.0)
+    """
+    if isinstance(preset, str):
+        if preset not in WINDOWS:
+            raise ValueError(
+                f"unknown window preset {preset!r}; expected one of {sorted(WINDOWS)} "
+                "or a (level, width) pair in HU such as (40, 400)"
+            )
+        level, width = WINDOWS[preset]
+    else:
+        try:
+            level, width = (float(v) for v in preset)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"window must be a preset name or a (level, width) pair in HU; got {preset!r}"
+            ) from None
+    if not width > 0:
+        raise ValueError(f"window width must be positive HU; got width={width} (level={level})")
+    return float(level - width / 2.0), float(level + width / 2.0)
+
+
+def window(hu, preset: WindowSpec = "lung", *, out: str = "unit") -> np.ndarray:
+    """Window/level a CT image for display: HU range -> black..white.
+
+    Parameters
+    ----------
+    hu : ndarray or Volume
+        Image(s) in Hounsfield units, any shape.
+    preset : str or tuple of 2 float, default "lung"
+        A name from :data:`WINDOWS` or a ``(level, width)`` pair in HU.
+    out : {"unit", "uint8"}, keyword-only
+        ``"unit"``: float32 in ``[0, 1]``; ``"uint8"``: integers 0-255 (what an
+        image file or a web page stores).
+
+    Returns
+    -------
+    ndarray, float32 in [0, 1] or uint8
+        Same shape as ``hu``.  Values below ``level - width/2`` are 0 (black),
+        above ``level + width/2`` are 1 / 255 (white).
+
+    Raises
+    ------
+    ValueError
+        Unknown preset, non-positive width or unknown ``out``.
+
+    Notes
+    -----
+    The DICOM standard (PS3.3 C.11.2.1.2, (0028,1050) Window Center and
+    (0028,1051) Window Width) defines a slightly different linear function
+    (centre - 0.5, width - 1) so that integer images map exactly; the
+    difference is below one grey level and irrelevant for viewing.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> window(np.array([-1350.0, -600.0, 150.0, 1000.0]), "lung")
+    array([0. , 0.5, 1. , 1. ], dtype=float32)
+    >>> window(np.array([-160, 40, 240]), (40, 400), out="uint8")
+    array([  0, 128, 255], dtype=uint8)
+    """
+    low, high = window_bounds(preset)
+    if out not in ("unit", "uint8"):
+        raise ValueError(f"out must be 'unit' or 'uint8'; got {out!r}")
+    arr = _array(hu).astype(np.float32)  # a new array: the input is never touched
+    arr -= np.float32(low)
+    arr /= np.float32(high - low)
+    np.clip(arr, 0.0, 1.0, out=arr)
+    if out == "uint8":
+        return np.rint(arr * 255.0).astype(np.uint8)
+    return arr
+
+
+def clip_hu(hu, *, low: float = -1000.0, high: float = 400.0) -> np.ndarray:
+    """Clip HU to ``[low, high]`` (the 2017 tutorial's MIN_BOUND / MAX_BOUND).
+
+    Parameters
+    ----------
+    hu : ndarray or Volume
+        Image(s) in HU.
+    low, high : float, keyword-only, default -1000 and 400
+        HU bounds.  -1000 is air; above 400 is mostly bone, which the lung
+        nodule models of 2017 did not need.
+
+    Returns
+    -------
+    ndarray, float32
+        A clipped copy.
+
+    Raises
+    ------
+    ValueError
+        If ``low >= high``.
+
+    Examples
+    --------
+    >>> clip_hu([-3024, -500, 1200])
+    array([-1000.,  -500.,   400.], dtype=float32)
+    """
+    if not low < high:
+        raise ValueError(f"clip_hu needs low < high; got low={low}, high={high}")
+    return np.clip(_array(hu).astype(np.float32), np.float32(low), np.float32(high))
+
+
+def to_unit_range(hu, *, low: float = -1000.0, high: float = 400.0) -> np.ndarray:
+    """Scale HU linearly so that ``low -> 0`` and ``high -> 1``, clipping outside.
+
+    This is the 2017 ``normalize(image)``: ``(image - MIN_BOUND) / (MAX_BOUND -
+    MIN_BOUND)`` then clipped to ``[0, 1]``.
+
+    Parameters
+    ----------
+    hu : ndarray or Volume
+        Image(s) in HU.
+    low, high : float, keyword-only, default -1000 and 400
+        HU mapped to 0 and 1.
+
+    Returns
+    -------
+    ndarray, float32 in [0, 1]
+
+    Raises
+    ------
+    ValueError
+        If ``low >= high``.
+
+    Examples
+    --------
+    >>> to_unit_range([-1000, -300, 400, 2000])
+    array([0. , 0.5, 1. , 1. ], dtype=float32)
+    """
+    if not low < high:
+        raise ValueError(f"to_unit_range needs low < high; got low={low}, high={high}")
+    arr = clip_hu(hu, low=low, high=high)
+    arr -= np.float32(low)
+    arr /= np.float32(high - low)
+    return arr
+
+
+def zero_center(x, *, mean: float | None = None) -> np.ndarray:
+    """Subtract a mean so model inputs are centred on zero.
+
+    Parameters
+    ----------
+    x : ndarray or Volume
+        Usually the output of :func:`to_unit_range`.
+    mean : float, keyword-only, optional
+        The value to subtract.  Pass the mean computed **once on the training
+        set** (the 2017 tutorial used :data:`KAGGLE_2017_PIXEL_MEAN` = 0.25 for
+        LUNA16) and reuse it for validation, test and every new patient.
+        ``None`` uses the mean of ``x`` itself, which is fine for exploring
+        but makes the same tissue come out differently in two patients.
+
+    Returns
+    -------
+    ndarray, float32
+
+    Examples
+    --------
+    >>> zero_center([0.0, 0.25, 1.0], mean=KAGGLE_2017_PIXEL_MEAN)
+    array([-0.25,  0.  ,  0.75], dtype=float32)
+    >>> zero_center([1.0, 3.0])
+    array([-1.,  1.], dtype=float32)
+    """
+    arr = _array(x).astype(np.float32)
+    m = float(arr.mean(dtype=np.float64)) if mean is None else float(mean)
+    arr -= np.float32(m)
+    return arr

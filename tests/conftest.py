@@ -19,3 +19,65 @@ def real_case() -> Path:
     if not (REAL_CASE / "ct-b40f").is_dir():
         pytest.skip("../shared/data is absent: real-data tests skipped")
     return REAL_CASE
+
+
+# ---------------------------------------------------------------- the book (test_book, test_browser)
+import os as _os
+import subprocess as _subprocess
+import sys as _sys
+import time as _time
+from dataclasses import dataclass as _dataclass
+
+
+@_dataclass
+class BookBuild:
+    """Result of one ``jupyter-book build`` of the whole book."""
+
+    returncode: int
+    log: str
+    html: Path
+    seconds: float
+
+
+@pytest.fixture(scope="session")
+def book_build() -> BookBuild:
+    """Build the whole book once per session (execution forced, warnings are errors).
+
+    ``BOOK_REUSE_BUILD=1`` reuses an existing ``_build/html`` (for iterating on tests).
+    """
+    html = REPO / "_build" / "html"
+    if _os.environ.get("BOOK_REUSE_BUILD") == "1" and (html / "index.html").is_file():
+        return BookBuild(0, "(reused existing build)", html, 0.0)
+    cmd = [_sys.executable, "-m", "jupyter_book", "build", str(REPO), "-W", "-n", "--keep-going", "--all"]
+    t0 = _time.perf_counter()
+    proc = _subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1800)
+    seconds = _time.perf_counter() - t0
+    (REPO / "_build").mkdir(exist_ok=True)
+    log = proc.stdout + proc.stderr
+    (REPO / "_build" / "book-build.log").write_text(log + f"\n[test] {seconds:.1f} s\n")
+    return BookBuild(proc.returncode, log, html, seconds)
+
+
+@pytest.fixture(scope="session")
+def book_site(book_build):
+    """Serve ``_build/html`` on 127.0.0.1 (random free port) in a thread; yields the base URL."""
+    import functools
+    import http.server
+    import threading
+
+    if book_build.returncode != 0 or not (book_build.html / "index.html").is_file():
+        pytest.fail("the book did not build; see _build/book-build.log")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(book_build.html))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

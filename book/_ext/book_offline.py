@@ -1,0 +1,74 @@
+"""Sphinx extension: keep the built book offline and light.
+
+* Copies the pinned ``plotly.min.js`` shipped inside the installed ``plotly``
+  package to ``_static/vendor/plotly.min.js`` and adds its ``<script>`` only to
+  the pages whose body contains a plotly figure ``<div>`` (the ``"book"``
+  renderer in :mod:`helpers.notebook` emits figures without plotly.js).
+* Removes duplicated inline ``<script>`` bodies (sphinx-thebe's
+  ``const THEBE_JS_URL = ...`` is registered twice by jupyter-book, which makes
+  the browser log "Identifier 'THEBE_JS_URL' has already been declared").
+* Student build: with the environment variable ``BOOK_STUDENT=1`` the
+  sphinx-exercise solutions are hidden (``hide_solutions = True``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+PLOTLY_JS = "vendor/plotly.min.js"  # relative to _static
+PLOTLY_MARKER = "plotly-graph-div"
+STUDENT_ENV = "BOOK_STUDENT"
+
+
+def plotly_js_source() -> Path:
+    """Path of the plotly.js bundle inside the installed plotly package."""
+    import plotly
+
+    path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"plotly.min.js not found at {path}: reinstall the pinned plotly (requirements.txt)"
+        )
+    return path
+
+
+def _config_inited(app, config):
+    if os.environ.get(STUDENT_ENV, "").strip() not in ("", "0", "false", "no"):
+        config.hide_solutions = True
+
+
+def _page_context(app, pagename, templatename, context, doctree):
+    body = context.get("body") or ""
+    if PLOTLY_MARKER in body:
+        app.add_js_file(PLOTLY_JS, priority=400)
+    # drop inline scripts whose body appears twice (THEBE_JS_URL)
+    scripts = context.get("script_files")
+    if scripts:
+        seen, kept = set(), []
+        for js in scripts:
+            body_text = getattr(js, "attributes", {}).get("body") if hasattr(js, "attributes") else None
+            key = ("body", body_text) if body_text else ("file", str(js))
+            if key in seen:
+                continue
+            seen.add(key)
+            kept.append(js)
+        scripts[:] = kept
+
+
+def _build_finished(app, exc):
+    if exc is not None or app.builder.format != "html":
+        return
+    dest = Path(app.outdir) / "_static" / PLOTLY_JS
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    src = plotly_js_source()
+    if not dest.exists() or dest.stat().st_size != src.stat().st_size:
+        shutil.copyfile(src, dest)
+
+
+def setup(app):
+    app.connect("config-inited", _config_inited)
+    app.connect("html-page-context", _page_context, priority=900)
+    app.connect("build-finished", _build_finished)
+    return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1.0"}

@@ -83,6 +83,8 @@ _DECODERS = [
     ("1.2.840.10008.1.2.4.9", "pylibjpeg and pylibjpeg-openjpeg (JPEG 2000)"),
     ("1.2.840.10008.1.2.4.20", "pylibjpeg and pylibjpeg-openjpeg (HTJ2K)"),
     ("1.2.840.10008.1.2.4.8", "pyjpegls, or pylibjpeg and pylibjpeg-libjpeg (JPEG-LS)"),
+    ("1.2.840.10008.1.2.4.10", "a video decoder: no Python package; convert the video to images (ffmpeg)"),
+    ("1.2.840.10008.1.2.4.11", "a JPEG XL decoder (none in pydicom 3.0); convert the files with dcmtk or gdcm"),
     ("1.2.840.10008.1.2.4.", "pylibjpeg and pylibjpeg-libjpeg (JPEG)"),
     ("1.2.840.10008.1.2.5", "pylibjpeg and pylibjpeg-rle (RLE), or numpy alone"),
 ]
@@ -274,6 +276,19 @@ def _parse(name: str, read) -> tuple[str, Any]:
     else:
         return "skip", "not DICOM"
     if "PixelData" not in ds:
+        meta = getattr(ds, "file_meta", None)
+        sop = ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta is not None else None)
+        if "Rows" in ds or (sop is not None and "Image Storage" in UID(str(sop)).name):
+            return "bad", (
+                f"{name} is a DICOM image header without (7FE0,0010) Pixel Data: the file is truncated. "
+                "Copy it again from the source, or pass on_error='skip' to leave it out."
+            )
+        if sop is None:
+            return "bad", (
+                f"{name} starts like a DICOM file (DICM at byte 128) but holds no recognisable data set "
+                "(no (0008,0016) SOP Class UID); the file is truncated or corrupt. Copy it again, or pass "
+                "on_error='skip' to leave it out."
+            )
         return "skip", "DICOM without pixel data"
     meta = getattr(ds, "file_meta", None)
     ts = meta.get("TransferSyntaxUID") if meta is not None else None
@@ -475,13 +490,15 @@ def _stored(f: _File) -> np.ndarray:
             arr = ds.pixel_array
         except Exception as exc:  # missing plugin or corrupt stream
             text = str(exc)
-            missing = isinstance(exc, (NotImplementedError, ImportError)) or "required" in text or "plugin" in text
+            missing = isinstance(exc, (NotImplementedError, ImportError)) or any(
+                w in text for w in ("required", "plugin", "missing dependencies", "not supported")
+            )
             if missing:
                 raise DicomSeriesError(
                     f"{f.name}: cannot decode pixel data compressed with (0002,0010) Transfer Syntax UID "
-                    f"{_ts_text(f.ts)}: no installed decoder handles it. Install {_decoder_hint(f.ts)} "
-                    "into this environment (pip install ...), or convert the files to uncompressed DICOM "
-                    "(e.g. gdcmconv --raw)."
+                    f"{_ts_text(f.ts)}: no installed decoder handles it; it needs {_decoder_hint(f.ts)}. "
+                    "Install that into this environment (pip install ...), or convert the files to "
+                    "uncompressed DICOM (e.g. gdcmconv --raw in.dcm out.dcm)."
                 ) from None
             raise DicomSeriesError(
                 f"{f.name}: the compressed pixel data ((0002,0010) Transfer Syntax UID {_ts_text(f.ts)}) "

@@ -1,0 +1,437 @@
+"""Tests for helpers.io: one class per public function, one test per behaviour.
+
+Series are built by ``tests/factory.py`` (24 axial slices of 64x64, signed int16,
+intercept -1024, known HU) and broken on purpose.  Compressed syntaxes are
+encoded with ``Dataset.compress`` where pydicom has an encoder (RLE, JPEG-LS via
+pyjpegls, JPEG 2000 via pylibjpeg-openjpeg); deflated and big endian are written
+with those syntaxes; JPEG baseline is encoded with Pillow and encapsulated by hand.
+pydicom 3.0 has no encoder for JPEG lossless (process 14) or HTJ2K, so those two
+are decoded in real use but not tested here.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import shutil
+import sys
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGLSLossless,
+    RLELossless,
+)
+
+sys.path.insert(0, str(Path(__file__).parent))
+import factory as F  # noqa: E402
+
+from helpers.errors import DicomSeriesError, SeriesWarning  # noqa: E402
+from helpers.io import SeriesInfo, SeriesTable, list_series, load_series  # noqa: E402
+
+B40F_UID = "1.3.6.1.4.1.14519.5.2.1.6655.2359.207154000096236603057216610983"
+
+
+def load_quiet(*args, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SeriesWarning)
+        return load_series(*args, **kw)
+
+
+@pytest.fixture
+def clean(tmp_path) -> Path:
+    folder = tmp_path / "clean"
+    F.write(F.clean_datasets(), folder)
+    return folder
+
+
+class TestLoadSeries:
+    # ---------------------------------------------------------------- the clean case
+    def test_clean_series_values_and_geometry(self, clean):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", SeriesWarning)
+            vol = load_series(clean)
+        assert vol.hu.dtype == np.int16
+        np.testing.assert_array_equal(vol.hu, F.expected_hu())
+        assert vol.spacing == pytest.approx(F.SPACING)
+        assert vol.origin == pytest.approx(F.ORIGIN)
+        np.testing.assert_allclose(vol.direction, [[0, 0, 1], [0, 1, 0], [1, 0, 0]])
+        np.testing.assert_allclose(vol.positions[:, 2], F.ORIGIN[2] + F.SPACING[0] * np.arange(F.N))
+        np.testing.assert_allclose(vol.index_to_lps((3, 2, 1)), [-22.4 + 0.7, -22.4 + 1.4, -100 + 7.5])
+
+    def test_meta(self, clean):
+        m = load_series(clean).meta
+        assert m["modality"] == "CT" and m["series_description"] == "clean 2.5mm"
+        assert m["series_uid"] == F.uid("series", "clean") and m["study_uid"] == F.STUDY_UID
+        assert m["kernel"] == "B30f" and m["manufacturer"] == "FACTORY" and m["slice_thickness"] == 2.5
+        assert m["file_count"] == F.N and m["skipped_files"] == 0 and m["warnings"] == []
+        assert m["sop_instance_uids"] == [F.uid("sop", "clean", k) for k in range(F.N)]
+        assert m["windows"][0] == {"name": "window 1", "center": 40.0, "width": 400.0}
+        assert m["patient_id"] == "F0001" and m["source"] == str(clean)
+
+    def test_repr_hides_patient(self, clean):
+        text = repr(load_series(clean))
+        assert "Factory" not in text and "F0001" not in text and "clean 2.5mm" in text
+
+    def test_same_hu_as_simpleitk(self, clean):
+        sitk = pytest.importorskip("SimpleITK")
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(clean)))
+        img = reader.Execute()
+        vol = load_series(clean)
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(img), vol.hu)
+        assert img.GetSpacing()[::-1] == pytest.approx(vol.spacing)
+        assert img.GetOrigin() == pytest.approx(vol.origin)
+
+    # ---------------------------------------------------------------- files and order
+    def test_order_ignores_file_names_and_instance_numbers(self, tmp_path):
+        dss = F.clean_datasets()
+        rng = random.Random(0)
+        numbers = list(range(1, F.N + 1))
+        rng.shuffle(numbers)
+        for ds, n in zip(dss, numbers):
+            ds.InstanceNumber = n
+        names = [f"sub{rng.randint(0, 2)}/IM{rng.randint(0, 10**6):07d}" for _ in dss]  # no extension, nested
+        F.write(dss, tmp_path, names=names)
+        vol = load_series(tmp_path)
+        np.testing.assert_array_equal(vol.hu, F.expected_hu())
+
+    def test_junk_files_skipped_and_counted(self, clean):
+        (clean / "notes.txt").write_text("not an image\n")
+        (clean / "empty.dcm").write_bytes(b"")
+        (clean / "picture.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
+        (clean / "DICOMDIR_like").write_bytes(bytes(128) + b"DICM" + bytes(20))  # DICM but broken: see truncated
+        (clean / "DICOMDIR_like").unlink()
+        vol = load_series(clean)
+        assert vol.meta["skipped_files"] == 3
+        np.testing.assert_array_equal(vol.hu, F.expected_hu())
+
+    def test_preambleless_file_accepted(self, tmp_path):
+        dss = F.clean_datasets()
+        F.write(dss[1:], tmp_path)
+        raw = dss[0]
+        del raw.file_meta
+        raw.preamble = None
+        pydicom.dcmwrite(tmp_path / "raw", raw, implicit_vr=True, little_endian=True, enforce_file_format=False)
+        assert (tmp_path / "raw").read_bytes()[128:132] != b"DICM"
+        vol = load_series(tmp_path)
+        np.testing.assert_array_equal(vol.hu, F.expected_hu())
+
+    def test_list_of_paths(self, clean):
+        paths = sorted(clean.iterdir())[:10]
+        vol = load_series([str(p) for p in paths])
+        assert vol.shape[0] == 10
+
+    def test_zip_read_in_place(self, clean, tmp_path):
+        archive = tmp_path / "case.zip"
+        with zipfile.ZipFile(archive, "w") as zf:
+            for p in sorted(clean.iterdir()):
+                zf.write(p, f"case/DICOM/{p.stem}")
+            zf.writestr("case/readme.txt", "hello")
+        before = sorted(tmp_path.iterdir())
+        vol = load_series(archive)
+        np.testing.assert_array_equal(vol.hu, F.expected_hu())
+        assert vol.meta["skipped_files"] == 1
+        assert sorted(tmp_path.iterdir()) == before
+
+    def test_source_folder_unchanged(self, clean, tmp_path):
+        F.write([F.localizer(F.clean_datasets()[0])], clean, names=["scout.dcm"])
+        (clean / "notes.txt").write_text("x")
+        digest = F.tree_hash(tmp_path)
+        load_quiet(clean)
+        list_series(clean)
+        assert F.tree_hash(tmp_path) == digest
+
+    # ---------------------------------------------------------------- dropped images
+    def test_localizer_dropped_with_warning(self, clean):
+        F.write([F.localizer(F.clean_datasets()[0])], clean, names=["scout.dcm"])
+        with pytest.warns(SeriesWarning, match=r"localizer.*scout\.dcm.*LOCALIZER"):
+            vol = load_series(clean)
+        assert vol.shape == (F.N, F.ROWS, F.COLS)
+        assert any("localizer" in w for w in vol.meta["warnings"])
+
+    def test_odd_orientation_dropped_as_localizer(self, clean):
+        scout = F.localizer(F.clean_datasets()[0])
+        scout.ImageType = ["ORIGINAL", "PRIMARY", "OTHER"]
+        F.write([scout], clean, names=["odd.dcm"])
+        with pytest.warns(SeriesWarning, match=r"odd\.dcm as a localizer.*\(0020,0037\)"):
+            vol = load_series(clean)
+        assert vol.shape[0] == F.N
+
+    def test_duplicate_dropped_with_warning(self, clean):
+        shutil.copy(clean / "slice_005.dcm", clean / "copy_of_5.dcm")
+        with pytest.warns(SeriesWarning, match=r"duplicate.*SOP Instance UID"):
+            vol = load_series(clean)
+        np.testing.assert_array_equal(vol.hu, F.expected_hu())
+
+    def test_two_slices_same_position_raise(self, tmp_path):
+        dss = F.clean_datasets()
+        dss[6].ImagePositionPatient = dss[5].ImagePositionPatient
+        F.write(dss, tmp_path)
+        with pytest.raises(DicomSeriesError, match=r"same position.*slice_00[56]\.dcm.*Acquisition Number"):
+            load_series(tmp_path)
+
+    # ---------------------------------------------------------------- geometry
+    def test_gap_warns_with_position_and_index(self, tmp_path):
+        dss = F.clean_datasets()
+        del dss[10]
+        F.write(dss, tmp_path)
+        with pytest.warns(SeriesWarning, match=r"gap.*5\.00 mm between slice 9 \(at -77\.50 mm.*1 slice\(s\) missing"):
+            vol = load_series(tmp_path)
+        assert vol.shape[0] == F.N - 1 and vol.spacing[0] == pytest.approx(2.5)
+        assert vol.positions[10, 2] == pytest.approx(-100 + 11 * 2.5)
+
+    def test_tilt_warns_with_angle(self, tmp_path):
+        dss = F.clean_datasets()
+        for k, ds in enumerate(dss):  # 15 degree gantry tilt: each slice shifted along y
+            ds.ImagePositionPatient = [F.ORIGIN[0], F.ORIGIN[1] + k * 2.5 * np.tan(np.radians(15)), ds.ImagePositionPatient[2]]
+        F.write(dss, tmp_path)
+        with pytest.warns(SeriesWarning, match=r"tilted.*15\.0 degrees"):
+            vol = load_series(tmp_path)
+        assert vol.spacing[0] == pytest.approx(2.5)
+
+    def test_different_rows_columns_raise(self, tmp_path):
+        dss = F.clean_datasets()
+        small = F.clean_datasets(rows=32, cols=32)[7]
+        dss[7] = small
+        F.write(dss, tmp_path)
+        with pytest.raises(DicomSeriesError, match=r"same \(0028,0010\) Rows x \(0028,0011\) Columns.*slice_007\.dcm has \(32, 32\)"):
+            load_series(tmp_path)
+
+    def test_different_pixel_spacing_raise(self, tmp_path):
+        dss = F.clean_datasets()
+        dss[3].PixelSpacing = [0.8, 0.8]
+        F.write(dss, tmp_path)
+        with pytest.raises(DicomSeriesError, match=r"\(0028,0030\) Pixel Spacing.*slice_003\.dcm"):
+            load_series(tmp_path)
+
+    # ---------------------------------------------------------------- values
+    def test_per_slice_rescale(self, tmp_path):
+        hu = F.expected_hu()
+        dss = F.clean_datasets()
+        for k, ds in enumerate(dss):
+            slope, inter = [(1.0, -1024.0), (0.5, -1000.0), (2.0, -1100.0), (1.0, 0.0)][k % 4]
+            ds.RescaleSlope, ds.RescaleIntercept = slope, inter
+            F.set_stored(ds, np.floor((hu[k] - inter) / slope))
+        F.write(dss, tmp_path)
+        vol = load_series(tmp_path)
+        assert vol.hu.dtype == np.float32  # slope 0.5 with integer stored values: not int16
+        expect = np.stack([np.floor((hu[k] - dss[k].RescaleIntercept) / dss[k].RescaleSlope) * dss[k].RescaleSlope
+                           + dss[k].RescaleIntercept for k in range(F.N)])
+        np.testing.assert_allclose(vol.hu, expect)
+        assert vol.meta["rescale_slopes"] == [0.5, 1.0, 2.0]
+
+    def test_float_intercept_gives_float32(self, tmp_path):
+        F.write(F.clean_datasets(intercept=-1024.5, hu=F.expected_hu().astype(float) + 0.5), tmp_path)
+        vol = load_series(tmp_path)
+        assert vol.hu.dtype == np.float32
+        np.testing.assert_allclose(vol.hu, F.expected_hu() + 0.5)
+
+    def test_padding_value_tag_becomes_air(self, tmp_path):
+        dss = F.clean_datasets()
+        for ds in dss:
+            st = F.stored_of(ds)
+            st[:4, :4] = -2000  # HU -3024 if not handled
+            st[-4:, -4:] = -1500  # within the padding range
+            F.set_stored(ds, st)
+            ds.PixelPaddingValue = -2000
+            ds.PixelPaddingRangeLimit = -1500
+        F.write(dss, tmp_path)
+        vol = load_series(tmp_path, padding_hu=-1024)
+        assert (vol.hu[:, :4, :4] == -1024).all() and (vol.hu[:, -4:, -4:] == -1024).all()
+        assert vol.hu.min() >= -1024 and vol.meta["padding_voxels"] == F.N * 32
+
+    def test_fov_padding_without_tag_becomes_air(self, tmp_path):
+        dss = F.clean_datasets()
+        for ds in dss:
+            st = F.stored_of(ds)
+            yy, xx = np.mgrid[: F.ROWS, : F.COLS]
+            st[(yy - 31.5) ** 2 + (xx - 31.5) ** 2 > 32**2] = -2000  # circular FOV, GE style
+            F.set_stored(ds, st)
+        F.write(dss, tmp_path)
+        vol = load_series(tmp_path)
+        assert vol.hu.min() == -1024 and vol.hu[0, 0, 0] == -1024
+        assert not (vol.hu == -3024).any()
+
+    # ---------------------------------------------------------------- compression
+    @pytest.mark.parametrize("syntax", [RLELossless, JPEGLSLossless, JPEG2000Lossless], ids=["rle", "jpeg-ls", "jpeg2000"])
+    def test_compressed_lossless(self, tmp_path, syntax):
+        dss = F.clean_datasets(n=6)
+        for ds in dss:
+            ds.compress(syntax)
+        F.write(dss, tmp_path)
+        vol = load_series(tmp_path)
+        np.testing.assert_array_equal(vol.hu, F.expected_hu(6))
+        assert vol.meta["transfer_syntax"] == syntax
+
+    def test_deflated(self, tmp_path):
+        dss = F.clean_datasets(n=6)
+        for ds in dss:
+            ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+        F.write(dss, tmp_path)
+        np.testing.assert_array_equal(load_series(tmp_path).hu, F.expected_hu(6))
+
+    def test_big_endian(self, tmp_path):
+        F.write(F.clean_datasets(n=6), tmp_path, big_endian=True)
+        np.testing.assert_array_equal(load_series(tmp_path).hu, F.expected_hu(6))
+
+    def test_jpeg_baseline(self, tmp_path):
+        pil = pytest.importorskip("PIL.Image")
+        from pydicom.encaps import encapsulate
+
+        dss = F.clean_datasets(n=4)
+        truth = []
+        for k, ds in enumerate(dss):
+            st = ((F.expected_hu(4)[k].astype(int) + 1000) // 5).astype(np.uint8)  # 8-bit stored values
+            truth.append(st.astype(float) - 1024)
+            buf = io.BytesIO()
+            pil.fromarray(st).save(buf, format="JPEG", quality=95)
+            ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+            ds.PixelData = encapsulate([buf.getvalue()])
+            ds["PixelData"].VR = "OB"
+            ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+        F.write(dss, tmp_path)
+        vol = load_series(tmp_path)
+        assert np.abs(vol.hu - np.stack(truth)).mean() < 3  # lossy
+
+    def test_undecodable_names_file_syntax_and_package(self, tmp_path, monkeypatch):
+        from pydicom.pixels.decoders.base import get_decoder
+
+        dss = F.clean_datasets(n=3)
+        for ds in dss:
+            ds.compress(JPEG2000Lossless)
+        F.write(dss, tmp_path)
+        monkeypatch.setattr(get_decoder(JPEG2000Lossless), "_available", {})  # as if the plugin were not installed
+        with pytest.raises(DicomSeriesError, match=r"slice_00\d\.dcm.*1\.2\.840\.10008\.1\.2\.4\.90.*pylibjpeg-openjpeg"):
+            load_series(tmp_path)
+
+    # ---------------------------------------------------------------- broken files
+    def test_truncated_file_raises_naming_it(self, clean):
+        p = clean / "slice_012.dcm"
+        p.write_bytes(p.read_bytes()[:-3000])
+        with pytest.raises(DicomSeriesError, match=r"slice_012\.dcm.*\(7FE0,0010\) Pixel Data holds .* truncated"):
+            load_series(clean)
+
+    def test_truncated_file_skipped_leaves_reported_gap(self, clean):
+        p = clean / "slice_012.dcm"
+        p.write_bytes(p.read_bytes()[:-3000])
+        with pytest.warns(SeriesWarning) as rec:
+            vol = load_series(clean, on_error="skip")
+        texts = " | ".join(str(w.message) for w in rec)
+        assert "slice_012.dcm" in texts and "between slice 11" in texts
+        assert vol.shape[0] == F.N - 1
+
+    def test_garbage_after_preamble_raises(self, clean):
+        (clean / "broken.dcm").write_bytes(bytes(128) + b"DICM" + b"\x02\x00\x10\x00UI\xff\x7f")
+        with pytest.raises(DicomSeriesError, match=r"broken\.dcm.*truncated or corrupt"):
+            load_series(clean)
+
+    def test_lying_rows_columns_raise_before_allocating(self, tmp_path):
+        dss = F.clean_datasets()
+        for ds in dss:  # every header claims a huge image; the data are 64x64
+            ds.Rows, ds.Columns = 60000, 60000
+        F.write(dss, tmp_path)
+        with pytest.raises(DicomSeriesError, match=r"Pixel Data holds 8192 bytes but \(0028,0010\) Rows 60000"):
+            load_series(tmp_path)
+
+    # ---------------------------------------------------------------- choosing a series
+    def test_two_series_tied_raise_with_table(self, tmp_path):
+        F.write(F.clean_datasets(series="a", description="soft"), tmp_path / "a")
+        F.write(F.clean_datasets(series="b", description="lung"), tmp_path / "b")
+        with pytest.raises(DicomSeriesError, match=r"2 series .* have 24 slices each.*'soft'.*'lung'.*series_uid="):
+            load_series(tmp_path)
+        vol = load_series(tmp_path, series_uid=F.uid("series", "b"))
+        assert vol.meta["series_description"] == "lung"
+
+    def test_two_series_untied_take_largest_and_warn(self, tmp_path):
+        F.write(F.clean_datasets(series="a", description="soft"), tmp_path / "a")
+        F.write(F.clean_datasets(n=10, series="b", description="lung"), tmp_path / "b")
+        with pytest.warns(SeriesWarning, match=r"2 series.*'soft'.*left out.*'lung'.*10 slices"):
+            vol = load_series(tmp_path)
+        assert vol.shape[0] == F.N
+
+    def test_unknown_series_uid(self, clean):
+        with pytest.raises(DicomSeriesError, match=r"series_uid '1\.2\.3' is not in .*'clean 2\.5mm'"):
+            load_series(clean, series_uid="1.2.3")
+
+    def test_non_ct_raises_unless_allowed(self, tmp_path):
+        F.write(F.clean_datasets(modality="MR", intercept=0.0, hu=F.expected_hu() + 1000), tmp_path)
+        with pytest.raises(DicomSeriesError, match=r"no CT series.*MR.*allow_non_ct=True"):
+            load_series(tmp_path)
+        vol = load_series(tmp_path, allow_non_ct=True)
+        assert vol.meta["modality"] == "MR"
+
+    def test_enhanced_multiframe_ct(self, tmp_path):
+        dss = F.clean_datasets()
+        dss[3].RescaleIntercept = -1000.0  # per-frame rescale differs
+        F.set_stored(dss[3], F.expected_hu()[3].astype(int) + 1000)
+        F.write([F.enhanced(dss[::-1])], tmp_path)  # frames stored head -> feet
+        vol = load_series(tmp_path)
+        np.testing.assert_array_equal(vol.hu, F.expected_hu())
+        assert vol.spacing == pytest.approx(F.SPACING) and vol.origin == pytest.approx(F.ORIGIN)
+        assert vol.meta["file_count"] == 1 and vol.meta["frame_indices"][0] == F.N - 1
+
+    # ---------------------------------------------------------------- nothing to load
+    def test_empty_folder_names_it(self, tmp_path):
+        with pytest.raises(DicomSeriesError, match=rf"no DICOM image files found in {tmp_path} \(it is empty\)"):
+            load_series(tmp_path)
+
+    def test_only_junk_says_so(self, tmp_path):
+        (tmp_path / "a.txt").write_text("hello")
+        with pytest.raises(DicomSeriesError, match=r"1 files looked at, none is a DICOM image: a\.txt"):
+            load_series(tmp_path)
+
+    def test_missing_path(self, tmp_path):
+        with pytest.raises(DicomSeriesError, match=r"nope does not exist"):
+            load_series(tmp_path / "nope")
+
+    def test_bad_on_error(self, clean):
+        with pytest.raises(ValueError, match="on_error"):
+            load_series(clean, on_error="ignore")
+
+
+class TestListSeries:
+    def test_table(self, tmp_path):
+        F.write(F.clean_datasets(series="a", description="soft"), tmp_path / "a")
+        F.write(F.clean_datasets(n=10, series="b", description="lung", series_number=3), tmp_path / "b")
+        (tmp_path / "junk.txt").write_text("x")
+        table = list_series(tmp_path)
+        assert isinstance(table, SeriesTable) and all(isinstance(s, SeriesInfo) for s in table)
+        assert [(s.description, s.slices, s.modality) for s in table] == [("soft", 24, "CT"), ("lung", 10, "CT")]
+        text = repr(table)
+        assert text.splitlines()[0].split()[:4] == ["#", "modality", "description", "slices"]
+        assert F.uid("series", "b") in text and "<table>" in table._repr_html_()
+
+    def test_empty(self, tmp_path):
+        assert len(list_series(tmp_path)) == 0
+
+
+@pytest.mark.realdata
+class TestRealCase:
+    def test_b40f_by_series_uid(self, real_case):
+        vol = load_series(real_case, series_uid=B40F_UID)
+        assert vol.shape == (30, 512, 512) and vol.meta["kernel"] == "B40f"
+        assert vol.spacing == pytest.approx((8.0, 0.646484375, 0.646484375))
+        assert len(vol.meta["sop_instance_uids"]) == 30
+
+    def test_two_series_tie(self, real_case):
+        with pytest.raises(DicomSeriesError, match=r"2 series .* 30 slices each.*B70f.*B40f.*series_uid="):
+            load_series(real_case)
+
+    def test_same_as_simpleitk(self, real_case):
+        sitk = pytest.importorskip("SimpleITK")
+        folder = real_case / "ct-b40f"
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
+        img = reader.Execute()
+        vol = load_series(folder)
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(img), vol.hu)
+        assert img.GetSpacing()[::-1] == pytest.approx(vol.spacing)
+        assert img.GetOrigin() == pytest.approx(vol.origin)

@@ -55,6 +55,8 @@ def load_scan(path):
     ------
     pydicom.errors.InvalidDicomError
         On any non-DICOM file in the folder (a README, a DICOMDIR's siblings...).
+    IndexError
+        When the folder holds a single slice.
 
     Notes
     -----
@@ -72,6 +74,8 @@ def load_scan(path):
       is overwritten (thickness and spacing are different things anyway).
     * **Every file is read.**  One stray file, a second series or a scout image
       in the folder either crashes the call or ends up in the stack.
+    * **One slice is an error.**  A single-image folder ends in a bare
+      ``IndexError: list index out of range`` from the fallback branch.
     * **Only axial z.**  ``ImagePositionPatient[2]`` ignores tilted or
       non-axial acquisitions.
 
@@ -208,6 +212,9 @@ def resample(image, scan, new_spacing=[1, 1, 1]):  # noqa: B006 - the 2017 signa
       float64 (8 bytes per voxel, on top of input and output) and runs on one
       core: about 30 s and a few GB for a 512x512x120 chest CT, against well
       under a second for :func:`helpers.resample.resample`.
+    * **Ends bent.**  With ``zoom``'s default boundary mode even a straight
+      ramp comes out bent within a few voxels of the first and last plane
+      (4 HU off on a 10 HU/mm ramp in ``tests/test_legacy.py``).
     * **Overshoot.**  Cubic splines ring at air/bone edges (values below -1024
       or above the real maximum), which a later threshold may pick up.
 

@@ -127,6 +127,6 @@ class TestResample:
         np.testing.assert_allclose(new.hu[inside, 4, 4], 10 * centres[inside], atol=1e-3)
         zoom_z = np.arange(old.shape[0]) * z[-1] / (old.shape[0] - 1)  # where zoom really samples
         error = np.abs(old[:, 4, 4] - 10 * zoom_z)
-        assert error[3:-3].max() <= 1  # rounded to int16
+        assert error[5:-5].max() <= 1  # rounded to int16
         assert error[[1, -2]].min() > 2  # the spline's boundary handling bends the ramp near the ends
         assert not np.allclose(zoom_z[inside], centres[inside], atol=0.1)  # not the 1 mm grid it claims

@@ -1,0 +1,420 @@
+"""Exercise checkers: a resident's answer in, a clear verdict out.
+
+Every checker returns a :class:`Feedback` that shows as one short message in a
+notebook: **Right** (and why it matters), **Not yet** (what is wrong, with the
+numbers) plus a hint, or **Not answered yet** while the cell still holds ``...``.
+A checker never raises on a wrong answer, so the book builds with the exercise
+cells left blank.
+
+Chapter authors: add a checker per exercise at the end of this file, built on
+:func:`check_number`, :func:`check_array` or :func:`check_choice`, with a doctest
+and a test in ``tests/test_checks.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from html import escape
+
+import numpy as np
+
+__all__ = [
+    "Feedback",
+    "check_number",
+    "check_array",
+    "check_choice",
+    "check_rescale",
+    "check_slice_spacing",
+    "check_sorted_positions",
+    "check_hu",
+    "check_window",
+    "check_unit_range",
+    "check_resampled_shape",
+    "check_memory_mb",
+    "check_mask_order",
+    "check_volume_ml",
+    "check_dice",
+]
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """The verdict on one answer.
+
+    Attributes
+    ----------
+    ok : bool or None
+        True right, False wrong, None not answered yet.
+    message : str
+        What is right or what is wrong.
+    hint : str
+        A nudge shown with a wrong or missing answer.
+    """
+
+    ok: bool | None
+    message: str
+    hint: str = ""
+
+    @property
+    def label(self) -> str:
+        return {True: "Right", False: "Not yet", None: "Not answered yet"}[self.ok]
+
+    def __bool__(self) -> bool:
+        return bool(self.ok)
+
+    def __repr__(self) -> str:
+        text = f"{'✔' if self.ok else '✘' if self.ok is False else '…'} {self.label}: {self.message}"
+        if self.hint and not self.ok:
+            text += f"\n  Hint: {self.hint}"
+        return text
+
+    def _repr_html_(self) -> str:
+        colour = {True: "#1a7f37", False: "#b35900", None: "#57606a"}[self.ok]
+        hint = f"<br><em>Hint:</em> {escape(self.hint)}" if self.hint and not self.ok else ""
+        return (
+            f'<div class="exercise-feedback" style="border-left:4px solid {colour};padding:0.3em 0.8em">'
+            f"<strong style=\"color:{colour}\">{self.label}:</strong> {escape(self.message)}{hint}</div>"
+        )
+
+
+def _unanswered(answer) -> bool:
+    return answer is None or answer is Ellipsis
+
+
+def _missing(hint: str) -> Feedback:
+    return Feedback(None, "replace the ... with your answer and run the cell again.", hint)
+
+
+def check_number(answer, expected: float, *, rtol: float = 0.02, atol: float = 0.0,
+                 unit: str = "", hint: str = "", why: str = "") -> Feedback:
+    """Check a number against the expected value within a tolerance.
+
+    Parameters
+    ----------
+    answer : float or ...
+        The resident's value (``...`` or ``None`` = not answered).
+    expected : float
+        The right value.
+    rtol, atol : float
+        Accepted relative and absolute error (``|a - e| <= atol + rtol * |e|``).
+    unit : str
+        Unit shown in the message.
+    hint, why : str
+        Hint for a wrong answer; sentence added to a right one.
+
+    Returns
+    -------
+    Feedback
+
+    Examples
+    --------
+    >>> check_number(2.5, 2.5, unit="mm")
+    ✔ Right: 2.5 mm.
+    >>> check_number(3, 2.5, unit="mm", hint="Use the positions.").ok
+    False
+    >>> check_number(..., 2.5).ok is None
+    True
+    """
+    if _unanswered(answer):
+        return _missing(hint)
+    try:
+        value = float(np.asarray(answer).item())
+    except (TypeError, ValueError):
+        return Feedback(False, f"expected one number, got {type(answer).__name__} {answer!r:.60}.", hint)
+    u = f" {unit}" if unit else ""
+    if abs(value - expected) <= atol + rtol * abs(expected):
+        return Feedback(True, f"{value:.4g}{u}." + (f" {why}" if why else ""))
+    return Feedback(False, f"you have {value:.4g}{u}; the expected value is {expected:.4g}{u}.", hint)
+
+
+def check_array(answer, expected, *, atol: float = 1e-3, name: str = "the array",
+                hint: str = "", why: str = "") -> Feedback:
+    """Check an array: shape first, then values within ``atol``.
+
+    Parameters
+    ----------
+    answer : array_like or ...
+    expected : array_like
+    atol : float
+        Largest accepted absolute difference per element.
+    name : str
+        What the array is, for the message.
+    hint, why : str
+
+    Returns
+    -------
+    Feedback
+
+    Examples
+    --------
+    >>> check_array([1, 2], [1, 2]).ok
+    True
+    >>> print(check_array([1, 2, 3], [1, 2], name="z"))
+    ✘ Not yet: z has shape (3,); expected (2,).
+    """
+    if _unanswered(answer):
+        return _missing(hint)
+    a = np.asarray(answer)
+    e = np.asarray(expected)
+    if a.shape != e.shape:
+        return Feedback(False, f"{name} has shape {a.shape}; expected {e.shape}.", hint)
+    if a.dtype == object or not np.issubdtype(a.dtype, np.number) and a.dtype != bool:
+        return Feedback(False, f"{name} should hold numbers; it has dtype {a.dtype}.", hint)
+    diff = np.abs(a.astype(np.float64) - e.astype(np.float64))
+    bad = int(np.count_nonzero(diff > atol))
+    if bad == 0:
+        return Feedback(True, f"{name} matches ({e.size} values)." + (f" {why}" if why else ""))
+    worst = np.unravel_index(int(np.argmax(diff)), diff.shape)
+    return Feedback(
+        False,
+        f"{bad} of {e.size} values of {name} differ; the worst at index {tuple(int(i) for i in worst)}: "
+        f"{a[worst]:.5g} instead of {e[worst]:.5g}.",
+        hint,
+    )
+
+
+def check_choice(answer, expected, *, options=None, hint: str = "", why: str = "") -> Feedback:
+    """Check a choice (a string or an integer) among options.
+
+    Examples
+    --------
+    >>> check_choice("nearest", "nearest", options=["linear", "nearest"]).ok
+    True
+    >>> check_choice("cubic", "nearest", options=["linear", "nearest"]).message
+    "'cubic' is not one of ['linear', 'nearest']."
+    """
+    if _unanswered(answer):
+        return _missing(hint)
+    norm = (lambda v: v.strip().lower()) if isinstance(answer, str) else (lambda v: v)
+    if options is not None and norm(answer) not in [norm(o) if isinstance(o, str) else o for o in options]:
+        return Feedback(False, f"{answer!r} is not one of {list(options)}.", hint)
+    if norm(answer) == (norm(expected) if isinstance(expected, str) else expected):
+        return Feedback(True, f"{answer!r}." + (f" {why}" if why else ""))
+    return Feedback(False, f"{answer!r} is not the best choice here.", hint)
+
+
+# ------------------------------------------------------------------ chapter 1: load
+def check_rescale(answer, dataset) -> Feedback:
+    """Exercise 1: the ``(slope, intercept)`` of one file.
+
+    Parameters
+    ----------
+    answer : tuple of 2 float or ...
+    dataset : pydicom.Dataset
+        The file the resident read.
+
+    Examples
+    --------
+    >>> from pydicom import Dataset
+    >>> ds = Dataset(); ds.RescaleSlope = 1; ds.RescaleIntercept = -1024
+    >>> check_rescale((1, -1024), ds).ok
+    True
+    >>> check_rescale((-1024, 1), ds).ok
+    False
+    """
+    hint = "ds.RescaleSlope is tag (0028,1053) and ds.RescaleIntercept is (0028,1052); answer (slope, intercept)."
+    expected = (float(dataset.RescaleSlope), float(dataset.RescaleIntercept))
+    return check_array(answer, expected, atol=1e-6, name="(slope, intercept)", hint=hint,
+                       why="HU = stored value × slope + intercept, for this file.")
+
+
+def check_slice_spacing(answer, volume) -> Feedback:
+    """Exercise 1: the distance between neighbouring slices, in mm, from the positions.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from helpers.volume import Volume
+    >>> v = Volume(np.zeros((3, 2, 2)), spacing=(2.5, 0.7, 0.7))
+    >>> check_slice_spacing(2.5, v).ok
+    True
+    """
+    steps = np.diff(np.sort(np.asarray(volume.slice_positions)))
+    expected = float(np.median(steps))
+    return check_number(
+        answer, expected, rtol=0.01, unit="mm",
+        hint="Sort the z values of ImagePositionPatient (volume.slice_positions), take np.diff, then the median. "
+             "(0018,0050) Slice Thickness is the thickness, not the spacing.",
+        why="The spacing comes from the positions; Slice Thickness can differ from it.",
+    )
+
+
+def check_sorted_positions(answer, volume) -> Feedback:
+    """Exercise 1: slice positions sorted feet to head (ascending).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from helpers.volume import Volume
+    >>> v = Volume(np.zeros((3, 2, 2)), spacing=(2.0, 1, 1))
+    >>> check_sorted_positions([0, 2, 4], v).ok
+    True
+    >>> check_sorted_positions([4, 2, 0], v).ok
+    False
+    """
+    expected = np.sort(np.asarray(volume.slice_positions))
+    return check_array(
+        answer, expected, atol=1e-3, name="your positions",
+        hint="Use the z coordinate of (0020,0032) Image Position (Patient) and sort it ascending (np.sort).",
+        why="Position, not Instance Number or file name, gives the anatomical order.",
+    )
+
+
+# ------------------------------------------------------------- chapter 2: normalize
+def check_hu(answer, stored, slope: float, intercept: float) -> Feedback:
+    """Exercise 2: stored values to HU by hand, in floating point.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> s = np.array([0, 1024, 3000], np.uint16)
+    >>> check_hu(s * 1.0 - 1024, s, 1, -1024).ok
+    True
+    >>> check_hu(s - 1024, s, 1, -1024).ok  # uint16 arithmetic wraps around
+    False
+    """
+    expected = np.asarray(stored, dtype=np.float64) * slope + intercept
+    return check_array(
+        answer, expected, atol=0.5, name="your HU array",
+        hint="Convert to float first (stored.astype(np.float32)); unsigned 16-bit arithmetic wraps "
+             "below zero. HU = stored × slope + intercept.",
+        why="Air is about -1000 HU, water 0, dense bone above +700.",
+    )
+
+
+def check_window(answer, hu, level: float, width: float) -> Feedback:
+    """Exercise 2: a window/level by hand, mapped to ``[0, 1]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> hu = np.array([-2000.0, -600, 1000])
+    >>> check_window(np.array([0.0, 0.5, 1.0]), hu, -600, 1500).ok
+    True
+    """
+    hu = np.asarray(hu, dtype=np.float64)
+    lo, hi = level - width / 2, level + width / 2
+    expected = np.clip((hu - lo) / (hi - lo), 0, 1)
+    return check_array(
+        answer, expected, atol=1e-3, name="your windowed image",
+        hint=f"low = level - width/2 = {lo:g}, high = level + width/2 = {hi:g}; "
+             "(hu - low) / (high - low), then np.clip to [0, 1].",
+        why="Everything below the window is black, above it white.",
+    )
+
+
+def check_unit_range(answer, hu, *, low: float = -1000.0, high: float = 400.0) -> Feedback:
+    """Exercise 2: clip to ``[low, high]`` HU and scale to ``[0, 1]`` for a model.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_unit_range(np.array([0.0, 1.0]), np.array([-1200.0, 500])).ok
+    True
+    """
+    hu = np.asarray(hu, dtype=np.float64)
+    expected = (np.clip(hu, low, high) - low) / (high - low)
+    return check_array(
+        answer, expected, atol=1e-3, name="your scaled array",
+        hint=f"np.clip(hu, {low:g}, {high:g}), subtract {low:g}, divide by {high - low:g}.",
+        why="The same fixed range for every scan keeps the model's inputs comparable.",
+    )
+
+
+# -------------------------------------------------------------- chapter 3: resample
+def check_resampled_shape(answer, volume, spacing=(1.0, 1.0, 1.0)) -> Feedback:
+    """Exercise 3: the array shape after resampling to ``spacing`` (extent / spacing, rounded).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from helpers.volume import Volume
+    >>> v = Volume(np.zeros((10, 100, 100)), spacing=(2.5, 0.7, 0.7))
+    >>> check_resampled_shape((25, 70, 70), v).ok
+    True
+    """
+    expected = tuple(int(round(n * s / t)) for n, s, t in zip(volume.shape, volume.spacing, spacing))
+    if _unanswered(answer):
+        return _missing("")
+    try:
+        got = tuple(int(a) for a in answer)
+    except TypeError:
+        return Feedback(False, f"expected a tuple of 3 integers (z, y, x), got {answer!r}.", "")
+    hint = ("Physical extent = shape × spacing (mm) per axis; new shape = extent / new spacing, rounded. "
+            f"Here the extent is {tuple(round(e, 1) for e in volume.extent_mm)} mm.")
+    if len(got) == 3 and all(abs(g - e) <= 1 for g, e in zip(got, expected)):
+        return Feedback(True, f"{got} (z, y, x). Rounding can differ by one voxel between libraries.")
+    return Feedback(False, f"you have {got}; expected about {expected} (z, y, x).", hint)
+
+
+def check_memory_mb(answer, shape, dtype="float32") -> Feedback:
+    """Exercise 3: memory of an array in MB (10^6 bytes): voxels × bytes per voxel.
+
+    Examples
+    --------
+    >>> check_memory_mb(4.0, (10, 100, 1000), "float32").ok
+    True
+    """
+    expected = float(np.prod(shape)) * np.dtype(dtype).itemsize / 1e6
+    return check_number(
+        answer, expected, rtol=0.05, unit="MB",
+        hint=f"Number of voxels (np.prod(shape)) × {np.dtype(dtype).itemsize} bytes for {dtype}, / 1e6.",
+        why="Check this before resampling a whole scan on a laptop.",
+    )
+
+
+def check_mask_order(answer) -> Feedback:
+    """Exercise 3: interpolation order for a label mask (0, nearest).
+
+    Examples
+    --------
+    >>> check_mask_order(0).ok
+    True
+    >>> check_mask_order(1).ok
+    False
+    """
+    hint = "Linear interpolation between label 1 and label 2 invents label 1.5 (or 1 at an edge of 2)."
+    if isinstance(answer, str):
+        answer = {"nearest": 0, "linear": 1, "cubic": 3}.get(answer.strip().lower(), answer)
+    return check_choice(answer, 0, options=[0, 1, 3], hint=hint,
+                        why="Nearest neighbour keeps labels as they are (no 0.5 voxels).")
+
+
+# ---------------------------------------------------------- chapter 7: segmentation
+def check_volume_ml(answer, mask, spacing) -> Feedback:
+    """Exercise 7: volume of a mask in mL: voxel count × voxel volume (mm³) / 1000.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> m = np.ones((10, 10, 10), bool)
+    >>> check_volume_ml(2.0, m, (2.0, 1.0, 1.0)).ok
+    True
+    """
+    expected = float(np.count_nonzero(mask)) * float(np.prod(spacing)) / 1000.0
+    return check_number(
+        answer, expected, rtol=0.01, unit="mL",
+        hint="np.count_nonzero(mask) × np.prod(spacing) gives mm³; 1 mL = 1000 mm³.",
+        why="A healthy adult's lungs hold several litres at full inspiration.",
+    )
+
+
+def check_dice(answer, a, b) -> Feedback:
+    """Exercise 7: Dice = 2 |A ∩ B| / (|A| + |B|).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = np.array([1, 1, 0, 0], bool); b = np.array([1, 0, 1, 0], bool)
+    >>> check_dice(0.5, a, b).ok
+    True
+    """
+    a = np.asarray(a, bool)
+    b = np.asarray(b, bool)
+    denom = a.sum() + b.sum()
+    expected = 1.0 if denom == 0 else 2.0 * np.logical_and(a, b).sum() / denom
+    return check_number(
+        answer, float(expected), atol=1e-3, rtol=0,
+        hint="np.logical_and(a, b).sum() is |A ∩ B|; a.sum() and b.sum() are |A| and |B|.",
+        why="1 is perfect overlap, 0 none; a Dice of 0.95 can still hide a missed tumour.",
+    )

@@ -459,6 +459,14 @@ def _download(
             last_error = f"{type(exc).__name__}: {reason}"
         say(f"  attempt {attempt + 1} of {retries + 1} for {label} failed: {last_error}")
     kept = part.stat().st_size if part.exists() else 0
+    if not kept:  # nothing to resume: leave no empty folders behind
+        part.unlink(missing_ok=True)
+        validator_file.unlink(missing_ok=True)
+        for folder in (part.parent, part.parent.parent):
+            try:
+                folder.rmdir()
+            except OSError:
+                break
     raise DatasetError(
         f"download of {label} from {url} failed after {retries + 1} attempt(s): "
         f"{last_error}. {kept} bytes are kept in {part}; run the same command again "

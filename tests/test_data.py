@@ -383,6 +383,7 @@ class TestFetch:
         with pytest.raises(DatasetError, match=r"failed after 2 attempt\(s\)"):
             hd.fetch("case", dest=tmp_path / "case", manifest=_manifest(series), base_url=url,
                      progress=False, quiet=True, retries=1, backoff=0, timeout=2)
+        assert list(tmp_path.iterdir()) == []  # no empty .partial or temporary folders
 
     def test_unknown_name_lists_the_available_ones(self):
         with pytest.raises(DatasetError, match=r"no dataset called 'nope'.*lung-dx-a0002-b40f"):
@@ -582,3 +583,26 @@ class TestDefaultDicomDir:
         except NotImplementedError:
             pytest.skip("helpers.sample.default_dicom_dir does not read DATASET yet")
         assert Path(folder).resolve() == (hd.DATA_DIR / "lung-dx-a0002-b40f").resolve()
+
+
+class TestPostBuild:
+    """The Binder hook is opt-in and never fails the build (no network used here)."""
+
+    def _run(self, repo, **env):
+        import subprocess
+        import sys
+
+        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        full = {"PATH": path, "HOME": os.environ.get("HOME", "/tmp"), **env}
+        return subprocess.run(["bash", str(repo / "postBuild")], env=full, capture_output=True,
+                              text=True, timeout=60)
+
+    def test_does_nothing_unless_asked(self, repo):
+        done = self._run(repo)
+        assert done.returncode == 0 and done.stdout == ""
+
+    def test_a_failed_prefetch_is_a_note_not_an_error(self, repo):
+        done = self._run(repo, HELPERS_PREFETCH_DATASET="no-such-case")
+        assert done.returncode == 0
+        assert "note: could not prefetch no-such-case" in done.stdout
+        assert "no dataset called 'no-such-case'" in done.stderr

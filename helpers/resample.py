@@ -43,7 +43,7 @@ from scipy import ndimage
 
 from .volume import Volume
 
-__all__ = ["resample", "estimate_memory", "resize_to_shape", "crop_or_pad"]
+__all__ = ["resample", "output_grid", "estimate_memory", "resize_to_shape", "crop_or_pad"]
 
 #: HU used to pad images (air).
 AIR_HU = -1024.0
@@ -353,6 +353,42 @@ def resample(
     }
     meta["resampling"] = list(meta.get("resampling", [])) + [note]
     return Volume(out, spacing=plan["spacing"], origin=tuple(origin), direction=direction.copy(), meta=meta)
+
+
+def output_grid(volume: Volume, *, spacing=(1.0, 1.0, 1.0), shape=None) -> dict:
+    """The output grid :func:`resample` would use, without resampling.
+
+    Handy to give SimpleITK (or any other tool) exactly the same grid.
+
+    Parameters
+    ----------
+    volume : Volume
+        The input.
+    spacing, shape
+        As in :func:`resample`.
+
+    Returns
+    -------
+    dict
+        ``shape`` (z, y, x), ``spacing`` (z, y, x) mm, ``origin`` (LPS x, y, z mm
+        of the first output voxel's centre) and ``direction`` (3x3, unchanged).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from helpers.volume import Volume
+    >>> g = output_grid(Volume(np.zeros((4, 10, 10), np.int16), spacing=(2.5, 0.7, 0.7)))
+    >>> g["shape"], [round(o, 3) for o in g["origin"]]
+    ((10, 7, 7), [0.15, 0.15, -0.75])
+    """
+    plan = _plan(volume, spacing, shape)
+    origin = np.asarray(volume.origin) + volume.direction @ np.asarray(plan["first"])
+    return {
+        "shape": plan["shape"],
+        "spacing": plan["spacing"],
+        "origin": tuple(float(o) for o in origin),
+        "direction": volume.direction.copy(),
+    }
 
 
 def _run(fn, jobs, workers: int) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 import warnings
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
@@ -144,9 +146,12 @@ class SeriesTable(list):
 @dataclass(eq=False)
 class _File:
     name: str
-    ds: Any
+    ds: Any  # header (stops before Pixel Data), or the whole data set when parsed fully
     ts: UID
     frames: int
+    h: dict  # the header values the loader needs, read once
+    data: bytes | None = field(default=None, repr=False)  # the file's bytes (for a later full parse)
+    pixel: Any = field(default=None, repr=False)  # native Pixel Data bytes (a view into ``data``)
 
 
 @dataclass(eq=False)
@@ -178,6 +183,88 @@ def _tag_text(keyword: str) -> str:
 
 def _ts_text(ts: UID) -> str:
     return f"{ts} ({ts.name})" if ts.name and ts.name != str(ts) else str(ts)
+
+
+# Header values read straight from the raw element bytes (pydicom's generic
+# conversion is the slowest part of reading a big series): keyword -> (tag, kind).
+_HEADER = {
+    "SOPClassUID": (0x00080016, "str"),
+    "SOPInstanceUID": (0x00080018, "str"),
+    "ImageType": (0x00080008, "strs"),
+    "Modality": (0x00080060, "str"),
+    "SeriesInstanceUID": (0x0020000E, "str"),
+    "ImagePositionPatient": (0x00200032, "floats"),
+    "ImageOrientationPatient": (0x00200037, "floats"),
+    "PixelSpacing": (0x00280030, "floats"),
+    "SamplesPerPixel": (0x00280002, "us"),
+    "NumberOfFrames": (0x00280008, "int"),
+    "Rows": (0x00280010, "us"),
+    "Columns": (0x00280011, "us"),
+    "BitsAllocated": (0x00280100, "us"),
+    "BitsStored": (0x00280101, "us"),
+    "PixelRepresentation": (0x00280103, "us"),
+    "PixelPaddingValue": (0x00280120, "us"),
+    "PixelPaddingRangeLimit": (0x00280121, "us"),
+    "RescaleIntercept": (0x00281052, "float"),
+    "RescaleSlope": (0x00281053, "float"),
+}
+
+
+def _convert(value, kind: str):
+    """Convert a pydicom element value to ``kind`` (fallback path)."""
+    if value is None or value == "":
+        return None
+    if kind == "str":
+        return str(value)
+    if kind == "strs":
+        return [str(v) for v in value] if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) else [str(value)]
+    if kind == "floats":
+        return _floats(value)
+    if kind == "float":
+        v = _floats(value)
+        return v[0] if v else None
+    return int(value) if not isinstance(value, (list, pydicom.multival.MultiValue)) else int(value[0])
+
+
+def _header(ds, little: bool) -> dict:
+    """Read the :data:`_HEADER` values of ``ds`` (None when absent or unreadable)."""
+    raw_dict = ds._dict
+    fmt = "<H" if little else ">H"
+    out = {}
+    for kw, (tag, kind) in _HEADER.items():
+        elem = raw_dict.get(tag)
+        if elem is None:
+            out[kw] = None
+            continue
+        value = None
+        done = False
+        if isinstance(elem, RawDataElement) and isinstance(elem.value, bytes):
+            v = elem.value
+            try:
+                if kind == "us":
+                    value = struct.unpack(fmt, v[:2])[0] if len(v) >= 2 else None
+                else:
+                    text = v.decode("latin-1").strip(" \x00")
+                    if kind == "str":
+                        value = text or None
+                    elif kind == "strs":
+                        value = [t.strip() for t in text.split("\\")] if text else None
+                    elif kind == "floats":
+                        value = [float(t) for t in text.split("\\")] if text else None
+                    elif kind == "float":
+                        value = float(text) if text else None
+                    else:
+                        value = int(text) if text else None
+                done = True
+            except (ValueError, struct.error):
+                done = False
+        if not done:
+            try:
+                value = _convert(ds[tag].value, kind)
+            except Exception:
+                value = None
+        out[kw] = value
+    return out
 
 
 # ----------------------------------------------------------------- collecting files
@@ -248,37 +335,74 @@ def _looks_preambleless(head: bytes) -> bool:
     return len(head) >= 8 and head[:2] in (b"\x02\x00", b"\x08\x00", b"\x00\x02", b"\x00\x08")
 
 
-def _parse(name: str, read) -> tuple[str, Any]:
-    """Read and parse one file: ``("dicom", _File)``, ``("skip", reason)`` or ``("bad", message)``."""
+_PIXEL_TAG = {True: b"\xe0\x7f\x10\x00", False: b"\x7f\xe0\x00\x10"}
+_UNDEFINED = 0xFFFFFFFF
+
+
+def _read(name: str, read):
     try:
-        data = read()
+        return read(), None
     except OSError as exc:
-        return "bad", f"cannot read {name}: {exc.strerror or exc}"
+        return None, f"cannot read {name}: {exc.strerror or exc}"
     except Exception as exc:  # zip member errors
-        return "bad", f"cannot read {name}: {exc}"
-    if len(data) >= 132 and data[128:132] == b"DICM":
-        try:
-            ds = pydicom.dcmread(BytesIO(data))
-        except Exception as exc:
-            return "bad", (
-                f"{name} starts like a DICOM file but cannot be parsed ({type(exc).__name__}: {exc}); "
-                "the file is probably truncated or corrupt. Copy it again from the source, or pass "
-                "on_error='skip' to leave it out."
-            )
-    elif _looks_preambleless(data):
-        try:
-            ds = pydicom.dcmread(BytesIO(data), force=True)
-            ok = "SOPClassUID" in ds and "PixelData" in ds
-        except Exception:
-            ok = False
-        if not ok:
-            return "skip", "not DICOM"
-    else:
+        return None, f"cannot read {name}: {exc}"
+
+
+def _parse(name: str, data: bytes) -> tuple[str, Any]:
+    """Parse one file's header: ``("dicom", _File)``, ``("skip", reason)`` or ``("bad", message)``.
+
+    The header is parsed once, stopping before (7FE0,0010) Pixel Data; for
+    uncompressed syntaxes the pixel bytes are then a view into ``data`` (no copy).
+    """
+    dicm = len(data) >= 132 and data[128:132] == b"DICM"
+    if not dicm and not _looks_preambleless(data):
         return "skip", "not DICOM"
-    if "PixelData" not in ds:
-        meta = getattr(ds, "file_meta", None)
-        sop = ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta is not None else None)
-        if "Rows" in ds or (sop is not None and "Image Storage" in UID(str(sop)).name):
+    bio = BytesIO(data)
+    try:
+        ds = pydicom.dcmread(bio, force=not dicm, stop_before_pixels=True)
+        pos = bio.tell()
+    except Exception as exc:
+        if not dicm:
+            return "skip", "not DICOM"
+        return "bad", (
+            f"{name} starts like a DICOM file but cannot be parsed ({type(exc).__name__}: {exc}); "
+            "the file is probably truncated or corrupt. Copy it again from the source, or pass "
+            "on_error='skip' to leave it out."
+        )
+    meta = getattr(ds, "file_meta", None)
+    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    implicit, little = ds.original_encoding
+    if ts is None:  # preamble-less files: pydicom guessed the encoding
+        ts = ImplicitVRLittleEndian if implicit else (ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+    ts = UID(str(ts))
+    little = little if little is not None else True
+    pixel = None
+    has_pixels = False
+    if ts == DeflatedExplicitVRLittleEndian:  # positions refer to the inflated stream: parse it all
+        try:
+            ds = pydicom.dcmread(BytesIO(data), force=not dicm)
+        except Exception as exc:
+            return "bad", f"{name}: the deflated data set cannot be inflated ({type(exc).__name__}: {exc})."
+        has_pixels = "PixelData" in ds
+        if has_pixels:
+            pixel = ds.PixelData
+    elif data[pos : pos + 4] == _PIXEL_TAG[little]:
+        has_pixels = True
+        explicit = not implicit
+        if explicit:
+            length = struct.unpack("<I" if little else ">I", data[pos + 8 : pos + 12])[0] if len(data) >= pos + 12 else 0
+            start = pos + 12
+        else:
+            length = struct.unpack("<I" if little else ">I", data[pos + 4 : pos + 8])[0] if len(data) >= pos + 8 else 0
+            start = pos + 8
+        if length != _UNDEFINED and ts in _NATIVE:
+            pixel = memoryview(data)[start : start + length]
+    h = _header(ds, little)
+    if not has_pixels:
+        sop = h["SOPClassUID"] or (meta.get("MediaStorageSOPClassUID") if meta is not None else None)
+        if not dicm:
+            return "skip", "not DICOM"
+        if h["Rows"] is not None or (sop is not None and "Image Storage" in UID(str(sop)).name):
             return "bad", (
                 f"{name} is a DICOM image header without (7FE0,0010) Pixel Data: the file is truncated. "
                 "Copy it again from the source, or pass on_error='skip' to leave it out."
@@ -290,17 +414,10 @@ def _parse(name: str, read) -> tuple[str, Any]:
                 "on_error='skip' to leave it out."
             )
         return "skip", "DICOM without pixel data"
-    meta = getattr(ds, "file_meta", None)
-    ts = meta.get("TransferSyntaxUID") if meta is not None else None
-    if ts is None:  # preamble-less files: pydicom guessed the encoding
-        ts = ImplicitVRLittleEndian if ds.is_implicit_VR else (
-            ExplicitVRLittleEndian if ds.is_little_endian else ExplicitVRBigEndian
-        )
-    try:
-        frames = int(ds.get("NumberOfFrames") or 1)
-    except (TypeError, ValueError):
-        frames = 1
-    return "dicom", _File(name=name, ds=ds, ts=UID(str(ts)), frames=max(frames, 1))
+    if not dicm and h["SOPClassUID"] is None:
+        return "skip", "not DICOM"
+    frames = h["NumberOfFrames"] or 1
+    return "dicom", _File(name=name, ds=ds, ts=ts, frames=max(int(frames), 1), h=h, data=data, pixel=pixel)
 
 
 def _collect(source, on_error: str):
@@ -309,12 +426,21 @@ def _collect(source, on_error: str):
     skipped: list[str] = []
     bad: list[str] = []
     workers = min(MAX_WORKERS, os.cpu_count() or 1)
-    if len(items) > 8 and workers > 1:
-        with ThreadPoolExecutor(workers) as pool:
-            results = list(pool.map(lambda it: _parse(*it), items))
-    else:
-        results = [_parse(*it) for it in items]
-    for (name, _), (kind, value) in zip(items, results):
+
+    def parsed():
+        # Threads read the bytes (I/O releases the GIL); parsing stays in this thread.
+        if len(items) > 8 and workers > 1:
+            with ThreadPoolExecutor(workers) as pool:
+                yield from zip(items, pool.map(lambda it: _read(*it), items))
+        else:
+            for it in items:
+                yield it, _read(*it)
+
+    for (name, _), (data, err) in parsed():
+        if err:
+            bad.append(err)
+            continue
+        kind, value = _parse(name, data)
         if kind == "dicom":
             files.append(value)
         elif kind == "skip":
@@ -347,12 +473,13 @@ def _first(seq_owner, seq_kw: str, kw: str):
 
 
 def _frames_of(f: _File) -> list[_Frame]:
-    ds = f.ds
-    rows, cols = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
-    sop = str(ds.get("SOPInstanceUID", ""))
-    image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
+    h = f.h
+    rows, cols = int(h["Rows"] or 0), int(h["Columns"] or 0)
+    sop = h["SOPInstanceUID"] or ""
+    image_type = [v.upper() for v in (h["ImageType"] or [])]
     localizer = "LOCALIZER" in image_type
-    if f.frames > 1 or str(ds.get("SOPClassUID", "")) == _ENHANCED_CT:
+    ds = f.ds
+    if f.frames > 1 or h["SOPClassUID"] == _ENHANCED_CT:
         shared = (ds.get("SharedFunctionalGroupsSequence") or [None])[0]
         per = ds.get("PerFrameFunctionalGroupsSequence") or []
         out = []
@@ -366,11 +493,11 @@ def _frames_of(f: _File) -> list[_Frame]:
                         return v
                 return default
 
-            ipp = _floats(get("PlanePositionSequence", "ImagePositionPatient", ds.get("ImagePositionPatient")), 3)
-            iop = _floats(get("PlaneOrientationSequence", "ImageOrientationPatient", ds.get("ImageOrientationPatient")), 6)
-            ps = _floats(get("PixelMeasuresSequence", "PixelSpacing", ds.get("PixelSpacing")), 2)
-            slope = get("PixelValueTransformationSequence", "RescaleSlope", ds.get("RescaleSlope"))
-            inter = get("PixelValueTransformationSequence", "RescaleIntercept", ds.get("RescaleIntercept"))
+            ipp = _floats(get("PlanePositionSequence", "ImagePositionPatient", h["ImagePositionPatient"]), 3)
+            iop = _floats(get("PlaneOrientationSequence", "ImageOrientationPatient", h["ImageOrientationPatient"]), 6)
+            ps = _floats(get("PixelMeasuresSequence", "PixelSpacing", h["PixelSpacing"]), 2)
+            slope = get("PixelValueTransformationSequence", "RescaleSlope", h["RescaleSlope"])
+            inter = get("PixelValueTransformationSequence", "RescaleIntercept", h["RescaleIntercept"])
             ftype = [str(v).upper() for v in (get("CTImageFrameTypeSequence", "FrameType") or [])]
             out.append(
                 _Frame(
@@ -385,10 +512,10 @@ def _frames_of(f: _File) -> list[_Frame]:
                 )
             )
         return out
-    ipp = _floats(ds.get("ImagePositionPatient"), 3)
-    iop = _floats(ds.get("ImageOrientationPatient"), 6)
-    ps = _floats(ds.get("PixelSpacing"), 2)
-    slope, inter = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
+    ipp = _floats(h["ImagePositionPatient"], 3)
+    iop = _floats(h["ImageOrientationPatient"], 6)
+    ps = _floats(h["PixelSpacing"], 2)
+    slope, inter = h["RescaleSlope"], h["RescaleIntercept"]
     return [
         _Frame(
             f, 0, sop,
@@ -403,7 +530,7 @@ def _frames_of(f: _File) -> list[_Frame]:
 
 
 def _series_key(f: _File) -> str:
-    return str(f.ds.get("SeriesInstanceUID", "")) or "(no Series Instance UID)"
+    return f.h["SeriesInstanceUID"] or "(no Series Instance UID)"
 
 
 def _group(files: Sequence[_File]) -> dict[str, list[_File]]:
@@ -425,11 +552,11 @@ def _info(uid: str, files: list[_File]) -> SeriesInfo:
     return SeriesInfo(
         series_uid=uid,
         series_number=number,
-        modality=str(ds.get("Modality", "")),
+        modality=files[0].h["Modality"] or "",
         description=str(ds.get("SeriesDescription", "")),
         slices=sum(f.frames for f in files),
-        rows=ds.get("Rows"),
-        columns=ds.get("Columns"),
+        rows=files[0].h["Rows"],
+        columns=files[0].h["Columns"],
         kernel=str(kernel),
         files=len(files),
     )
@@ -455,12 +582,12 @@ def _decoder_hint(ts: UID) -> str:
 
 def _stored(f: _File) -> np.ndarray:
     """Stored values of every frame of ``f``, shape (frames, rows, cols); raises DicomSeriesError."""
-    ds = f.ds
-    rows, cols = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
-    bits = int(ds.get("BitsAllocated") or 0)
-    stored_bits = int(ds.get("BitsStored") or bits)
-    signed = int(ds.get("PixelRepresentation") or 0) == 1
-    samples = int(ds.get("SamplesPerPixel") or 1)
+    h = f.h
+    rows, cols = int(h["Rows"] or 0), int(h["Columns"] or 0)
+    bits = int(h["BitsAllocated"] or 0)
+    stored_bits = int(h["BitsStored"] or bits)
+    signed = (h["PixelRepresentation"] or 0) == 1
+    samples = int(h["SamplesPerPixel"] or 1)
     if samples != 1:
         raise DicomSeriesError(
             f"{f.name}: (0028,0002) Samples per Pixel is {samples}; a CT slice has 1 (grey values). "
@@ -473,7 +600,9 @@ def _stored(f: _File) -> np.ndarray:
         )
     n = rows * cols * f.frames
     if f.ts in _NATIVE:
-        data = ds.PixelData
+        data = f.pixel
+        if data is None:
+            data = b""
         expected = n * bits // 8
         if len(data) not in (expected, expected + 1):
             raise DicomSeriesError(
@@ -487,6 +616,7 @@ def _stored(f: _File) -> np.ndarray:
         arr = np.frombuffer(data, dtype, count=n).reshape(f.frames, rows, cols)
     else:
         try:
+            ds = pydicom.dcmread(BytesIO(f.data), force=True) if "PixelData" not in f.ds else f.ds
             arr = ds.pixel_array
         except Exception as exc:  # missing plugin or corrupt stream
             text = str(exc)
@@ -515,7 +645,7 @@ def _stored(f: _File) -> np.ndarray:
         return arr
     if stored_bits < bits:  # high bits may hold overlays or garbage: keep Bits Stored only
         lo, hi = (-(1 << (stored_bits - 1)), (1 << (stored_bits - 1)) - 1) if signed else (0, (1 << stored_bits) - 1)
-        if arr.min() < lo or arr.max() > hi:
+        if (signed and arr.min() < lo) or arr.max() > hi:
             shift = bits - stored_bits
             arr = arr.astype(arr.dtype.newbyteorder("="))
             arr = (arr << shift) >> shift if signed else arr & hi
@@ -877,13 +1007,14 @@ def load_series(
         warn(f"{miss.file.name} has no {_tag_text('RescaleIntercept')}; used slope 1 and intercept 0.")
     integer = bool(np.all(slopes == np.round(slopes)) and np.all(inters == np.round(inters)))
     want_int = dtype in ("int16", np.int16) or (dtype is None and integer and float(padding_hu).is_integer())
+    ranges = [_value_range(fr) for fr in frames]
     if want_int:
-        lo = hi = None
-        for fr, s, b in zip(frames, slopes, inters):
-            mn, mx = int(fr.stored.min()), int(fr.stored.max())
-            ends = (mn * s + b, mx * s + b)
-            lo = min(ends) if lo is None else min(lo, *ends)
-            hi = max(ends) if hi is None else max(hi, *ends)
+        ends = [e for (mn, mx), s_, b_ in zip(ranges, slopes, inters) for e in (mn * s_ + b_, mx * s_ + b_)]
+        lo, hi = min(ends), max(ends)
+        if lo < -32768 or hi > 32767:  # the declared range is too wide: look at the actual values
+            ranges = [(int(fr.stored.min()), int(fr.stored.max())) for fr in frames]
+            ends = [e for (mn, mx), s_, b_ in zip(ranges, slopes, inters) for e in (mn * s_ + b_, mx * s_ + b_)]
+            lo, hi = min(ends), max(ends)
         if not integer or lo < -32768 or hi > 32767:
             if dtype is not None:
                 raise DicomSeriesError(
@@ -895,26 +1026,27 @@ def load_series(
     out_dtype = np.int16 if want_int else np.float32
     rows, cols = frames[0].rows, frames[0].cols
     hu = np.empty((len(frames), rows, cols), out_dtype)
+    mask = np.empty((rows, cols), bool)
     padded = 0
     for k, fr in enumerate(frames):
-        s, b, st = slopes[k], inters[k], fr.stored
+        s, b, st, out = slopes[k], inters[k], fr.stored, hu[k]
         if want_int:
+            # Every result fits int16 (checked above), so int16 arithmetic that wraps is exact.
             if s == 1:
-                np.add(st, np.int32(b), out=hu[k], dtype=np.int32, casting="unsafe")
+                np.add(st, np.int16(b), out=out, dtype=np.int16, casting="unsafe")
             else:
-                np.copyto(hu[k], st.astype(np.int32) * np.int32(s) + np.int32(b), casting="unsafe")
+                np.multiply(st, np.int16(s), out=out, dtype=np.int16, casting="unsafe")
+                out += np.int16(b)
         else:
             if s == 1:
-                np.copyto(hu[k], st, casting="unsafe")
+                np.add(st, np.float32(b), out=out, dtype=np.float32, casting="unsafe")
             else:
-                np.multiply(st, np.float32(s), out=hu[k], dtype=np.float32, casting="unsafe")
-            if b:
-                hu[k] += np.float32(b)
-        mask = _padding_mask(fr, st, hu[k])
-        if mask is not None:
+                np.multiply(st, np.float32(s), out=out, dtype=np.float32, casting="unsafe")
+                out += np.float32(b)
+        if _padding_mask(fr, st, out, ranges[k], s, b, mask):
             n = int(np.count_nonzero(mask))
             if n:
-                hu[k][mask] = padding_hu
+                np.copyto(out, padding_hu, where=mask, casting="unsafe")
                 padded += n
 
     # ------------------------------------------------------------ volume
@@ -925,28 +1057,49 @@ def load_series(
     return Volume(hu, spacing=(dz, ps[0], ps[1]), origin=tuple(pos[0]), direction=direction, positions=pos, meta=meta)
 
 
-def _padding_mask(fr: _Frame, stored: np.ndarray, hu: np.ndarray):
-    ds = fr.file.ds
-    ppv = ds.get("PixelPaddingValue")
-    signed = int(ds.get("PixelRepresentation") or 0) == 1
+def _value_range(fr: _Frame) -> tuple[int, int]:
+    """Smallest and largest stored value the slice can hold (declared for native data, actual otherwise)."""
+    h = fr.file.h
+    if fr.file.ts in _NATIVE:
+        bits = int(h["BitsStored"] or h["BitsAllocated"] or 16)
+        if (h["PixelRepresentation"] or 0) == 1:
+            return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        return 0, (1 << bits) - 1
+    return int(fr.stored.min()), int(fr.stored.max())
+
+
+def _padding_mask(fr: _Frame, stored, hu, value_range, slope, intercept, out) -> bool:
+    """Fill ``out`` with the padding voxels of one slice; False when there cannot be any."""
+    h = fr.file.h
+    ppv = h["PixelPaddingValue"]
+    signed = (h["PixelRepresentation"] or 0) == 1
+    lo_st, hi_st = value_range
     if ppv is not None:
-        bits = int(ds.get("BitsAllocated") or 16)
+        bits = int(h["BitsAllocated"] or 16)
 
         def as_signed(v):
             v = int(v)
             return v - (1 << bits) if signed and v >= 1 << (bits - 1) else v
 
         ppv = as_signed(ppv)
-        limit = ds.get("PixelPaddingRangeLimit")
+        limit = h["PixelPaddingRangeLimit"]
         if limit is None:
-            return stored == ppv
-        limit = as_signed(limit)
-        lo, hi = min(ppv, limit), max(ppv, limit)
-        return (stored >= lo) & (stored <= hi)
-    mask = hu < PADDING_BELOW_HU
-    if signed:
-        mask |= stored <= PADDING_STORED_AT_OR_BELOW
-    return mask
+            np.equal(stored, ppv, out=out)
+        else:
+            lo, hi = sorted((ppv, as_signed(limit)))
+            np.greater_equal(stored, lo, out=out)
+            out &= stored <= hi
+        return True
+    lowest_hu = min(lo_st * slope + intercept, hi_st * slope + intercept)
+    stored_rule = signed and lo_st <= PADDING_STORED_AT_OR_BELOW and (
+        PADDING_STORED_AT_OR_BELOW * slope + intercept >= PADDING_BELOW_HU  # not already caught in HU
+    )
+    if lowest_hu >= PADDING_BELOW_HU and not stored_rule:
+        return False
+    np.less(hu, PADDING_BELOW_HU, out=out)
+    if stored_rule:
+        out |= stored <= PADDING_STORED_AT_OR_BELOW
+    return True
 
 
 def _meta(ds, chosen: SeriesInfo, root, frames, skipped, notes, padded, padding_hu) -> dict:

@@ -1,125 +1,171 @@
-"""Benchmark: helpers.io.load_series against SimpleITK's ImageSeriesReader.
+"""Loading a CT series: helpers.io.load_series vs SimpleITK's ImageSeriesReader.
 
-Two series: the real B40f series (30 slices 512x512, ../shared/data, skipped when
-absent) and a generated 512x512x120 series (the bundled sample when
-``helpers.sample.ensure_sample`` exists, else ``tests/factory.py`` in a temporary
-folder).  Runs alternate between the two readers; the table shows the median
-wall time of the load call only (imports and file generation excluded) and the
-ratio load_series / SimpleITK.  SimpleITK is timed twice: ``Execute`` with the file
-names already known (``sitk read``) and file-name discovery + ``Execute`` (what a
-user does to read a folder, ``sitk folder``).  load_series always includes
-discovery, series grouping, every geometry check and the per-slice rescale.
+Inputs: the real B40f series (30 slices 512x512, ``../shared/data``, skipped when
+absent) and a generated 512x512x120 series: the bundled sample when
+``helpers.sample.ensure_sample`` exists, else ``tests/factory.py`` written to a
+scratch folder outside the repo (512x512x40 with ``quick``).
 
-Run: ``.venv/bin/python bench/bench_load.py [repeats]``
+Timing is the load call only (imports and file generation excluded), run
+round-robin after a warm-up (:func:`bench.common.alternate`), median reported.
+SimpleITK is timed two ways: ``Execute()`` with the sorted file names already
+known ("sitk read", the ratio column), and file-name discovery with
+``GetGDCMSeriesFileNames`` + ``Execute()`` ("sitk folder", what a user types to
+read a folder).  ``load_series`` always includes discovery by content, series
+grouping, every geometry check, per-slice rescale and padding replacement.
+Notes give the HU agreement with SimpleITK.  Peak memory comes from a fresh
+process per reader (:func:`bench.common.measure_in_subprocess`).
+
+Run alone: ``.venv/bin/python bench/bench_load.py [repeats]`` (prints a table);
+in the report: ``python -m bench --only load``.
 """
 
 from __future__ import annotations
 
-import statistics
+import shutil
 import sys
-import tempfile
-import time
 import warnings
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
+if __package__ in (None, ""):  # run as a script: make ``bench`` and ``helpers`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench import common
+else:
+    from . import common
 
-REAL_B40F = REPO.parent / "shared" / "data" / "lung-pet-ct-dx-A0002" / "ct-b40f"
+REAL_B40F = common.REPO.parent / "shared" / "data" / "lung-pet-ct-dx-A0002" / "ct-b40f"
+STEP = "load a CT series"
 
 
-def _generated_series(tmp: Path) -> tuple[str, Path]:
-    try:
-        from helpers.sample import ensure_sample
+# ---------------------------------------------------------------------- inputs
+def generated_series(quick: bool = False) -> tuple[str, Path, Path | None]:
+    """``(label, folder, scratch folder to remove or None)`` for the generated series."""
+    if not quick:
+        try:
+            from helpers.sample import ensure_sample
 
-        folder = Path(ensure_sample()) / "dicom"
-        if folder.is_dir():
-            return "sample 512x512x~120", folder
-    except (ImportError, NotImplementedError, AttributeError):
-        pass
+            folder = Path(ensure_sample()) / "dicom"
+            if folder.is_dir():
+                return "sample CT", folder, None
+        except (ImportError, NotImplementedError, AttributeError):
+            pass
+    sys.path.insert(0, str(common.REPO / "tests"))
     import factory
 
-    folder = tmp / "factory"
-    factory.write(factory.clean_datasets(n=120, rows=512, cols=512), folder)
-    return "factory 512x512x120", folder
+    n = 40 if quick else 120
+    scratch = common.scratch_dir()
+    factory.write(factory.clean_datasets(n=n, rows=512, cols=512), scratch / "series")
+    return "factory series", scratch / "series", scratch
 
 
-def _time(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
-def bench_series(name: str, folder: Path, repeats: int = 5) -> dict:
-    import SimpleITK as sitk
-
+# ---------------------------------------------------------------------- calls
+def _ours(folder):
     from helpers.io import load_series
 
-    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder))
-
-    def ours():
+    def call():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return load_series(folder)
 
-    def sitk_read():
+    return call
+
+
+def _sitk_read(folder):
+    import SimpleITK as sitk
+
+    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder))
+
+    def call():
         r = sitk.ImageSeriesReader()
         r.SetFileNames(files)
         return r.Execute()
 
-    def sitk_folder():
+    return call
+
+
+def _sitk_folder(folder):
+    import SimpleITK as sitk
+
+    def call():
         r = sitk.ImageSeriesReader()
         r.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder)))
         return r.Execute()
 
-    vol = ours()  # warm the page cache and imports for both
-    sitk_read()
-    times: dict[str, list[float]] = {"ours": [], "sitk read": [], "sitk folder": []}
-    for _ in range(repeats):  # alternate so drifts in machine load hit all three alike
-        times["ours"].append(_time(ours))
-        times["sitk read"].append(_time(sitk_read))
-        times["sitk folder"].append(_time(sitk_folder))
-    med = {k: statistics.median(v) for k, v in times.items()}
-    return {
-        "series": name,
-        "shape": vol.shape,
-        "dtype": str(vol.hu.dtype),
-        "load_series_s": med["ours"],
-        "sitk_read_s": med["sitk read"],
-        "sitk_folder_s": med["sitk folder"],
-        "ratio_vs_read": med["ours"] / med["sitk read"],
-        "ratio_vs_folder": med["ours"] / med["sitk folder"],
-        "repeats": repeats,
-    }
+    return call
 
 
-def run(repeats: int = 5) -> list[dict]:
-    """Median timings (seconds) and ratios for each benchmark series."""
+# factories for measure_in_subprocess (run in a fresh process)
+def child_ours(folder: str):
+    return _ours(folder)
+
+
+def child_sitk(folder: str):
+    return _sitk_read(folder)
+
+
+# ---------------------------------------------------------------------- runs
+def bench_series(label: str, folder: Path, repeats: int = 5, *, memory: bool = True) -> list[dict]:
+    """Rows for one series: ours (ratio vs SimpleITK read), SimpleITK read, SimpleITK folder."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    impls = {"ours": _ours(folder), "sitk read": _sitk_read(folder), "sitk folder": _sitk_folder(folder)}
+    times = common.alternate(impls, repeats=repeats)
+    vol = impls["ours"]()
+    ref = sitk.GetArrayFromImage(impls["sitk read"]())
+    same = vol.hu.shape == ref.shape and np.array_equal(vol.hu, ref)
+    agree = "HU identical to SimpleITK" if same else (
+        f"max |HU diff| vs SimpleITK {np.abs(vol.hu.astype(np.float64) - ref).max():.3g}"
+        if vol.hu.shape == ref.shape else f"shape {vol.hu.shape} vs SimpleITK {ref.shape}"
+    )
+    med = {k: common.median(v) for k, v in times.items()}
+    mem = {}
+    if memory:
+        mem = {
+            "ours": common.measure_in_subprocess("bench.bench_load:child_ours", str(folder)),
+            "sitk read": common.measure_in_subprocess("bench.bench_load:child_sitk", str(folder)),
+        }
+    data = f"{label} {vol.shape[2]}x{vol.shape[1]}x{vol.shape[0]} {vol.hu.dtype}"
+    return [
+        common.row(step=STEP, implementation="helpers.io.load_series", data=data, times=times["ours"],
+                   ratio=med["ours"] / med["sitk read"], ratio_vs="SimpleITK ImageSeriesReader.Execute",
+                   peak_mb=mem.get("ours", {}).get("peak_mb"),
+                   notes=f"{agree}; all checks; {med['ours'] / med['sitk folder']:.2f}x vs SimpleITK incl. file discovery"),
+        common.row(step=STEP, implementation="SimpleITK ImageSeriesReader.Execute (file names known)", data=data,
+                   times=times["sitk read"], peak_mb=mem.get("sitk read", {}).get("peak_mb")),
+        common.row(step=STEP, implementation="SimpleITK GetGDCMSeriesFileNames + Execute", data=data,
+                   times=times["sitk folder"]),
+    ]
+
+
+def run(repeats: int = 5, *, quick: bool = False) -> list[dict]:
+    """Benchmark rows (see :func:`bench.common.row`) for the real and the generated series."""
+    if quick:
+        repeats = min(repeats, 3)
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        cases = []
-        if REAL_B40F.is_dir():
-            cases.append(("real B40f 512x512x30", REAL_B40F))
-        cases.append(_generated_series(Path(tmp)))
-        for name, folder in cases:
-            rows.append(bench_series(name, folder, repeats))
+    if REAL_B40F.is_dir():
+        rows += bench_series("real B40f", REAL_B40F, repeats, memory=not quick)
+    label, folder, scratch = generated_series(quick)
+    try:
+        rows += bench_series(label, folder, repeats, memory=not quick)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     return rows
 
 
 def main() -> None:
     repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     rows = run(repeats)
-    head = f"{'series':24} {'shape':16} {'dtype':7} {'load_series':>11} {'sitk read':>10} {'sitk folder':>11} {'ratio/read':>10} {'ratio/folder':>12}"
+    head = f"{'data':38} {'implementation':55} {'median':>9} {'ratio':>6} {'peak MB':>8}"
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(
-            f"{r['series']:24} {str(r['shape']):16} {r['dtype']:7} {r['load_series_s'] * 1000:9.1f}ms "
-            f"{r['sitk_read_s'] * 1000:8.1f}ms {r['sitk_folder_s'] * 1000:9.1f}ms {r['ratio_vs_read']:9.2f}x "
-            f"{r['ratio_vs_folder']:11.2f}x"
-        )
-    print(f"(median of {rows[0]['repeats']} alternating runs; ratio < 1 means load_series is faster)")
+        ratio = f"{r['ratio']:.2f}x" if r["ratio"] is not None else ""
+        peak = f"{r['peak_mb']:.0f}" if r["peak_mb"] is not None else ""
+        print(f"{r['data']:38} {r['implementation']:55} {r['median_s'] * 1000:7.1f}ms {ratio:>6} {peak:>8}")
+        if r["notes"]:
+            print(f"{'':38}   {r['notes']}")
+    print(f"(median of {rows[0]['repeats']} round-robin runs; ratio = load_series / SimpleITK Execute, < 1 is faster)")
 
 
 if __name__ == "__main__":

@@ -71,6 +71,10 @@ PIXEL_SPACING_TOLERANCE_MM = 1e-3
 #: Images with another orientation than the stack are dropped as localizers when there
 #: are at most this many of them; more means the series really mixes orientations.
 MAX_ODD_ORIENTATION_IMAGES = 3
+#: A compressed file whose header declares more than this many bytes of pixels, at more than
+#: ``MAX_COMPRESSION_RATIO`` times its compressed size, has a lying header: refuse to allocate.
+MAX_PLAUSIBLE_BYTES = 256 * 2**20
+MAX_COMPRESSION_RATIO = 1000
 #: Threads used to read and decode files (I/O and compressed decoding).
 MAX_WORKERS = 4
 
@@ -615,6 +619,14 @@ def _stored(f: _File) -> np.ndarray:
         dtype = np.dtype(f"{'i' if signed else 'u'}{bits // 8}").newbyteorder(">" if f.ts == ExplicitVRBigEndian else "<")
         arr = np.frombuffer(data, dtype, count=n).reshape(f.frames, rows, cols)
     else:
+        declared = n * bits // 8
+        if f.data is not None and declared > MAX_PLAUSIBLE_BYTES and declared > MAX_COMPRESSION_RATIO * len(f.data):
+            raise DicomSeriesError(
+                f"{f.name}: the header declares {declared / 1e6:.0f} MB of pixels ((0028,0010) Rows {rows} x "
+                f"(0028,0011) Columns {cols} x (0028,0100) Bits Allocated {bits}/8 x {f.frames} frame(s)) but "
+                f"the whole file holds {len(f.data) / 1e6:.2f} MB of compressed data; the header is wrong. "
+                "Nothing was allocated. Remove or repair the file, or pass on_error='skip'."
+            )
         try:
             ds = pydicom.dcmread(BytesIO(f.data), force=True) if "PixelData" not in f.ds else f.ds
             arr = ds.pixel_array

@@ -107,8 +107,6 @@ class TestLoadSeries:
         (clean / "notes.txt").write_text("not an image\n")
         (clean / "empty.dcm").write_bytes(b"")
         (clean / "picture.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
-        (clean / "DICOMDIR_like").write_bytes(bytes(128) + b"DICM" + bytes(20))  # DICM but broken: see truncated
-        (clean / "DICOMDIR_like").unlink()
         vol = load_series(clean)
         assert vol.meta["skipped_files"] == 3
         np.testing.assert_array_equal(vol.hu, F.expected_hu())
@@ -228,6 +226,11 @@ class TestLoadSeries:
         np.testing.assert_allclose(vol.hu, expect)
         assert vol.meta["rescale_slopes"] == [0.5, 1.0, 2.0]
 
+    def test_dtype_float32_on_request(self, clean):
+        vol = load_series(clean, dtype="float32")
+        assert vol.hu.dtype == np.float32
+        np.testing.assert_array_equal(vol.hu, F.expected_hu())
+
     def test_float_intercept_gives_float32(self, tmp_path):
         F.write(F.clean_datasets(intercept=-1024.5, hu=F.expected_hu().astype(float) + 0.5), tmp_path)
         vol = load_series(tmp_path)
@@ -340,6 +343,25 @@ class TestLoadSeries:
         F.write(dss, tmp_path)
         with pytest.raises(DicomSeriesError, match=r"Pixel Data holds 8192 bytes but \(0028,0010\) Rows 60000"):
             load_series(tmp_path)
+
+    def test_lying_header_on_compressed_file_raises_before_allocating(self, tmp_path):
+        dss = F.clean_datasets(n=3)
+        for ds in dss:
+            ds.compress(RLELossless)
+            ds.Rows, ds.Columns = 60000, 60000  # 7.2 GB if believed
+        F.write(dss, tmp_path)
+        with pytest.raises(DicomSeriesError, match=r"declares 7200 MB of pixels.*Nothing was allocated"):
+            load_series(tmp_path)
+
+    def test_header_without_pixel_data_raises(self, clean):
+        ds = F.clean_datasets()[0]
+        del ds.PixelData
+        ds.save_as(clean / "cut.dcm", enforce_file_format=True)
+        with pytest.raises(DicomSeriesError, match=r"cut\.dcm is a DICOM image header without \(7FE0,0010\) Pixel Data"):
+            load_series(clean)
+        with pytest.warns(SeriesWarning, match=r"cut\.dcm"):
+            vol = load_series(clean, on_error="skip")
+        assert vol.shape[0] == F.N
 
     # ---------------------------------------------------------------- choosing a series
     def test_two_series_tied_raise_with_table(self, tmp_path):

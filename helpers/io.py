@@ -842,7 +842,7 @@ def load_series(
         others = [s for s in table if s is not chosen]
         if others:
             warn(
-                f"{root} holds {len(table)} series; loaded the largest CT series {_describe(chosen)} and left out "
+                f"{root} holds {len(table)} series; loaded the largest {'' if allow_non_ct else 'CT '}series {_describe(chosen)} and left out "
                 + "; ".join(_describe(s) for s in others)
                 + ". Pass series_uid='...' to load another."
             )

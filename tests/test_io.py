@@ -24,6 +24,7 @@ import pydicom
 import pytest
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGLSLossless,
@@ -284,6 +285,31 @@ class TestLoadSeries:
     def test_big_endian(self, tmp_path):
         F.write(F.clean_datasets(n=6), tmp_path, big_endian=True)
         np.testing.assert_array_equal(load_series(tmp_path).hu, F.expected_hu(6))
+
+    def test_implicit_vr(self, tmp_path):
+        dss = F.clean_datasets(n=6)
+        for ds in dss:
+            ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+        F.write(dss, tmp_path)
+        np.testing.assert_array_equal(load_series(tmp_path).hu, F.expected_hu(6))
+
+    def test_bits_stored_12_unsigned_high_bits_masked(self, tmp_path):
+        hu = F.expected_hu(4)
+        dss = F.clean_datasets(n=4)
+        for k, ds in enumerate(dss):
+            ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 12, 11, 0
+            ds.PixelData = ((hu[k].astype(np.int32) + 1024) | 0xF000).astype("<u2").tobytes()  # overlay bits set
+        F.write(dss, tmp_path)
+        np.testing.assert_array_equal(load_series(tmp_path).hu, hu)
+
+    def test_bits_stored_12_signed_sign_extended(self, tmp_path):
+        hu = F.expected_hu(4)
+        dss = F.clean_datasets(n=4, intercept=0.0)
+        for k, ds in enumerate(dss):
+            ds.BitsStored, ds.HighBit = 12, 11
+            ds.PixelData = (hu[k].astype(np.int32) & 0x0FFF).astype("<u2").tobytes()  # 12-bit two's complement
+        F.write(dss, tmp_path)
+        np.testing.assert_array_equal(load_series(tmp_path).hu, hu)
 
     def test_jpeg_baseline(self, tmp_path):
         pil = pytest.importorskip("PIL.Image")

@@ -57,13 +57,17 @@ def clean_datasets(
     modality: str = "CT",
     intercept: float = -1024.0,
     slope: float = 1.0,
+    iop: Sequence[float] = (1, 0, 0, 0, 1, 0),
 ) -> list[Dataset]:
-    """One axial series, HFS, slices ``k`` at ``origin + k * spacing[0]`` along +z.
+    """One series (axial HFS by default), slice ``k`` at ``origin + k * spacing[0] * normal``.
+
+    ``normal`` is the cross product of the row and column cosines of ``iop``.
 
     Instance Number runs head to feet (1 is the top slice), as many scanners do.
     """
     hu = expected_hu(n, rows, cols) if hu is None else hu
     series_uid = uid("series", series)
+    normal = np.cross(np.asarray(iop[:3], float), np.asarray(iop[3:], float))
     out = []
     for k in range(n):
         ds = Dataset()
@@ -87,8 +91,8 @@ def clean_datasets(
         ds.InstanceNumber = n - k
         ds.ConvolutionKernel = "B30f"
         ds.SliceThickness = spacing[0]
-        ds.ImagePositionPatient = [origin[0], origin[1], round(origin[2] + k * spacing[0], 4)]
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [round(float(o + k * spacing[0] * c), 4) for o, c in zip(origin, normal)]
+        ds.ImageOrientationPatient = list(iop)
         ds.PixelSpacing = [spacing[1], spacing[2]]
         ds.SamplesPerPixel = 1
         ds.PhotometricInterpretation = "MONOCHROME2"

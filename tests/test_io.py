@@ -91,6 +91,20 @@ class TestLoadSeries:
         assert img.GetSpacing()[::-1] == pytest.approx(vol.spacing)
         assert img.GetOrigin() == pytest.approx(vol.origin)
 
+    def test_oblique_geometry_matches_simpleitk(self, tmp_path):
+        sitk = pytest.importorskip("SimpleITK")
+        c, s = np.cos(np.radians(20)), np.sin(np.radians(20))
+        F.write(F.clean_datasets(n=8, iop=(c, s, 0, 0, 0, -1)), tmp_path)  # coronal, rotated 20 degrees
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(tmp_path)))
+        img = reader.Execute()
+        vol = load_series(tmp_path)
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(img), vol.hu)
+        # SimpleITK's direction columns are the x, y, z axes; ours are z, y, x
+        np.testing.assert_allclose(np.array(img.GetDirection()).reshape(3, 3), vol.direction[:, ::-1], atol=1e-6)
+        np.testing.assert_allclose(img.GetOrigin(), vol.origin, atol=1e-4)
+        np.testing.assert_allclose(img.TransformIndexToPhysicalPoint((5, 3, 7)), vol.index_to_lps((7, 3, 5)), atol=1e-3)
+
     # ---------------------------------------------------------------- files and order
     def test_order_ignores_file_names_and_instance_numbers(self, tmp_path):
         dss = F.clean_datasets()

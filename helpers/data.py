@@ -393,7 +393,8 @@ def _download(
                 length = resp.headers.get("Content-Length")
                 if offset and status == 206:
                     start = _content_range_start(resp.headers.get("Content-Range"))
-                    if start != offset:
+                    if start != offset:  # unusable answer: start again from zero next time
+                        part.unlink(missing_ok=True)
                         raise _Interrupted(
                             f"asked for bytes from {offset}, the server sent "
                             f"Content-Range {resp.headers.get('Content-Range')!r}"
@@ -509,10 +510,10 @@ def _extract_verified(
     except zipfile.BadZipFile:
         head = archive.read_bytes()[:60]
         raise DatasetError(
-            f"the download from {url} ({archive.stat().st_size} bytes) is not a zip "
-            f"archive; it starts with {head!r}. It was deleted. The server may have "
-            "sent an error page: try again later, or check the URL in "
-            "data/manifest.json."
+            f"the download from {url} ({archive.stat().st_size} bytes) is not a complete "
+            f"zip archive; it starts with {head!r}. It was deleted. The connection may "
+            "have dropped, or the server sent an error page: run the fetch again later, "
+            "or check the URL in data/manifest.json."
         ) from None
     with zf:
         for i, info in enumerate(zf.infolist()):

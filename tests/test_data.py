@@ -111,6 +111,7 @@ class _State:
         self.routes: dict[str, bytes] = {}
         self.cuts: list[int] = []  # bytes to send before closing, one per coming response
         self.ignore_range = False
+        self.send_length = True  # False: like an API streaming a zip it is still building
         self.requests: list[tuple[str, str | None]] = []
         self.bytes_sent = 0
         self.lock = threading.Lock()
@@ -143,7 +144,8 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         self.send_header("Content-Type", "application/zip")
-        self.send_header("Content-Length", str(len(body) - start))
+        if st.send_length:
+            self.send_header("Content-Length", str(len(body) - start))
         self.send_header("ETag", '"v1"')
         self.end_headers()
         payload = body[start:] if cut is None else body[start : start + cut]
@@ -371,9 +373,21 @@ class TestFetch:
             _fetch(server, tmp_path, _manifest(series), retries=3)
         assert len(server.requests) == 1
 
+    def test_no_content_length(self, server, series, tmp_path):
+        server.routes[ROUTE], server.send_length = _zip(series), False
+        dest = _fetch(server, tmp_path, _manifest(series), progress=True)
+        assert (dest / "1-01.dcm").read_bytes() == series["1-01.dcm"]
+
+    def test_truncated_without_content_length_is_reported(self, server, series, tmp_path):
+        archive = _zip(series)
+        server.routes[ROUTE], server.send_length, server.cuts = archive, False, [len(archive) // 2]
+        with pytest.raises(DatasetError, match="not a complete zip archive.*run the fetch again"):
+            _fetch(server, tmp_path, _manifest(series))
+        assert not (tmp_path / "data" / "case").exists()
+
     def test_not_a_zip(self, server, series, tmp_path):
         server.routes[ROUTE] = b"<html>Service unavailable</html>"
-        with pytest.raises(DatasetError, match=r"not a zip archive; it starts with b'<html>"):
+        with pytest.raises(DatasetError, match=r"not a complete zip archive; it starts with b'<html>"):
             _fetch(server, tmp_path, _manifest(series))
         assert not (tmp_path / "data" / "case").exists()
 

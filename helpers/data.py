@@ -52,7 +52,6 @@ import urllib.request
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import DicomSeriesError
@@ -550,7 +549,7 @@ def _extract_verified(
             got = (
                 f"the download's {f['name']} has sha256 {actual}"
                 if actual
-                else f"no file in the download has this content"
+                else "no file in the download has this content"
             )
             lines.append(f"{f['name']}: expected sha256 {f['sha256']} ({f['size']} bytes); {got}")
         more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""

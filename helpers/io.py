@@ -75,6 +75,8 @@ MAX_ODD_ORIENTATION_IMAGES = 3
 #: ``MAX_COMPRESSION_RATIO`` times its compressed size, has a lying header: refuse to allocate.
 MAX_PLAUSIBLE_BYTES = 256 * 2**20
 MAX_COMPRESSION_RATIO = 1000
+#: Bytes read first from each file to parse its header (the rest only if needed).
+HEADER_BYTES = 64 * 1024
 #: Threads used to read and decode files (I/O and compressed decoding).
 MAX_WORKERS = 4
 
@@ -154,8 +156,12 @@ class _File:
     ts: UID
     frames: int
     h: dict  # the header values the loader needs, read once
-    data: bytes | None = field(default=None, repr=False)  # the file's bytes (for a later full parse)
-    pixel: Any = field(default=None, repr=False)  # native Pixel Data bytes (a view into ``data``)
+    reader: Any  # where to read the rest from (_Disk or _ZipMember)
+    size: int  # file size in bytes
+    data: bytes | None = field(default=None, repr=False)  # the whole file, when it was read whole
+    pixel: Any = field(default=None, repr=False)  # native Pixel Data bytes already in memory
+    pixel_offset: int = 0  # otherwise: where native Pixel Data starts in the file...
+    pixel_nbytes: int = 0  # ...and how many bytes of it the file really holds
 
 
 @dataclass(eq=False)
@@ -309,12 +315,38 @@ def _sources(source) -> tuple[str, list[tuple[str, Any]]]:
     )
 
 
-def _file_reader(path: str):
-    def read() -> bytes:
-        with open(path, "rb") as fh:
-            return fh.read()
+class _Disk:
+    """A file on disk: read the first bytes, the whole file, or pixels at an offset."""
 
-    return read
+    __slots__ = ("path",)
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def read(self, limit: int = -1) -> tuple[bytes, int]:
+        with open(self.path, "rb") as fh:
+            data = fh.read(limit)
+            size = os.fstat(fh.fileno()).st_size
+        return data, size
+
+
+class _ZipMember:
+    """A member of a zip archive, read in place (always whole)."""
+
+    __slots__ = ("archive", "member")
+    path = None
+
+    def __init__(self, archive: Path, member: str):
+        self.archive, self.member = archive, member
+
+    def read(self, limit: int = -1) -> tuple[bytes, int]:
+        with zipfile.ZipFile(self.archive) as zf:
+            data = zf.read(self.member)
+        return data, len(data)
+
+
+def _file_reader(path: str) -> _Disk:
+    return _Disk(path)
 
 
 def _zip_items(path: Path) -> list[tuple[str, Any]]:
@@ -323,15 +355,7 @@ def _zip_items(path: Path) -> list[tuple[str, Any]]:
             names = [i.filename for i in zf.infolist() if not i.is_dir()]
     except (zipfile.BadZipFile, OSError) as exc:
         raise DicomSeriesError(f"cannot open the zip archive {path}: {exc}. Is it complete?") from None
-
-    def member(name):
-        def read() -> bytes:
-            with zipfile.ZipFile(path) as zf:
-                return zf.read(name)
-
-        return read
-
-    return [(f"{path}::{n}", member(n)) for n in sorted(names)]
+    return [(f"{path}::{n}", _ZipMember(path, n)) for n in sorted(names)]
 
 
 def _looks_preambleless(head: bytes) -> bool:
@@ -343,28 +367,50 @@ _PIXEL_TAG = {True: b"\xe0\x7f\x10\x00", False: b"\x7f\xe0\x00\x10"}
 _UNDEFINED = 0xFFFFFFFF
 
 
-def _read(name: str, read):
+def _read(name: str, reader) -> tuple[bytes | None, int, str | None]:
+    """The first :data:`HEADER_BYTES` of a file (zip members: all of it), its size, or an error text."""
     try:
-        return read(), None
+        data, size = reader.read(HEADER_BYTES)
+        return data, size, None
     except OSError as exc:
-        return None, f"cannot read {name}: {exc.strerror or exc}"
+        return None, 0, f"cannot read {name}: {exc.strerror or exc}"
     except Exception as exc:  # zip member errors
-        return None, f"cannot read {name}: {exc}"
+        return None, 0, f"cannot read {name}: {exc}"
 
 
-def _parse(name: str, data: bytes) -> tuple[str, Any]:
+def _parse(name: str, data: bytes, size: int, reader) -> tuple[str, Any]:
     """Parse one file's header: ``("dicom", _File)``, ``("skip", reason)`` or ``("bad", message)``.
 
-    The header is parsed once, stopping before (7FE0,0010) Pixel Data; for
-    uncompressed syntaxes the pixel bytes are then a view into ``data`` (no copy).
+    The header is parsed once from the first bytes of the file, stopping before
+    (7FE0,0010) Pixel Data (the whole file is read only when the header is longer).
+    Uncompressed pixels are read later, and only for the chosen series.
     """
     dicm = len(data) >= 132 and data[128:132] == b"DICM"
     if not dicm and not _looks_preambleless(data):
         return "skip", "not DICOM"
-    bio = BytesIO(data)
-    try:
+
+    def header(buf: bytes):
+        bio = BytesIO(buf)
         ds = pydicom.dcmread(bio, force=not dicm, stop_before_pixels=True)
-        pos = bio.tell()
+        return ds, bio.tell()
+
+    def at_pixels(ds, buf, pos) -> bool:
+        little = ds.original_encoding[1] is not False
+        return buf[pos : pos + 4] == _PIXEL_TAG[little]
+
+    whole = len(data) >= size
+    try:
+        try:
+            ds, pos = header(data)
+            complete = whole or at_pixels(ds, data, pos)
+        except Exception:
+            if whole:
+                raise
+            complete = False
+        if not complete:  # the header goes on past the first bytes: read it all
+            data, size = reader.read()
+            whole = True
+            ds, pos = header(data)
     except Exception as exc:
         if not dicm:
             return "skip", "not DICOM"
@@ -379,29 +425,32 @@ def _parse(name: str, data: bytes) -> tuple[str, Any]:
     if ts is None:  # preamble-less files: pydicom guessed the encoding
         ts = ImplicitVRLittleEndian if implicit else (ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
     ts = UID(str(ts))
-    little = little if little is not None else True
-    pixel = None
+    little = little is not False
+    f = _File(name=name, ds=ds, ts=ts, frames=1, h={}, reader=reader, size=size)
     has_pixels = False
     if ts == DeflatedExplicitVRLittleEndian:  # positions refer to the inflated stream: parse it all
         try:
-            ds = pydicom.dcmread(BytesIO(data), force=not dicm)
+            if not whole:
+                data, size = reader.read()
+            ds = f.ds = pydicom.dcmread(BytesIO(data), force=not dicm)
         except Exception as exc:
             return "bad", f"{name}: the deflated data set cannot be inflated ({type(exc).__name__}: {exc})."
         has_pixels = "PixelData" in ds
         if has_pixels:
-            pixel = ds.PixelData
+            f.pixel = ds.PixelData
     elif data[pos : pos + 4] == _PIXEL_TAG[little]:
         has_pixels = True
-        explicit = not implicit
-        if explicit:
-            length = struct.unpack("<I" if little else ">I", data[pos + 8 : pos + 12])[0] if len(data) >= pos + 12 else 0
-            start = pos + 12
+        fmt = "<I" if little else ">I"
+        start = pos + (8 if implicit else 12)
+        length = struct.unpack(fmt, data[start - 4 : start])[0] if len(data) >= start else 0
+        if length == _UNDEFINED or ts not in _NATIVE:  # encapsulated: decoded later from the whole file
+            f.data = data if whole else None
+        elif start + length <= len(data) or whole:
+            f.data = data
+            f.pixel = memoryview(data)[start : start + length]
         else:
-            length = struct.unpack("<I" if little else ">I", data[pos + 4 : pos + 8])[0] if len(data) >= pos + 8 else 0
-            start = pos + 8
-        if length != _UNDEFINED and ts in _NATIVE:
-            pixel = memoryview(data)[start : start + length]
-    h = _header(ds, little)
+            f.pixel_offset, f.pixel_nbytes = start, max(0, min(length, size - start))
+    h = f.h = _header(ds, little)
     if not has_pixels:
         sop = h["SOPClassUID"] or (meta.get("MediaStorageSOPClassUID") if meta is not None else None)
         if not dicm:
@@ -420,8 +469,8 @@ def _parse(name: str, data: bytes) -> tuple[str, Any]:
         return "skip", "DICOM without pixel data"
     if not dicm and h["SOPClassUID"] is None:
         return "skip", "not DICOM"
-    frames = h["NumberOfFrames"] or 1
-    return "dicom", _File(name=name, ds=ds, ts=ts, frames=max(int(frames), 1), h=h, data=data, pixel=pixel)
+    f.frames = max(int(h["NumberOfFrames"] or 1), 1)
+    return "dicom", f
 
 
 def _collect(source, on_error: str):
@@ -440,11 +489,11 @@ def _collect(source, on_error: str):
             for it in items:
                 yield it, _read(*it)
 
-    for (name, _), (data, err) in parsed():
+    for (name, reader), (data, size, err) in parsed():
         if err:
             bad.append(err)
             continue
-        kind, value = _parse(name, data)
+        kind, value = _parse(name, data, size, reader)
         if kind == "dicom":
             files.append(value)
         elif kind == "skip":
@@ -584,8 +633,12 @@ def _decoder_hint(ts: UID) -> str:
     return "a pydicom pixel-data plugin for this transfer syntax"
 
 
-def _stored(f: _File) -> np.ndarray:
-    """Stored values of every frame of ``f``, shape (frames, rows, cols); raises DicomSeriesError."""
+def _stored(f: _File, *, check_only: bool = False) -> np.ndarray | None:
+    """Stored values of every frame of ``f``, shape (frames, rows, cols); raises DicomSeriesError.
+
+    With ``check_only`` an uncompressed file is only checked (sizes against the
+    bytes really present) and None is returned; :func:`_read_into` reads it later.
+    """
     h = f.h
     rows, cols = int(h["Rows"] or 0), int(h["Columns"] or 0)
     bits = int(h["BitsAllocated"] or 0)
@@ -604,31 +657,44 @@ def _stored(f: _File) -> np.ndarray:
         )
     n = rows * cols * f.frames
     if f.ts in _NATIVE:
-        data = f.pixel
-        if data is None:
-            data = b""
+        nbytes = len(f.pixel) if f.pixel is not None else f.pixel_nbytes
         expected = n * bits // 8
-        if len(data) not in (expected, expected + 1):
+        if nbytes not in (expected, expected + 1):
             raise DicomSeriesError(
-                f"{f.name}: (7FE0,0010) Pixel Data holds {len(data)} bytes but (0028,0010) Rows {rows} x "
+                f"{f.name}: (7FE0,0010) Pixel Data holds {nbytes} bytes but (0028,0010) Rows {rows} x "
                 f"(0028,0011) Columns {cols} x (0028,0100) Bits Allocated {bits}/8"
                 + (f" x (0028,0008) Number of Frames {f.frames}" if f.frames > 1 else "")
                 + f" = {expected} bytes were expected. The file is truncated or its header is wrong; "
                 "copy it again, or pass on_error='skip' to leave it out."
             )
+        if check_only:
+            return None
         dtype = np.dtype(f"{'i' if signed else 'u'}{bits // 8}").newbyteorder(">" if f.ts == ExplicitVRBigEndian else "<")
-        arr = np.frombuffer(data, dtype, count=n).reshape(f.frames, rows, cols)
+        if f.pixel is not None:
+            arr = np.frombuffer(f.pixel, dtype, count=n)
+        else:
+            try:
+                arr = np.fromfile(f.reader.path, dtype, count=n, offset=f.pixel_offset)
+            except OSError as exc:
+                raise DicomSeriesError(f"{f.name}: cannot read the pixel data: {exc.strerror or exc}") from None
+            if arr.size != n:
+                raise DicomSeriesError(f"{f.name}: the file became shorter while it was being read; load again.")
+        arr = arr.reshape(f.frames, rows, cols)
     else:
         declared = n * bits // 8
-        if f.data is not None and declared > MAX_PLAUSIBLE_BYTES and declared > MAX_COMPRESSION_RATIO * len(f.data):
+        if declared > MAX_PLAUSIBLE_BYTES and declared > MAX_COMPRESSION_RATIO * f.size:
             raise DicomSeriesError(
                 f"{f.name}: the header declares {declared / 1e6:.0f} MB of pixels ((0028,0010) Rows {rows} x "
                 f"(0028,0011) Columns {cols} x (0028,0100) Bits Allocated {bits}/8 x {f.frames} frame(s)) but "
-                f"the whole file holds {len(f.data) / 1e6:.2f} MB of compressed data; the header is wrong. "
+                f"the whole file holds {f.size / 1e6:.2f} MB of compressed data; the header is wrong. "
                 "Nothing was allocated. Remove or repair the file, or pass on_error='skip'."
             )
         try:
-            ds = pydicom.dcmread(BytesIO(f.data), force=True) if "PixelData" not in f.ds else f.ds
+            if "PixelData" in f.ds:
+                ds = f.ds
+            else:
+                data = f.data if f.data is not None else f.reader.read()[0]
+                ds = pydicom.dcmread(BytesIO(data), force=True)
             arr = ds.pixel_array
         except Exception as exc:  # missing plugin or corrupt stream
             text = str(exc)
@@ -655,13 +721,52 @@ def _stored(f: _File) -> np.ndarray:
             )
         arr = arr.reshape(f.frames, rows, cols)
         return arr
-    if stored_bits < bits:  # high bits may hold overlays or garbage: keep Bits Stored only
-        lo, hi = (-(1 << (stored_bits - 1)), (1 << (stored_bits - 1)) - 1) if signed else (0, (1 << stored_bits) - 1)
-        if (signed and arr.min() < lo) or arr.max() > hi:
-            shift = bits - stored_bits
+    return _keep_stored_bits(f, arr)
+
+
+def _keep_stored_bits(f: _File, arr: np.ndarray, *, inplace: bool = False) -> np.ndarray:
+    """Clear the bits above (0028,0101) Bits Stored (overlays, garbage) and sign-extend signed values."""
+    h = f.h
+    bits = int(h["BitsAllocated"] or 16)
+    stored_bits = int(h["BitsStored"] or bits)
+    if stored_bits >= bits:
+        return arr
+    signed = (h["PixelRepresentation"] or 0) == 1
+    lo, hi = (-(1 << (stored_bits - 1)), (1 << (stored_bits - 1)) - 1) if signed else (0, (1 << stored_bits) - 1)
+    if (signed and arr.min() < lo) or arr.max() > hi:
+        shift = arr.dtype.type(bits - stored_bits)
+        if not inplace:
             arr = arr.astype(arr.dtype.newbyteorder("="))
-            arr = (arr << shift) >> shift if signed else arr & hi
+        if signed:
+            arr <<= shift
+            arr >>= shift
+        else:
+            arr &= arr.dtype.type(hi)
     return arr
+
+
+def _direct(f: _File) -> bool:
+    """True when the file's pixels can be read straight into the output (one 16-bit little-endian frame)."""
+    h = f.h
+    return (
+        f.ts in _NATIVE and f.ts != ExplicitVRBigEndian and f.frames == 1
+        and h["BitsAllocated"] == 16 and (h["SamplesPerPixel"] or 1) == 1
+    )
+
+
+def _read_into(f: _File, out: np.ndarray) -> None:
+    """Copy the (checked) uncompressed pixels of ``f`` into ``out`` (C-contiguous, right size)."""
+    if f.pixel is not None:
+        out[...] = np.frombuffer(f.pixel, out.dtype, count=out.size).reshape(out.shape)
+        return
+    try:
+        with open(f.reader.path, "rb") as fh:
+            fh.seek(f.pixel_offset)
+            got = fh.readinto(memoryview(out).cast("B"))
+    except OSError as exc:
+        raise DicomSeriesError(f"{f.name}: cannot read the pixel data: {exc.strerror or exc}") from None
+    if got != out.nbytes:
+        raise DicomSeriesError(f"{f.name}: the file became shorter while it was being read; load again.")
 
 
 # ----------------------------------------------------------------- main entry points
@@ -932,15 +1037,18 @@ def load_series(
         by_file.setdefault(id(fr.file), []).append(fr)
     ffiles = [frs[0].file for frs in by_file.values()]
 
+    # Single-frame 16-bit little-endian files (nearly all CT) are only checked here and
+    # read later straight into the output array, in slice order.
+    direct = all(_direct(f) for f in ffiles) and len({f.h["PixelRepresentation"] or 0 for f in ffiles}) == 1
+
     def decode(f: _File):
         try:
-            return _stored(f)
+            return _stored(f, check_only=direct)
         except DicomSeriesError as exc:
             return exc
 
-    compressed = sum(f.ts not in _NATIVE for f in ffiles)
     workers = min(MAX_WORKERS, os.cpu_count() or 1)
-    if compressed > 1 and workers > 1:
+    if not direct and len(ffiles) > 8 and workers > 1:  # file reads and decoders release the GIL
         with ThreadPoolExecutor(workers) as pool:
             decoded = list(pool.map(decode, ffiles))
     else:
@@ -953,7 +1061,7 @@ def load_series(
             warn(f"left out a slice (on_error='skip'): {arr}")
             continue
         for fr in by_file[id(f)]:
-            fr.stored = arr[fr.index]
+            fr.stored = None if arr is None else arr[fr.index]
             good.append(fr)
     frames = good
     if not frames:
@@ -1018,6 +1126,24 @@ def load_series(
         miss = next(fr for fr in frames if not fr.has_rescale)
         warn(f"{miss.file.name} has no {_tag_text('RescaleIntercept')}; used slope 1 and intercept 0.")
     integer = bool(np.all(slopes == np.round(slopes)) and np.all(inters == np.round(inters)))
+    rows, cols = frames[0].rows, frames[0].cols
+    raw = None
+    if direct:  # sizes were checked against the files above: now allocate and read in slice order
+        signed = (frames[0].file.h["PixelRepresentation"] or 0) == 1
+        raw = np.empty((len(frames), rows, cols), "<i2" if signed else "<u2")
+
+        def fill(k: int) -> None:
+            _read_into(frames[k].file, raw[k])
+            _keep_stored_bits(frames[k].file, raw[k], inplace=True)
+
+        if len(frames) > 8 and workers > 1:
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(fill, range(len(frames))))
+        else:
+            for k in range(len(frames)):
+                fill(k)
+        for k, fr in enumerate(frames):
+            fr.stored = raw[k]
     want_int = dtype in ("int16", np.int16) or (dtype is None and integer and float(padding_hu).is_integer())
     ranges = [_value_range(fr) for fr in frames]
     if want_int:
@@ -1035,15 +1161,23 @@ def load_series(
                     + "; use dtype=None or 'float32'."
                 )
             want_int = False
-    out_dtype = np.int16 if want_int else np.float32
-    rows, cols = frames[0].rows, frames[0].cols
-    hu = np.empty((len(frames), rows, cols), out_dtype)
+    # int16 results computed in place in the stored-value array when every factor fits int16
+    inplace = raw is not None and want_int and bool(
+        np.all(np.abs(slopes) <= 32767) and np.all(np.abs(inters) <= 32767)
+    )
+    hu = raw.view(np.int16) if inplace else np.empty((len(frames), rows, cols), np.int16 if want_int else np.float32)
     mask = np.empty((rows, cols), bool)
     padded = 0
     for k, fr in enumerate(frames):
         s, b, st, out = slopes[k], inters[k], fr.stored, hu[k]
-        if want_int:
+        have = _padding_before(fr, st, ranges[k], s, b, mask)  # needs the stored values: before the rescale
+        if inplace:
             # Every result fits int16 (checked above), so int16 arithmetic that wraps is exact.
+            if s != 1:
+                np.multiply(out, np.int16(s), out=out)
+            if b:
+                np.add(out, np.int16(b), out=out)
+        elif want_int:
             if s == 1:
                 np.add(st, np.int16(b), out=out, dtype=np.int16, casting="unsafe")
             else:
@@ -1055,11 +1189,13 @@ def load_series(
             else:
                 np.multiply(st, np.float32(s), out=out, dtype=np.float32, casting="unsafe")
                 out += np.float32(b)
-        if _padding_mask(fr, st, out, ranges[k], s, b, mask):
+        if _padding_after(fr, out, ranges[k], s, b, mask, have):
             n = int(np.count_nonzero(mask))
             if n:
                 np.copyto(out, padding_hu, where=mask, casting="unsafe")
                 padded += n
+        fr.stored = None
+    del raw
 
     # ------------------------------------------------------------ volume
     ds0 = frames[0].file.ds
@@ -1080,12 +1216,16 @@ def _value_range(fr: _Frame) -> tuple[int, int]:
     return int(fr.stored.min()), int(fr.stored.max())
 
 
-def _padding_mask(fr: _Frame, stored, hu, value_range, slope, intercept, out) -> bool:
-    """Fill ``out`` with the padding voxels of one slice; False when there cannot be any."""
+def _padding_before(fr: _Frame, stored, value_range, slope, intercept, out) -> bool:
+    """Padding found from stored values, into ``out``; False when there is none to look for.
+
+    (0028,0120) Pixel Padding Value (up to (0028,0121) Pixel Padding Range Limit)
+    when present; else, on signed data, stored values at or below
+    :data:`PADDING_STORED_AT_OR_BELOW` that the HU rule would not catch.
+    """
     h = fr.file.h
     ppv = h["PixelPaddingValue"]
     signed = (h["PixelRepresentation"] or 0) == 1
-    lo_st, hi_st = value_range
     if ppv is not None:
         bits = int(h["BitsAllocated"] or 16)
 
@@ -1102,15 +1242,25 @@ def _padding_mask(fr: _Frame, stored, hu, value_range, slope, intercept, out) ->
             np.greater_equal(stored, lo, out=out)
             out &= stored <= hi
         return True
-    lowest_hu = min(lo_st * slope + intercept, hi_st * slope + intercept)
-    stored_rule = signed and lo_st <= PADDING_STORED_AT_OR_BELOW and (
+    stored_rule = signed and value_range[0] <= PADDING_STORED_AT_OR_BELOW and (
         PADDING_STORED_AT_OR_BELOW * slope + intercept >= PADDING_BELOW_HU  # not already caught in HU
     )
-    if lowest_hu >= PADDING_BELOW_HU and not stored_rule:
-        return False
-    np.less(hu, PADDING_BELOW_HU, out=out)
     if stored_rule:
-        out |= stored <= PADDING_STORED_AT_OR_BELOW
+        np.less_equal(stored, PADDING_STORED_AT_OR_BELOW, out=out)
+    return bool(stored_rule)
+
+
+def _padding_after(fr: _Frame, hu, value_range, slope, intercept, out, have: bool) -> bool:
+    """Add the HU rule (below :data:`PADDING_BELOW_HU`, when no padding tag) to ``out``."""
+    if fr.file.h["PixelPaddingValue"] is not None:
+        return have
+    lo_st, hi_st = value_range
+    if min(lo_st * slope + intercept, hi_st * slope + intercept) >= PADDING_BELOW_HU:
+        return have  # no value of this slice can be that low
+    if have:
+        out |= hu < PADDING_BELOW_HU
+    else:
+        np.less(hu, PADDING_BELOW_HU, out=out)
     return True
 
 

@@ -403,6 +403,34 @@ class TestLoadSeries:
             vol = load_series(clean, on_error="skip")
         assert vol.shape[0] == F.N
 
+    @pytest.mark.parametrize("chunk", [256, 2048], ids=["header-longer-than-chunk", "pixels-after-chunk"])
+    def test_partial_reads(self, tmp_path, monkeypatch, chunk):
+        """Headers are parsed from the first HEADER_BYTES; pixels are read later from the file."""
+        import helpers.io as hio
+
+        monkeypatch.setattr(hio, "HEADER_BYTES", chunk)
+        F.write(F.clean_datasets(), tmp_path / "clean")
+        np.testing.assert_array_equal(load_series(tmp_path / "clean").hu, F.expected_hu())
+        dss = F.clean_datasets(n=4, series="j2k")
+        for ds in dss:
+            ds.compress(JPEG2000Lossless)
+        F.write(dss, tmp_path / "j2k")
+        np.testing.assert_array_equal(load_series(tmp_path / "j2k").hu, F.expected_hu(4))
+        dss = F.clean_datasets(n=4, series="padded")
+        for ds in dss:
+            st = F.stored_of(ds)
+            st[:2] = -2000
+            F.set_stored(ds, st)
+            ds.PixelPaddingValue = -2000
+            ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+        F.write(dss, tmp_path / "padded")
+        vol = load_series(tmp_path / "padded")
+        assert (vol.hu[:, :2] == -1024).all() and vol.meta["padding_voxels"] == 4 * 2 * F.COLS
+        p = tmp_path / "clean" / "slice_003.dcm"
+        p.write_bytes(p.read_bytes()[:-100])
+        with pytest.raises(DicomSeriesError, match=r"slice_003\.dcm: \(7FE0,0010\) Pixel Data holds 8092 bytes"):
+            load_series(tmp_path / "clean")
+
     # ---------------------------------------------------------------- choosing a series
     def test_two_series_tied_raise_with_table(self, tmp_path):
         F.write(F.clean_datasets(series="a", description="soft"), tmp_path / "a")

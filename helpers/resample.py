@@ -248,7 +248,7 @@ def resample(
     volume: Volume,
     *,
     spacing=(1.0, 1.0, 1.0),
-    order: int | None = 1,
+    order: int | None = None,
     shape=None,
     workers: int | None = None,
 ) -> Volume:
@@ -263,11 +263,14 @@ def resample(
     spacing : float or tuple of 3 float, default (1.0, 1.0, 1.0)
         Output voxel size ``(z, y, x)`` in mm; kept exactly (see the module notes
         for where the grid is placed).  Ignored when ``shape`` is given.
-    order : {1, 0, 3, None}, default 1
-        1 = linear (default for images), 0 = nearest (label masks: values and
-        dtype kept exactly), 3 = cubic B-spline (sharper, may overshoot).
-        ``None`` picks 0 for bool / unsigned-integer arrays (the project's mask
-        dtypes) and 1 otherwise.
+    order : {None, 1, 0, 3}, default None
+        1 = linear, 0 = nearest (label masks: values and dtype kept exactly),
+        3 = cubic B-spline (sharper, may overshoot).  The default ``None`` picks
+        0 for bool and unsigned-integer arrays (the project's mask dtypes, e.g.
+        the uint8 labels of :func:`helpers.segment.segment_lungs`) and 1 for
+        everything else (int16 / float32 HU), so ``resample(mask)`` never
+        invents fractional labels.  Pass ``order=1`` explicitly to get
+        partial-volume fractions from a uint8 mask.
     shape : tuple of 3 int, optional
         Explicit output shape ``(z, y, x)``; the spacing becomes extent / shape.
     workers : int, optional
@@ -421,7 +424,7 @@ def _run(fn, jobs, workers: int) -> None:
             pass
 
 
-def estimate_memory(volume: Volume, *, spacing=(1.0, 1.0, 1.0), shape=None, order: int | None = 1) -> dict:
+def estimate_memory(volume: Volume, *, spacing=(1.0, 1.0, 1.0), shape=None, order: int | None = None) -> dict:
     """Output shape and memory of :func:`resample` *before* running it.
 
     Parameters
@@ -482,7 +485,7 @@ def estimate_memory(volume: Volume, *, spacing=(1.0, 1.0, 1.0), shape=None, orde
     }
 
 
-def resize_to_shape(volume: Volume, shape, *, order: int | None = 1) -> Volume:
+def resize_to_shape(volume: Volume, shape, *, order: int | None = None) -> Volume:
     """Resample to a fixed array shape (e.g. a CNN input), keeping the physical extent.
 
     Parameters
@@ -491,8 +494,8 @@ def resize_to_shape(volume: Volume, shape, *, order: int | None = 1) -> Volume:
         Image or mask.
     shape : tuple of 3 int
         Output shape ``(z, y, x)``.
-    order : {1, 0, 3, None}, default 1
-        As in :func:`resample` (use 0 for label masks).
+    order : {None, 1, 0, 3}, default None
+        As in :func:`resample` (None: nearest for bool/uint8 masks, else linear).
 
     Returns
     -------

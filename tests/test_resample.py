@@ -92,10 +92,13 @@ class TestResample:
         k = np.rint(v.lps_to_index(r.index_to_lps([5, 7, 9]))).astype(int)
         assert r.hu[5, 7, 9] == labels[tuple(k)]
 
-    def test_order_none_picks_nearest_for_masks(self):
+    def test_default_order_is_nearest_for_masks_and_linear_for_ct(self):
         v = Volume(np.eye(8, dtype=np.uint8)[None].repeat(4, 0), spacing=(2.0, 1.0, 1.0))
-        assert resample(v, order=None, spacing=(1.0, 0.5, 0.5)).hu.dtype == np.uint8
+        assert resample(v, spacing=(1.0, 0.5, 0.5)).hu.dtype == np.uint8
         assert resample(v, order=1).hu.dtype == np.float32
+        ct = v.with_array(v.hu.astype(np.int16))
+        assert resample(ct).meta["resampling"][-1]["order"] == 1
+        assert resample(v.with_array(v.hu.astype(bool))).hu.dtype == bool
 
     def test_bool_mask_refuses_interpolation(self):
         v = Volume(np.zeros((4, 8, 8), bool), spacing=(2.0, 1.0, 1.0))

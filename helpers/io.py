@@ -40,8 +40,10 @@ from pydicom.uid import (
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
+    JPEGLSTransferSyntaxes,
     UID,
 )
+from pydicom.pixels import pixel_array
 
 from .errors import DicomSeriesError, SeriesWarning
 from .volume import Volume
@@ -77,6 +79,8 @@ MAX_PLAUSIBLE_BYTES = 256 * 2**20
 MAX_COMPRESSION_RATIO = 1000
 #: Bytes read first from each file to parse its header (the rest only if needed).
 HEADER_BYTES = 64 * 1024
+#: pydicom decoding plugin tried first for JPEG-LS.
+PREFERRED_JPEGLS_PLUGIN = "pyjpegls"
 #: Threads used to read and decode files (I/O and compressed decoding).
 MAX_WORKERS = 4
 
@@ -695,7 +699,7 @@ def _stored(f: _File, *, check_only: bool = False) -> np.ndarray | None:
             else:
                 data = f.data if f.data is not None else f.reader.read()[0]
                 ds = pydicom.dcmread(BytesIO(data), force=True)
-            arr = ds.pixel_array
+            arr = _decode(ds, f.ts)
         except Exception as exc:  # missing plugin or corrupt stream
             text = str(exc)
             missing = isinstance(exc, (NotImplementedError, ImportError)) or any(
@@ -722,6 +726,16 @@ def _stored(f: _File, *, check_only: bool = False) -> np.ndarray | None:
         arr = arr.reshape(f.frames, rows, cols)
         return arr
     return _keep_stored_bits(f, arr)
+
+
+def _decode(ds, ts: UID) -> np.ndarray:
+    """``ds.pixel_array``, preferring pyjpegls for JPEG-LS (about 3x faster than the default here)."""
+    if ts in JPEGLSTransferSyntaxes:
+        try:
+            return pixel_array(ds, decoding_plugin=PREFERRED_JPEGLS_PLUGIN)
+        except Exception:  # plugin missing or failing: let pydicom choose
+            pass
+    return ds.pixel_array
 
 
 def _keep_stored_bits(f: _File, arr: np.ndarray, *, inplace: bool = False) -> np.ndarray:

@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench" + ("" if argv is None and len(sys.argv) <= 1 else " " + shlex.join(argv if argv is not None else sys.argv[1:]))
     previous = common.read_previous(args.out) if args.only else {"rows": [], "runs": {}}
     facts = common.machine_facts()
+    facts["memory_check"] = common.measure_in_subprocess("bench.common:calibration_call", 100.0)["peak_mb"]
     rows = [r for r in previous.get("rows", []) if r.get("module") not in names]
     runs = {k: v for k, v in previous.get("runs", {}).items() if k not in names}
     failed = 0

@@ -266,7 +266,7 @@ def bench_one(vol, label: str, *, quick: bool, tmp: Path) -> list[dict]:
         ))
     else:
         rows.append(common.row(step=STEP, implementation="2017 helpers.legacy.resample (scipy zoom, cubic)",
-                               data=data, notes="not run with --quick (about 30 s)"))
+                               data=data, notes="not run with --quick (10-30 s)"))
     return rows
 
 

@@ -243,6 +243,18 @@ def measure_in_subprocess(target: str, *args: Any, timeout: float = 900.0, env: 
     )
 
 
+def calibration_call(megabytes: float = 100.0):
+    """Factory for :func:`measure_in_subprocess`: a call that fills ``megabytes`` MB of float64 ones.
+
+    ``measure_in_subprocess("bench.common:calibration_call", 100)`` should report
+    about 100 MB; the report prints this check next to the machine facts.
+    """
+    import numpy as np
+
+    n = int(megabytes * MB / 8)
+    return lambda: float(np.ones(n).sum())
+
+
 # ---------------------------------------------------------------------- data
 def save_volume(volume, folder: os.PathLike, name: str) -> str:
     """Write a Volume to ``folder/name.npz`` (uncompressed, loads without a transient peak)."""
@@ -357,11 +369,13 @@ def render_markdown(rows: list[dict], facts: dict, command: str, runs: dict[str,
             )) + " |"
         )
     v = facts.get("versions", {})
+    check = facts.get("memory_check")
     lines += [
         "",
         "Ratio: median time of the row divided by the median time of the implementation it names "
         "(below 1 = faster), measured in the same run.  Peak memory: MB (10^6 bytes) of resident "
-        f"memory the call added, {facts.get('memory_method', '')}; see `bench/common.py`.",
+        f"memory the call added, {facts.get('memory_method', '')}; see `bench/common.py`."
+        + (f"  Check: a call filling 100 MB of float64 measured {check:.1f} MB." if check is not None else ""),
         "",
         "## Machine",
         "",

@@ -210,8 +210,10 @@ def resample(image, scan, new_spacing=[1, 1, 1]):  # noqa: B006 - the 2017 signa
       stretched over, not interpolated by position.
     * **Cost.**  Order 3 needs a spline prefilter that copies the whole volume to
       float64 (8 bytes per voxel, on top of input and output) and runs on one
-      core: about 30 s and a few GB for a 512x512x120 chest CT, against well
-      under a second for :func:`helpers.resample.resample`.
+      core: 10-16 s and about 350 MB on top of the input for a 512x512x120
+      chest CT to 1 mm on the project's 2-core test machine, 50-200x the time
+      of :func:`helpers.resample.resample` (``docs/benchmarks.md``); older or
+      busier machines take the ~30 s the 2017 readers remember.
     * **Ends bent.**  With ``zoom``'s default boundary mode even a straight
       ramp comes out bent within a few voxels of the first and last plane
       (4 HU off on a 10 HU/mm ramp in ``tests/test_legacy.py``).

@@ -1,0 +1,45 @@
+"""Tests for the benchmark tools in bench/common.py (the tools, never timing thresholds)."""
+
+import numpy as np
+
+from bench import common
+from bench.__main__ import discover
+
+
+class TestAlternate:
+    def test_every_implementation_is_timed_repeats_times_after_warmup(self):
+        calls = []
+        impls = {name: (lambda n=name: calls.append(n)) for name in "abc"}
+        times = common.alternate(impls, repeats=3, warmup=1)
+        assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3, "c": 3}
+        assert calls[:3] == ["a", "b", "c"]  # warm-up
+        assert calls[3:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]  # rotating order
+
+
+class TestPeakMemory:
+    def test_fresh_process_measures_a_known_allocation(self):
+        out = common.measure_in_subprocess("bench.common:calibration_call", 60.0)
+        assert 55.0 <= out["peak_mb"] <= 75.0, out
+        assert out["time_s"] > 0 and out["method"]
+
+    def test_in_process(self):
+        _, peak, _ = common.peak_rss(lambda: np.ones(int(40e6 / 8)).sum())
+        assert 35.0 <= peak <= 60.0
+
+
+class TestReport:
+    def test_rows_round_trip_through_the_markdown(self, tmp_path):
+        rows = [common.row(step="s", implementation="ours | fast", data="d", times=[1.0, 3.0, 2.0],
+                           ratio=0.5, ratio_vs="peer", peak_mb=12.3, notes="n", module="bench_x")]
+        facts = {"cpu": "test cpu", "cores": 2, "versions": {"numpy": np.__version__}, "memory_check": 100.2}
+        text = common.render_markdown(rows, facts, "python -m bench", {"bench_x": {"date_utc": "now"}})
+        assert "| s | ours \\| fast | d | 2.000 | 0.50x vs peer | 12 | n; median of 3 |" in text
+        assert "measured 100.2 MB" in text and "`python -m bench`" in text
+        path = tmp_path / "b.md"
+        common.write_atomic(path, text)
+        back = common.read_previous(path)
+        assert back["rows"][0]["median_s"] == 2.0 and back["runs"] == {"bench_x": {"date_utc": "now"}}
+        assert list(tmp_path.iterdir()) == [path]  # no temporary left behind
+
+    def test_discovers_the_benchmark_modules(self):
+        assert "bench_resample" in discover()

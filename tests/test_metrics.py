@@ -1,0 +1,86 @@
+"""Tests for helpers.metrics: dice and hausdorff95 (mm), cross-checked with SimpleITK."""
+import numpy as np
+import pytest
+
+from helpers.metrics import dice, hausdorff95, surface_distances
+from helpers.volume import Volume
+
+
+def _box(shape, lo, hi):
+    m = np.zeros(shape, bool)
+    m[tuple(slice(a, b) for a, b in zip(lo, hi))] = True
+    return m
+
+
+class TestDice:
+    def test_values(self):
+        a = _box((4, 10, 10), (0, 0, 0), (4, 5, 10))
+        assert dice(a, a) == 1.0
+        assert dice(a, ~a) == 0.0
+        b = _box((4, 10, 10), (0, 0, 0), (4, 10, 10))
+        assert dice(a, b) == pytest.approx(2 * 200 / (200 + 400))
+
+    def test_label_and_volume_inputs(self):
+        a = np.array([[0, 1, 2, 2]], np.uint8)[None]
+        b = np.array([[0, 2, 2, 1]], np.uint8)[None]
+        assert dice(a, b, label=2) == pytest.approx(2 * 1 / 4)
+        assert dice(a, b) == 1.0  # non-zero vs non-zero
+        v = Volume(a, spacing=(1.0, 1.0, 1.0))
+        assert dice(v, b, label=1) == 0.0
+
+    def test_both_empty_agree(self):
+        z = np.zeros((2, 2, 2), bool)
+        assert dice(z, z) == 1.0
+
+    def test_shape_mismatch(self):
+        with pytest.raises(ValueError, match="differ in shape"):
+            dice(np.zeros((2, 2)), np.zeros((3, 3)))
+
+
+class TestHausdorff95:
+    def test_shift_in_mm_with_anisotropic_spacing(self):
+        a = _box((10, 30, 30), (2, 5, 5), (8, 20, 20))
+        b = np.roll(a, 3, axis=2)  # 3 columns of 0.5 mm
+        assert hausdorff95(a, b, spacing=(4.0, 1.0, 0.5)) == pytest.approx(1.5)
+        b = np.roll(a, 1, axis=0)  # one 4 mm slice
+        assert hausdorff95(a, b, spacing=(4.0, 1.0, 0.5)) == pytest.approx(4.0)
+
+    def test_identical_empty_and_one_empty(self):
+        a = _box((5, 10, 10), (1, 2, 2), (4, 8, 8))
+        assert hausdorff95(a, a) == 0.0
+        z = np.zeros_like(a)
+        assert hausdorff95(z, z) == 0.0
+        assert hausdorff95(a, z) == float("inf")
+
+    def test_spacing_from_volume(self):
+        a = _box((6, 12, 12), (1, 2, 2), (5, 10, 10))
+        b = np.roll(a, 2, axis=1)
+        assert hausdorff95(Volume(a.astype(np.uint8), spacing=(3.0, 0.7, 0.7)), b) == pytest.approx(1.4)
+
+    def test_robust_to_one_stray_voxel(self):
+        a = _box((20, 40, 40), (2, 2, 2), (18, 30, 30))
+        b = a.copy()
+        b[19, 39, 39] = True  # far-away speck
+        assert hausdorff95(a, b) < 1.0
+        assert hausdorff95(a, b, percentile=100) > 10
+
+    def test_max_matches_simpleitk_hausdorff(self):
+        sitk = pytest.importorskip("SimpleITK")
+        a = _box((12, 24, 24), (2, 4, 4), (10, 18, 16))
+        b = _box((12, 24, 24), (3, 6, 7), (11, 20, 19))
+        sp = (2.5, 0.8, 0.6)
+
+        def img(m):
+            i = sitk.GetImageFromArray(m.astype(np.uint8))
+            i.SetSpacing(sp[::-1])
+            return i
+
+        f = sitk.HausdorffDistanceImageFilter()
+        f.Execute(img(a), img(b))
+        assert hausdorff95(a, b, spacing=sp, percentile=100) == pytest.approx(f.GetHausdorffDistance(), abs=1e-6)
+
+    def test_surface_distances_directions(self):
+        a = _box((10, 10), (2, 2), (8, 8))
+        b = _box((10, 10), (3, 3), (7, 7))  # inside a, 1 pixel smaller all round (2-D works too)
+        da, db = surface_distances(a, b)
+        assert da.max() == pytest.approx(np.sqrt(2)) and db.max() == pytest.approx(1.0)

@@ -1,9 +1,11 @@
 """Loading a CT series: helpers.io.load_series vs SimpleITK's ImageSeriesReader.
 
 Inputs: the real B40f series (30 slices 512x512, ``../shared/data``, skipped when
-absent) and a generated 512x512x120 series: the bundled sample when
+absent), a generated 512x512x120 series: the bundled sample when
 ``helpers.sample.ensure_sample`` exists, else ``tests/factory.py`` written to a
-scratch folder outside the repo (512x512x40 with ``quick``).
+scratch folder outside the repo (512x512x40 with ``quick``), and (not with
+``quick``) the factory series at 512x512x40 compressed as RLE, JPEG-LS and
+JPEG 2000 lossless, where decoding dominates.
 
 Timing is the load call only (imports and file generation excluded), run
 round-robin after a warm-up (:func:`bench.common.alternate`), median reported.
@@ -55,6 +57,23 @@ def generated_series(quick: bool = False) -> tuple[str, Path, Path | None]:
     scratch = common.scratch_dir()
     factory.write(factory.clean_datasets(n=n, rows=512, cols=512), scratch / "series")
     return "factory series", scratch / "series", scratch
+
+
+def compressed_series(syntaxes, n: int = 40) -> tuple[list[tuple[str, Path]], Path]:
+    """Factory 512x512xn series compressed with each transfer syntax (pydicom encoders), in a scratch folder."""
+    sys.path.insert(0, str(common.REPO / "tests"))
+    import factory
+
+    scratch = common.scratch_dir()
+    out = []
+    for ts in syntaxes:
+        dss = factory.clean_datasets(n=n, rows=512, cols=512)
+        for ds in dss:
+            ds.compress(ts)
+        folder = scratch / ts.name.split()[0].lower()
+        factory.write(dss, folder)
+        out.append((f"factory {ts.name.split(' Image')[0]}", folder))
+    return out, scratch
 
 
 # ---------------------------------------------------------------------- calls
@@ -149,6 +168,15 @@ def run(repeats: int = 5, *, quick: bool = False) -> list[dict]:
         rows += bench_series(label, folder, repeats, memory=not quick)
     finally:
         if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if not quick:  # compressed transfer syntaxes: decoding dominates
+        from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
+
+        cases, scratch = compressed_series([RLELossless, JPEGLSLossless, JPEG2000Lossless])
+        try:
+            for label, folder in cases:
+                rows += bench_series(label, folder, max(3, repeats // 2), memory=False)
+        finally:
             shutil.rmtree(scratch, ignore_errors=True)
     return rows
 

@@ -1,0 +1,545 @@
+"""Surface meshes from CT: marching cubes, decimation, plotly / matplotlib views, STL.
+
+The 2017 tutorial ran ``measure.marching_cubes`` on the whole resampled scan
+and drew the result with matplotlib's ``Poly3DCollection``: on a 1 mm chest CT
+that is 1-5 million triangles, minutes of drawing and, in a web page, a file
+of hundreds of MB.  :func:`surface_mesh` does the same marching cubes
+(scikit-image, with the volume's spacing) but
+
+* picks a marching-cubes ``step_size`` so the raw surface is at most a few
+  times the triangle budget (``step_size="auto"``),
+* decimates to ``max_triangles`` with quadric edge collapse
+  (``fast_simplification``), which keeps the shape where it matters,
+* closes surfaces that touch the edge of the scan (one voxel of padding),
+* returns vertices in **patient LPS millimetres** (``x`` to the patient's
+  left, ``y`` posterior, ``z`` superior) through ``volume.index_to_lps``, so the
+  mesh lines up with any other object placed in patient space and a 3-D
+  printer slicer or 3D Slicer (LPS by default for STL) reads it the right way
+  up, with triangles wound so normals point outwards.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .volume import Volume
+
+__all__ = [
+    "LEVELS",
+    "Mesh",
+    "surface_mesh",
+    "decimate",
+    "mesh_figure",
+    "mesh_figure_matplotlib",
+    "save_stl",
+    "load_stl",
+]
+
+#: Named iso-surface levels in HU.  ``"bone"``: cancellous bone starts near
+#: +300 HU, so this shows ribs, spine, sternum and scapulae (calcified vessels
+#: and dense contrast too).  ``"air_tissue"``: halfway between aerated lung
+#: (about -850 HU) and soft tissue (about +40 HU); it gives *every* air/tissue
+#: boundary -- skin, lungs, airways, bowel gas, the table cushion.  For the
+#: lungs alone, mesh a lung mask instead (level 0.5).
+LEVELS: dict[str, float] = {"bone": 300.0, "air_tissue": -300.0}
+
+#: Marching cubes makes about two triangles per voxel edge that crosses the
+#: level (measured on a 1 mm chest CT at 300 and -300 HU: 1.99).
+TRIANGLES_PER_CROSSING = 2.0
+
+#: Level used for boolean / 0-1 masks.
+MASK_LEVEL = 0.5
+
+
+@dataclass(repr=False, eq=False)
+class Mesh:
+    """A triangle surface in patient LPS millimetres.
+
+    Parameters
+    ----------
+    verts : ndarray, shape (n, 3), float32
+        Vertex positions ``(x, y, z)`` in LPS mm.
+    faces : ndarray, shape (m, 3), int32
+        Vertex indices of each triangle, counter-clockwise seen from outside.
+    meta : dict
+        How it was made (level, step size, raw triangle count, timings...).
+
+    Examples
+    --------
+    >>> m = Mesh(np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32), np.array([[0, 1, 2]]))
+    >>> m.n_triangles, m.n_vertices, round(m.area_mm2, 2)
+    (1, 3, 0.5)
+    """
+
+    verts: np.ndarray
+    faces: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.verts = np.ascontiguousarray(self.verts, dtype=np.float32).reshape(-1, 3)
+        self.faces = np.ascontiguousarray(self.faces, dtype=np.int32).reshape(-1, 3)
+
+    @property
+    def n_triangles(self) -> int:
+        """Number of triangles."""
+        return int(self.faces.shape[0])
+
+    @property
+    def n_vertices(self) -> int:
+        """Number of vertices."""
+        return int(self.verts.shape[0])
+
+    @property
+    def bounds(self) -> np.ndarray:
+        """``[[xmin, ymin, zmin], [xmax, ymax, zmax]]`` in LPS mm (float64)."""
+        return np.array([self.verts.min(0), self.verts.max(0)], dtype=np.float64)
+
+    def _corners(self):
+        v = self.verts.astype(np.float64)
+        return v[self.faces[:, 0]], v[self.faces[:, 1]], v[self.faces[:, 2]]
+
+    @property
+    def area_mm2(self) -> float:
+        """Total surface area in mm^2."""
+        a, b, c = self._corners()
+        return float(0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1).sum())
+
+    @property
+    def volume_ml(self) -> float:
+        """Enclosed volume in mL (divergence theorem; meaningful for closed surfaces)."""
+        a, b, c = self._corners()
+        return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0 / 1000.0)
+
+    def face_normals(self) -> np.ndarray:
+        """Unit normal of every triangle, float32 ``(m, 3)`` (zero for degenerate ones)."""
+        a, b, c = self._corners()
+        n = np.cross(b - a, c - a)
+        norm = np.linalg.norm(n, axis=1, keepdims=True)
+        return (n / np.where(norm > 0, norm, 1.0)).astype(np.float32)
+
+    def __repr__(self) -> str:
+        lo, hi = self.bounds if self.n_vertices else (np.zeros(3), np.zeros(3))
+        size = " x ".join(f"{s:.0f}" for s in hi - lo)
+        return f"Mesh({self.n_triangles:,} triangles, {self.n_vertices:,} vertices, {size} mm (x, y, z))"
+
+
+# ------------------------------------------------------------------ building
+def _is_mask(arr: np.ndarray) -> bool:
+    if arr.dtype == bool or arr.dtype == np.uint8:
+        return True
+    return arr.dtype.kind in "ui" and arr.size > 0 and arr.min() >= 0 and arr.max() <= 1
+
+
+def _edge_crossings(a: np.ndarray, level: float) -> int:
+    """Number of voxel edges crossing the level (~ proportional to triangle count)."""
+    inside = a > level
+    return int(sum(np.count_nonzero(np.diff(inside, axis=ax)) for ax in range(3)))
+
+
+def decimate(mesh: Mesh, max_triangles: int, *, aggressiveness: float = 7.0) -> Mesh:
+    """Reduce a mesh to at most ``max_triangles`` by quadric edge collapse.
+
+    Parameters
+    ----------
+    mesh : Mesh
+    max_triangles : int
+        Triangle budget; a mesh already within it is returned unchanged.
+    aggressiveness : float, default 7.0, keyword-only
+        ``fast_simplification``'s ``agg``: higher is faster and rougher.
+
+    Returns
+    -------
+    Mesh
+        ``meta`` gains ``decimated_from``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> z, y, x = np.mgrid[:30, :30, :30]
+    >>> m = surface_mesh((z - 15) ** 2 + (y - 15) ** 2 + (x - 15) ** 2 < 100, step_size=1, max_triangles=None)
+    >>> decimate(m, 500).n_triangles <= 500 < m.n_triangles
+    True
+    """
+    import fast_simplification
+
+    if max_triangles is None or mesh.n_triangles <= max_triangles:
+        return mesh
+    if max_triangles < 4:
+        raise ValueError(f"max_triangles must be at least 4; got {max_triangles}")
+    pts, tri = fast_simplification.simplify(
+        mesh.verts.astype(np.float32), mesh.faces.astype(np.int32), target_count=int(max_triangles),
+        agg=aggressiveness,
+    )
+    meta = dict(mesh.meta, decimated_from=mesh.n_triangles)
+    return Mesh(pts, tri, meta)
+
+
+def surface_mesh(
+    volume_or_mask,
+    *,
+    level: float | str | None = None,
+    step_size: int | str = "auto",
+    max_triangles: int | None = 150_000,
+    smooth_mm: float | None = None,
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    closed: bool = True,
+    auto_factor: float = 4.0,
+) -> Mesh:
+    """Iso-surface of a CT or a mask, in LPS mm, decimated to a triangle budget.
+
+    Parameters
+    ----------
+    volume_or_mask : Volume or ndarray (z, y, x)
+        A CT in HU, or a mask (bool, uint8 or 0/1 integers).  A bare array
+        is taken with ``spacing`` and the default orientation.
+    level : float or str, optional, keyword-only
+        Iso-value in HU, or a name from :data:`LEVELS` (``"bone"`` = 300,
+        ``"air_tissue"`` = -300).  Default: 0.5 for masks; required for CT.
+    step_size : int or "auto", default "auto"
+        Marching-cubes step in voxels.  ``"auto"`` takes the smallest step whose
+        estimated raw triangle count is at most ``auto_factor * max_triangles``
+        (1 when there is no budget).  ``1`` forces full resolution.
+    max_triangles : int or None, default 150000
+        Decimate to this budget; ``None`` keeps every triangle.
+    smooth_mm : float, optional
+        Gaussian sigma in mm applied before marching cubes.  Default: 1.0 mm
+        for masks (removes the voxel staircase), 0 for CT.
+    spacing : 3 floats, default (1, 1, 1)
+        Voxel size for a bare array (ignored for a Volume).
+    closed : bool, default True
+        Pad one voxel of "outside" so surfaces cut by the scan edge are closed
+        (needed for :attr:`Mesh.volume_ml` and 3-D printing).
+    auto_factor : float, default 4.0
+        See ``step_size``.
+
+    Returns
+    -------
+    Mesh
+        ``verts`` float32 LPS mm, ``faces`` int32 wound outwards; ``meta`` holds
+        ``level``, ``step_size``, ``raw_triangles`` and ``smooth_mm``.
+
+    Raises
+    ------
+    ValueError
+        No level for a CT, unknown level name, a level outside the data range
+        (no surface), or a bad step.
+
+    Notes
+    -----
+    Triangle counts grow with surface area / step_size^2: the whole-scan
+    air/tissue surface of a 1 mm chest CT is several million triangles (the
+    2017 tutorial's ``plot_3d``), the bone surface about one million.  A web
+    page needs well under 200 k (a plotly ``Mesh3d`` of 50 k triangles weighs
+    about 1.3 MB).  Decimation keeps the overall shape; fine detail below
+    about ``sqrt(area / max_triangles)`` mm is lost either way.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> z, y, x = np.mgrid[:40, :40, :40]
+    >>> ball = Volume(((z - 20) ** 2 + (y - 20) ** 2 + (x - 20) ** 2 <= 15 ** 2), spacing=(1, 1, 1))
+    >>> m = surface_mesh(ball, max_triangles=2000)
+    >>> m.n_triangles <= 2000, round(m.volume_ml, 1)  # 4/3 pi 15^3 mm^3 = 14.1 mL
+    (True, 13.9)
+    """
+    from scipy import ndimage
+    from skimage.measure import marching_cubes
+
+    vol = volume_or_mask if isinstance(volume_or_mask, Volume) else Volume(np.asarray(volume_or_mask), spacing)
+    arr = vol.hu
+    is_mask = _is_mask(arr)
+    if isinstance(level, str):
+        if level not in LEVELS:
+            raise ValueError(f"unknown level {level!r}; expected a number in HU or one of {sorted(LEVELS)}")
+        level_value = LEVELS[level]
+    elif level is None:
+        if not is_mask:
+            raise ValueError(
+                f"a CT ({arr.dtype}, values {float(arr.min()):g}..{float(arr.max()):g} HU) needs level=: "
+                f"a number in HU or one of {sorted(LEVELS)}; for a mask pass a bool or uint8 array"
+            )
+        level_value = MASK_LEVEL
+    else:
+        level_value = float(level)
+    if smooth_mm is None:
+        smooth_mm = 1.0 if is_mask else 0.0
+
+    offset = np.zeros(3)
+    if is_mask:
+        work = arr.astype(bool) if arr.dtype != bool else arr
+        zs = np.flatnonzero(work.any(axis=(1, 2)))  # bounding box from per-axis projections
+        if zs.size == 0:
+            raise ValueError("the mask is empty: no surface to mesh")
+        ys = np.flatnonzero(work.any(axis=(0, 2)))
+        xs = np.flatnonzero(work.any(axis=(0, 1)))
+        margin = [int(np.ceil(3 * smooth_mm / s)) + 1 for s in vol.spacing]
+        lo = [max(0, r[0] - m) for r, m in zip((zs, ys, xs), margin)]
+        hi = [min(n, r[-1] + 1 + m) for r, n, m in zip((zs, ys, xs), arr.shape, margin)]
+        work = work[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.float32)
+        offset = np.asarray(lo, dtype=np.float64)
+        outside = 0.0
+    else:
+        lo_v, hi_v = float(arr.min()), float(arr.max())
+        if not lo_v < level_value < hi_v:
+            raise ValueError(f"level {level_value:g} is outside the data range {lo_v:g}..{hi_v:g}: no surface")
+        work = arr if arr.dtype == np.float32 else arr.astype(np.float32)
+        outside = min(lo_v, level_value - 1.0)
+    if smooth_mm and smooth_mm > 0:
+        work = ndimage.gaussian_filter(work, sigma=[smooth_mm / s for s in vol.spacing]).astype(np.float32, copy=False)
+    if closed:
+        work = np.pad(work, 1, mode="constant", constant_values=outside)
+        offset = offset - 1.0
+
+    if step_size == "auto":
+        if max_triangles is None:
+            step = 1
+        else:
+            crossings = _edge_crossings(work, level_value)
+            # marching cubes makes ~2 triangles per crossed voxel edge (measured on chest CT)
+            estimate = TRIANGLES_PER_CROSSING * crossings
+            step = 1
+            while estimate / step**2 > auto_factor * max_triangles and step < 8:
+                step += 1
+    else:
+        step = int(step_size)
+        if step < 1:
+            raise ValueError(f"step_size must be a positive integer or 'auto'; got {step_size!r}")
+
+    verts, faces, _, _ = marching_cubes(work, level=level_value, step_size=step, allow_degenerate=False)
+    raw = int(faces.shape[0])
+    idx = verts.astype(np.float64) + offset  # voxel index (k, j, i) in the original volume
+    lps = vol.index_to_lps(idx)
+    mesh = Mesh(lps, faces, {"level": level_value, "step_size": step, "raw_triangles": raw,
+                             "smooth_mm": float(smooth_mm), "source": "mask" if is_mask else "CT"})
+    if mesh.n_triangles and mesh.volume_ml < 0:  # make normals point outwards
+        mesh.faces = np.ascontiguousarray(mesh.faces[:, ::-1])
+    return decimate(mesh, max_triangles) if max_triangles is not None else mesh
+
+
+# ------------------------------------------------------------------- figures
+def mesh_figure(
+    mesh: Mesh,
+    *,
+    color: str = "#e3d6bf",
+    opacity: float = 1.0,
+    title: str | None = None,
+    flatshading: bool = False,
+    height_px: int = 520,
+):
+    """A rotatable plotly ``Mesh3d`` figure (true proportions, patient axes).
+
+    Parameters
+    ----------
+    mesh : Mesh
+    color : str, default a bone-like ivory, keyword-only
+    opacity : float, default 1.0
+        Below 1 shows inner structures but sorts badly in WebGL; use 1 for bone.
+    title : str, optional
+        Default: the triangle count.
+    flatshading : bool, default False
+    height_px : int, default 520
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        ``scene.aspectmode = "data"`` so mm are mm on every axis; the camera
+        looks from the front (anterior) with the head up.
+
+    Notes
+    -----
+    Page weight is about 25 bytes per triangle (float32 vertices and int32
+    faces, base64): 150 k triangles weigh 3.8 MB of HTML, 50 k about 1.3 MB.
+
+    Examples
+    --------
+    >>> m = Mesh(np.eye(3, dtype=np.float32), np.array([[0, 1, 2]]))
+    >>> fig = mesh_figure(m)
+    >>> fig.data[0].type, fig.layout.scene.aspectmode
+    ('mesh3d', 'data')
+    """
+    import plotly.graph_objects as go
+
+    v = mesh.verts
+    trace = go.Mesh3d(
+        x=v[:, 0], y=v[:, 1], z=v[:, 2],
+        i=mesh.faces[:, 0], j=mesh.faces[:, 1], k=mesh.faces[:, 2],
+        color=color, opacity=opacity, flatshading=flatshading,
+        lighting={"ambient": 0.35, "diffuse": 0.8, "specular": 0.15, "roughness": 0.7, "fresnel": 0.1},
+        lightposition={"x": 0, "y": -1e5, "z": 1e5},
+        hoverinfo="skip",
+    )
+    fig = go.Figure(trace)
+    fig.update_layout(
+        title={"text": title or f"{mesh.n_triangles:,} triangles", "font": {"size": 13}},
+        height=height_px,
+        margin={"l": 0, "r": 0, "t": 40, "b": 0},
+        template="none",
+        scene={
+            "aspectmode": "data",
+            "xaxis": {"title": {"text": "x: R -> L (mm)"}},
+            "yaxis": {"title": {"text": "y: A -> P (mm)"}},
+            "zaxis": {"title": {"text": "z: I -> S (mm)"}},
+            "camera": {"eye": {"x": 0.0, "y": -1.9, "z": 0.35}, "up": {"x": 0, "y": 0, "z": 1}},
+        },
+    )
+    return fig
+
+
+def mesh_figure_matplotlib(
+    mesh: Mesh,
+    *,
+    max_triangles: int = 40_000,
+    color=(0.89, 0.84, 0.75),
+    elev: float = 10.0,
+    azim: float = -90.0,
+    size_in: float = 6.0,
+    title: str | None = None,
+):
+    """A static matplotlib rendering of a mesh (for print, PDF or no WebGL).
+
+    Parameters
+    ----------
+    mesh : Mesh
+    max_triangles : int, default 40000, keyword-only
+        Matplotlib sorts and draws every polygon on the CPU (~1 s per 40 k
+        triangles here); larger meshes are decimated first.
+    color : RGB tuple, default ivory
+    elev, azim : float, default 10 and -90
+        Camera angles in degrees; ``azim=-90`` looks from the front
+        (anterior, -y in LPS) so the patient's left is on the right.
+    size_in : float, default 6.0
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Faces are shaded by a fixed light (Lambert), axes in LPS mm with true
+        proportions.
+
+    Examples
+    --------
+    >>> m = Mesh(np.eye(3, dtype=np.float32), np.array([[0, 1, 2]]))
+    >>> fig = mesh_figure_matplotlib(m)
+    >>> fig.axes[0].name
+    '3d'
+    """
+    from matplotlib.figure import Figure
+    from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+
+    shown = decimate(mesh, max_triangles)
+    normals = shown.face_normals()
+    light = np.array([0.3, -1.0, 0.6])
+    light /= np.linalg.norm(light)
+    shade = 0.35 + 0.65 * np.clip(normals @ light, 0, 1)
+    rgb = np.clip(np.asarray(color, dtype=float)[None, :] * shade[:, None], 0, 1)
+    fig = Figure(figsize=(size_in, size_in))
+    ax = fig.add_subplot(projection="3d")
+    tris = shown.verts[shown.faces]
+    ax.add_collection3d(Poly3DCollection(tris, facecolors=rgb, edgecolors="none", linewidths=0))
+    lo, hi = shown.bounds
+    ax.set_xlim(lo[0], hi[0])
+    ax.set_ylim(lo[1], hi[1])
+    ax.set_zlim(lo[2], hi[2])
+    ax.set_box_aspect(np.maximum(hi - lo, 1e-6))
+    ax.view_init(elev=elev, azim=azim)
+    ax.set_xlabel("x: R -> L (mm)", fontsize=8)
+    ax.set_ylabel("y: A -> P (mm)", fontsize=8)
+    ax.set_zlabel("z: I -> S (mm)", fontsize=8)
+    ax.tick_params(labelsize=7)
+    note = "" if shown is mesh else f" (decimated from {mesh.n_triangles:,} for drawing)"
+    ax.set_title(title or f"{shown.n_triangles:,} triangles{note}", fontsize=9)
+    fig.subplots_adjust(left=0, right=1, bottom=0, top=0.95)
+    return fig
+
+
+# ----------------------------------------------------------------------- STL
+_STL_RECORD = np.dtype([("normal", "<f4", (3,)), ("v", "<f4", (3, 3)), ("attr", "<u2")])
+
+
+def save_stl(mesh: Mesh, path, *, header: str = "helpers.mesh binary STL, LPS mm") -> Path:
+    """Write a binary STL file, atomically (temporary file then rename).
+
+    Parameters
+    ----------
+    mesh : Mesh
+    path : str or Path
+        Output file; its folder must exist.
+    header : str, keyword-only
+        Up to 80 ASCII characters stored in the header (must not start with
+        "solid", which would make readers take it for ASCII STL).
+
+    Returns
+    -------
+    Path
+        The file written.
+
+    Notes
+    -----
+    Binary STL: 80-byte header, uint32 triangle count, then per triangle a
+    float32 normal, three float32 vertices and a uint16 attribute (0), all
+    little-endian.  Coordinates are LPS mm.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> m = Mesh(np.eye(3, dtype=np.float32), np.array([[0, 1, 2]]))
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     p = save_stl(m, os.path.join(d, "t.stl"))
+    ...     p.stat().st_size, load_stl(p).n_triangles
+    (134, 1)
+    """
+    path = Path(path)
+    text = header.encode("ascii", "replace")[:80]
+    if text.lower().startswith(b"solid"):
+        raise ValueError("an STL binary header must not start with 'solid' (readers would take it for ASCII)")
+    rec = np.zeros(mesh.n_triangles, dtype=_STL_RECORD)
+    rec["normal"] = mesh.face_normals()
+    rec["v"] = mesh.verts[mesh.faces]
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(text.ljust(80, b" "))
+            f.write(np.uint32(mesh.n_triangles).astype("<u4").tobytes())
+            f.write(rec.tobytes())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_stl(path) -> Mesh:
+    """Read a binary STL file (vertices shared between triangles are merged).
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    Mesh
+
+    Raises
+    ------
+    ValueError
+        The file is ASCII STL or its size does not match its triangle count.
+    """
+    data = Path(path).read_bytes()
+    if len(data) < 84:
+        raise ValueError(f"{path}: {len(data)} bytes is too short for a binary STL (needs >= 84)")
+    n = int(np.frombuffer(data, "<u4", count=1, offset=80)[0])
+    expected = 84 + n * _STL_RECORD.itemsize
+    if len(data) != expected:
+        hint = " (looks like ASCII STL, which is not supported)" if data[:5].lower() == b"solid" else ""
+        raise ValueError(f"{path}: header says {n} triangles = {expected} bytes but the file has {len(data)}{hint}")
+    rec = np.frombuffer(data, _STL_RECORD, count=n, offset=84)
+    corners = rec["v"].reshape(-1, 3)
+    verts, inverse = np.unique(corners, axis=0, return_inverse=True)
+    return Mesh(verts, inverse.reshape(-1, 3), {"source": str(path)})

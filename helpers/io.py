@@ -1045,7 +1045,7 @@ def load_series(
         lambda a, b: max(abs(x - y) for x, y in zip(a, b)) <= PIXEL_SPACING_TOLERANCE_MM,
     )
 
-    # ------------------------------------------------------------ pixels
+    # ------------------------------------------------------------ check pixel data (decode compressed files)
     by_file: dict[int, list[_Frame]] = {}
     for fr in frames:
         by_file.setdefault(id(fr.file), []).append(fr)

@@ -55,8 +55,7 @@ def padding_mask(volume, *, padding_below: float = PADDING_BELOW_HU, padding_val
         Voxels strictly below this HU are padding (air is -1000 HU).
     padding_value : float, optional
         An explicit padding value in HU (e.g. from (0028,0120) Pixel Padding
-        Value after rescale).  Default: ``volume.meta["padding_value_hu"]`` when
-        the loader recorded it.
+        Value after rescale) also counted as padding.
 
     Returns
     -------
@@ -68,8 +67,6 @@ def padding_mask(volume, *, padding_below: float = PADDING_BELOW_HU, padding_val
     array([ True, False, False, False])
     """
     hu = volume.hu if isinstance(volume, Volume) else np.asarray(volume)
-    if padding_value is None and isinstance(volume, Volume):
-        padding_value = volume.meta.get("padding_value_hu")
     pad = hu < padding_below
     if padding_value is not None:
         pad |= hu == padding_value
@@ -187,9 +184,13 @@ def hu_histogram(
     width = (range_hu[1] - range_hu[0]) / bins
     ax.set_title(title or f"HU histogram ({bins} bins of {width:g} HU)" + (" inside mask" if mask is not None else ""),
                  fontsize=10)
-    ax.text(0.99, 0.02,
-            f"{values.size:,} voxels counted; {n_pad:,} padding voxels (< {padding_below:g} HU) excluded; "
-            f"{n_out:,} outside {range_hu[0]:g}..{range_hu[1]:g} HU",
+    note = f"{values.size:,} voxels counted; {n_pad:,} padding voxels (< {padding_below:g} HU) excluded; " \
+           f"{n_out:,} outside {range_hu[0]:g}..{range_hu[1]:g} HU"
+    meta = volume.meta if isinstance(volume, Volume) else {}
+    if meta.get("padding_voxels") and meta.get("padding_hu", -np.inf) >= padding_below:
+        note += (f"\nthe loader had set {meta['padding_voxels']:,} padding voxels to {meta['padding_hu']:g} HU: "
+                 "they count as air here (load with padding_hu=-3024 to exclude them)")
+    ax.text(0.99, 0.02, note,
             transform=ax.transAxes, ha="right", va="bottom", fontsize=7, zorder=4,
             bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
     return fig

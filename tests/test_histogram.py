@@ -37,11 +37,9 @@ class TestBands:
 
 
 class TestPaddingMask:
-    def test_below_threshold_and_meta_value(self, vol):
+    def test_below_threshold_and_explicit_value(self, vol):
         assert padding_mask(vol).sum() == 4 * (400 - 256)
-        v = vol.with_array(vol.hu)
-        v.meta["padding_value_hu"] = -1000
-        assert padding_mask(v).sum() == 4 * 400 - 4 * (12 * 12)
+        assert padding_mask(vol, padding_value=-1000).sum() == 4 * 400 - 4 * (12 * 12)
 
 
 class TestHuHistogram:
@@ -52,6 +50,12 @@ class TestHuHistogram:
         text = fig.axes[0].texts[-1].get_text()
         assert text.startswith("1,024 voxels counted; 576 padding voxels (< -1100 HU) excluded")
         assert edges[0] == -1100 and edges[-1] == 1500
+
+    def test_loader_replaced_padding_is_reported(self, vol):
+        v = vol.with_array(np.where(vol.hu < -1100, -1024, vol.hu).astype(np.int16))
+        v.meta.update(padding_voxels=576, padding_hu=-1024)
+        text = hu_histogram(v).axes[0].texts[-1].get_text()
+        assert "0 padding voxels" in text and "the loader had set 576 padding voxels to -1024 HU" in text
 
     def test_peaks_in_the_right_bins(self, vol):
         values, edges = _bars(hu_histogram(vol, bins=26))  # 100 HU bins

@@ -418,3 +418,124 @@ def check_dice(answer, a, b) -> Feedback:
         hint="np.logical_and(a, b).sum() is |A ∩ B|; a.sum() and b.sum() are |A| and |B|.",
         why="1 is perfect overlap, 0 none; a Dice of 0.95 can still hide a missed tumour.",
     )
+
+
+# ------------------------------------------------- chapter 4: histograms (added by the display/mesh engineer)
+def check_laa_percent(answer, volume, lung_mask, *, threshold_hu: float = -950.0) -> Feedback:
+    """Exercise 4: % of lung voxels below -950 HU (low-attenuation area, LAA-950).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> hu = np.array([-1000, -900, -960, 40]); lungs = np.array([1, 1, 2, 0])
+    >>> check_laa_percent(200 / 3, hu, lungs).ok
+    True
+    """
+    hu = getattr(volume, "hu", volume)
+    inside = np.asarray(lung_mask) > 0
+    expected = 100.0 * np.count_nonzero(np.asarray(hu)[inside] < threshold_hu) / max(np.count_nonzero(inside), 1)
+    return check_number(
+        answer, expected, rtol=0.01, atol=0.01, unit="%",
+        hint="Take vol.hu[lungs > 0], count the values < -950 and divide by how many there are (x 100).",
+        why="Below 5-6 % is usual in healthy lungs on thin soft-kernel slices; the number moves with "
+            "kernel, slice thickness and inspiration, so compare like with like.",
+    )
+
+
+def check_band_percent(answer, volume, mask, band=(-190.0, -30.0)) -> Feedback:
+    """Exercise 4: % of the masked voxels whose HU lies in ``band`` (inclusive).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> hu = np.array([-100, -50, 40, 60]); body = np.array([1, 1, 1, 1], bool)
+    >>> check_band_percent(50, hu, body).ok
+    True
+    """
+    hu = np.asarray(getattr(volume, "hu", volume))
+    m = np.asarray(mask).astype(bool)
+    values = hu[m]
+    lo, hi = band
+    expected = 100.0 * np.count_nonzero((values >= lo) & (values <= hi)) / max(values.size, 1)
+    return check_number(
+        answer, expected, rtol=0.01, atol=0.01, unit="%",
+        hint=f"Take the voxels inside the mask, count those with {lo:g} <= HU <= {hi:g}, divide by the total (x 100).",
+        why="Fat is easy to measure on CT because its band barely overlaps any other tissue.",
+    )
+
+
+# ------------------------------------------------------ chapter 5: montage and views
+def check_aspect(answer, volume, plane: str = "coronal") -> Feedback:
+    """Exercise 5: ``aspect`` for ``imshow`` of a reslice = row spacing / column spacing.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from helpers.volume import Volume
+    >>> v = Volume(np.zeros((3, 4, 4)), spacing=(2.5, 0.7, 0.7))
+    >>> check_aspect(2.5 / 0.7, v).ok
+    True
+    >>> check_aspect(0.7 / 2.5, v).ok
+    False
+    """
+    sz, sy, sx = volume.spacing
+    rows_cols = {"axial": (sy, sx), "coronal": (sz, sx), "sagittal": (sz, sy)}[plane]
+    expected = rows_cols[0] / rows_cols[1]
+    return check_number(
+        answer, expected, rtol=0.01,
+        hint="A coronal image's rows are slices (spacing[0] mm apart) and its columns are x pixels "
+             "(spacing[2] mm): aspect = height of a pixel / its width.",
+        why="With it the body keeps its real proportions.",
+    )
+
+
+def check_slice_at(answer, volume, position_mm: float) -> Feedback:
+    """Exercise 5: index of the slice nearest a position along the slice normal (mm).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from helpers.volume import Volume
+    >>> v = Volume(np.zeros((5, 2, 2)), spacing=(2.5, 1, 1), origin=(0, 0, -10))
+    >>> check_slice_at(2, v, -5.2).ok
+    True
+    """
+    expected = int(np.argmin(np.abs(np.asarray(volume.slice_positions) - position_mm)))
+    return check_choice(
+        answer, expected,
+        hint="vol.slice_positions holds each slice's position in mm; np.argmin of the distance "
+             "to the position gives the index.",
+        why="Index and position differ: the index depends on where the scan starts and on the slice spacing.",
+    )
+
+
+# ------------------------------------------------------------- chapter 6: meshes
+def check_mesh_budget(answer, max_triangles: int, *, level: float | None = None) -> Feedback:
+    """Exercise 6: a :class:`helpers.mesh.Mesh` within a triangle budget (and at a level).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from helpers.mesh import Mesh
+    >>> m = Mesh(np.eye(3), [[0, 1, 2]], {"level": 300.0})
+    >>> check_mesh_budget(m, 10, level=300).ok
+    True
+    >>> check_mesh_budget(m, 0).ok
+    False
+    """
+    if _unanswered(answer):
+        return _missing("Call surface_mesh(vol, level=..., max_triangles=...).")
+    n = getattr(answer, "n_triangles", None)
+    if n is None:
+        return Feedback(False, f"expected a Mesh from surface_mesh, got {type(answer).__name__}.",
+                        "surface_mesh returns a Mesh; keep the returned object.")
+    if level is not None and abs(float(answer.meta.get("level", np.nan)) - level) > 1e-6:
+        return Feedback(False, f"this mesh was made at level {answer.meta.get('level')}; the exercise asks {level:g}.",
+                        "Pass level= to surface_mesh.")
+    if n > max_triangles:
+        return Feedback(False, f"{n:,} triangles is above the budget of {max_triangles:,}.",
+                        "Pass max_triangles= to surface_mesh.")
+    if n == 0:
+        return Feedback(False, "the mesh is empty.", "Check the level: is it inside the data range?")
+    return Feedback(True, f"{n:,} triangles, within {max_triangles:,}. At ~25 bytes per triangle that is "
+                          f"about {n * 25 / 1e6:.1f} MB of web page.")

@@ -279,7 +279,7 @@ def tissue_histograms(
     ax.set_xlabel("Hounsfield units (HU)")
     ax.set_ylabel("% of the tissue's voxels per bin" if density else "voxels per bin")
     if band_handles:  # kept as an extra artist; ax.get_legend() stays the tissue legend
-        ax.add_artist(ax.legend(handles=band_handles, fontsize=7, loc="upper left", title="HU bands",
+        ax.add_artist(ax.legend(handles=band_handles, fontsize=7, loc="center right", title="HU bands",
                                 title_fontsize=7))
     ax.legend(fontsize=8, loc="upper right")
     ax.set_title(title or "HU histogram per tissue", fontsize=10)

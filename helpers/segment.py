@@ -38,10 +38,14 @@ How :func:`segment_lungs` works
    patient's right is towards negative ``x``) is label 1, whatever the image's
    orientation on screen.
 7. **Tumours at the pleura.**  Each lung is closed on its own with a ball of
-   ``closing_radius_mm`` (a "rolling ball" along its surface) and its holes are
-   filled.  What the closing adds is kept only outside the mediastinum, the
-   band between the two lungs in front of the spine, so the heart does not
-   enter.
+   ``closing_radius_mm`` (a "rolling ball" along its surface); next to a
+   sizeable bite, the slice's convex hull fills the sliver the ball leaves
+   against a flat chest wall (within ``hull_margin_mm``); enclosed holes are
+   filled in 3-D.  In the mediastinum -- the band between the two lungs in
+   front of the spine -- only a small ball (``mediastinal_closing_radius_mm``)
+   is used, so the heart and great vessels stay out.  Holes are *not* filled
+   slice by slice: in an axial slice the top of a diaphragm dome is an island
+   of liver surrounded by lung.
 8. **Full resolution.**  Voxels deep inside a lung keep its label; voxels in a
    one-work-voxel band around the surface are lung when they are below
    ``air_threshold_hu`` (or were added as tumour in step 7).
@@ -135,7 +139,8 @@ def _as_volume(volume) -> Volume:
 
 
 def _factors(spacing, work_spacing_mm: float) -> tuple[int, int, int]:
-    return tuple(max(1, int(round(work_spacing_mm / s))) for s in spacing)  # type: ignore[return-value]
+    """Integer block sizes giving about ``work_spacing_mm`` (rounding up from 3/4 of a step)."""
+    return tuple(max(1, int(math.ceil(work_spacing_mm / s - 0.25))) for s in spacing)  # type: ignore[return-value]
 
 
 def _block_mean(hu: np.ndarray, f: tuple[int, int, int], *, chunk_slices: int = 16) -> np.ndarray:
@@ -608,7 +613,9 @@ def _hull_near(ml, costal, forbidden, sp, *, margin_mm, min_ml):
     if len(big) == 0:
         return np.zeros(ml.shape, bool)
     bites = np.isin(lab, big)
-    near = ndimage.distance_transform_edt(~bites, sampling=sp) <= margin_mm
+    near = np.zeros(ml.shape, bool)
+    sl = _bbox(bites, [int(math.ceil(margin_mm / s)) + 1 for s in sp])
+    near[sl] = ndimage.distance_transform_edt(~bites[sl], sampling=sp) <= margin_mm
     out = np.zeros(ml.shape, bool)
     for k in np.nonzero(bites.any(axis=(1, 2)))[0]:
         both = ml[k] | costal[k]
@@ -641,7 +648,15 @@ def _close_lungs(raw, lo, body, airway_cut, grid: _Grid, *, closing_radius_mm, m
                 c |= _hull_near(ml, costal, medi[sl] | ~body[sl], sp, margin_mm=hull_margin_mm,
                                 min_ml=min_bite_ml)
         if mediastinal_radius_mm > 0:
-            c |= _closing_edt(ml, mediastinal_radius_mm, sp)
+            # closing grows with the radius, so outside the mediastinum the large one
+            # already holds the small one: run it only around the mediastinal band
+            med = medi[sl]
+            touch = med & ndimage.binary_dilation(ml, _SIX)
+            if touch.any():
+                s2 = _bbox(touch, [2 * int(math.ceil(mediastinal_radius_mm / s)) + 1 for s in sp])
+                sub = np.zeros(ml.shape, bool)
+                sub[s2] = _closing_edt(ml[s2], mediastinal_radius_mm, sp)
+                c |= sub & med
         c = ndimage.binary_fill_holes(c)  # 3-D only: in 2-D the top of a diaphragm dome is a "hole"
         new = c & ~ml & body[sl] & ~airway_cut[sl] & (raw[sl] == 0)
         region = final[sl]

@@ -311,13 +311,19 @@ def surface_mesh(
         if step < 1:
             raise ValueError(f"step_size must be a positive integer or 'auto'; got {step_size!r}")
 
+    if closed and step > 1:  # marching cubes samples 0, step, 2*step...: make the last sample padding too
+        extra = [(-(n - 1)) % step for n in work.shape]
+        if any(extra):
+            work = np.pad(work, [(0, e) for e in extra], mode="constant", constant_values=outside)
     verts, faces, _, _ = marching_cubes(work, level=level_value, step_size=step, allow_degenerate=False)
     raw = int(faces.shape[0])
     idx = verts.astype(np.float64) + offset  # voxel index (k, j, i) in the original volume
     lps = vol.index_to_lps(idx)
     mesh = Mesh(lps, faces, {"level": level_value, "step_size": step, "raw_triangles": raw,
                              "smooth_mm": float(smooth_mm), "source": "mask" if is_mask else "CT"})
-    if mesh.n_triangles and mesh.volume_ml < 0:  # make normals point outwards
+    # scikit-image winds triangles clockwise seen from the high side in (k, j, i) index space; the
+    # index -> LPS map keeps that handedness when det(direction) > 0, so flip those to point outwards
+    if np.linalg.det(vol.direction) > 0:
         mesh.faces = np.ascontiguousarray(mesh.faces[:, ::-1])
     return decimate(mesh, max_triangles) if max_triangles is not None else mesh
 

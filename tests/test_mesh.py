@@ -72,11 +72,13 @@ class TestSurfaceMesh:
         assert m.volume_ml == pytest.approx(4 / 3 * np.pi * 12**3 / 1000, rel=0.1)
         np.testing.assert_allclose(m.verts.mean(0), v.index_to_lps((np.array(v.shape) - 1) / 2), atol=0.5)
 
-    def test_touching_border_is_closed(self):
+    @pytest.mark.parametrize("step", [1, 2, 3])
+    def test_touching_border_is_closed(self, step):
         hu = np.full((10, 12, 16), -1000, np.int16)
         hu[:, :, :12] = 1000  # "bone" cut by five faces of the scan box
-        m = surface_mesh(Volume(hu, spacing=(1, 1, 1)), level=300, step_size=1, max_triangles=None)
-        assert edges_shared_twice(m) and m.volume_ml > 0
+        m = surface_mesh(Volume(hu, spacing=(1, 1, 1)), level=300, step_size=step, max_triangles=None)
+        assert edges_shared_twice(m)
+        assert m.volume_ml == pytest.approx(10 * 12 * 12 / 1000, rel=0.35)  # outward normals, about the box
 
     def test_array_with_spacing(self):
         z, y, x = np.mgrid[:20, :20, :20]

@@ -256,3 +256,34 @@ class TestFullSample:
         tumour = lab["tissue"] == LEGEND["tumour"]
         vol_ml = tumour.sum() * 2.5 * 0.703125 ** 2 / 1000
         assert 6 < vol_ml < 20  # ~3 cm across
+
+
+@pytest.fixture(scope="module")
+def vol(small):
+    from helpers.io import load_series
+
+    return load_series(small / "dicom")
+
+
+class TestLoaderRoundTrip:
+    """helpers.io.load_series reads the small sample back, aligned with the labels."""
+
+    def test_same_hu(self, vol, small_phantom):
+        expected = np.where(small_phantom["stored"] == -2000, -1024.0, small_phantom["hu"])
+        assert vol.hu.shape == expected.shape
+        assert np.abs(vol.hu.astype(np.float32) - expected).max() <= 1
+
+    def test_geometry(self, vol, small_labels):
+        geo = small_labels["geometry"]
+        assert vol.spacing == pytest.approx(tuple(geo["spacing"]))
+        assert vol.origin == pytest.approx(tuple(geo["origin"]))
+        assert np.allclose(vol.slice_positions, geo["z_positions"])
+
+    def test_labels_align(self, vol, small_labels):
+        t = small_labels["tissue"]
+        core = {name: ndimage.binary_erosion(t == LEGEND[name]) for name in ("lung", "liver", "tumour")}
+        assert np.median(vol.hu[core["lung"]]) < -750
+        assert 40 < np.median(vol.hu[core["liver"]]) < 80
+        assert 20 < np.median(vol.hu[t == LEGEND["tumour"]]) < 60
+        right = vol.hu[small_labels["lungs"] == 1]
+        assert np.median(right) < -700

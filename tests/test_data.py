@@ -586,7 +586,7 @@ class TestMain:
 
 
 class TestDefaultDicomDir:
-    def test_dataset_switch(self, monkeypatch):
+    def test_dataset_switch_points_at_data_name(self, monkeypatch):
         from helpers import sample
 
         monkeypatch.delenv("DICOM_DIR", raising=False)
@@ -595,12 +595,30 @@ class TestDefaultDicomDir:
             folder = sample.default_dicom_dir()
         except NotImplementedError:
             pytest.skip("helpers.sample.default_dicom_dir does not read DATASET yet")
-        except ValueError as exc:  # allowed when the case is not fetched: it must say how
+        except (ValueError, OSError) as exc:  # allowed when not fetched: it must say how
             if (hd.DATA_DIR / "lung-dx-a0002-b40f").exists():
                 raise
             assert "helpers.data fetch lung-dx-a0002-b40f" in str(exc)
             return
         assert Path(folder).resolve() == (hd.DATA_DIR / "lung-dx-a0002-b40f").resolve()
+
+    def test_chapters_read_a_fetched_case_with_dataset(self, server, series, tmp_path, monkeypatch):
+        """fetch -> DATASET=NAME -> default_dicom_dir -> load_series, citation shown."""
+        from helpers import sample
+        from helpers.io import load_series
+
+        server.routes[ROUTE] = _zip(series)
+        dest = _fetch(server, tmp_path, _manifest(series))  # tmp_path/data/case
+        monkeypatch.setattr(sample, "REPO", tmp_path)
+        monkeypatch.delenv("DICOM_DIR", raising=False)
+        monkeypatch.setenv("DATASET", "case")
+        try:
+            folder = sample.default_dicom_dir()
+        except NotImplementedError:
+            pytest.skip("helpers.sample.default_dicom_dir does not read DATASET yet")
+        assert Path(folder) == dest
+        assert load_series(folder).shape[0] == len(series)
+        assert CITE in hd.citation_for_path(folder)
 
 
 class TestPostBuild:

@@ -82,11 +82,10 @@ def _synthetic(quick: bool, scratch: Path):
             vol = load_series(d / "dicom")
         lab = load_labels(d)
         truth = {"lungs": np.asarray(lab["lungs"])}
-        if "tissue" in lab and "legend" in lab:
-            legend = {str(v).lower(): int(k) for k, v in dict(lab["legend"]).items()}
-            for name in ("tumour", "nodule", "trachea", "heart"):
-                if name in legend:
-                    truth[name] = np.asarray(lab["tissue"]) == legend[name]
+        legend = {str(k).lower(): int(v) for k, v in dict(lab.get("legend", {})).items()}
+        for part, key in (("tumour", "tumour"), ("nodule", "nodule"), ("trachea", "airway"), ("heart", "heart_vessels")):
+            if key in legend and "tissue" in lab:
+                truth[part] = np.asarray(lab["tissue"]) == legend[key]
         name = f"sample {'x'.join(map(str, vol.shape[::-1]))}"
     except Exception:  # the sample is not available: use the phantom
         from lung_phantom import make_phantom

@@ -41,8 +41,9 @@ How :func:`segment_lungs` works
    ``closing_radius_mm`` (a "rolling ball" along its surface); next to a
    sizeable bite, the slice's convex hull fills the sliver the ball leaves
    against a flat chest wall (within ``hull_margin_mm``); enclosed holes are
-   filled in 3-D.  In the mediastinum -- the band between the two lungs in
-   front of the spine -- only a small ball (``mediastinal_closing_radius_mm``)
+   filled in 3-D.  In the mediastinum -- voxels between the right and the
+   left lung's medial edges along their row (heart, great vessels, spine) --
+   only a small ball (``mediastinal_closing_radius_mm``)
    is used, so the heart and great vessels stay out.  Holes are *not* filled
    slice by slice: in an axial slice the top of a diaphragm dome is an island
    of liver surrounded by lung.
@@ -117,11 +118,6 @@ MEDIASTINAL_CLOSING_RADIUS_MM = 8.0
 HULL_MARGIN_MM = 10.0
 #: A closing addition of at least this volume (mL) is a bite (tumour) worth the hull.
 MIN_BITE_ML = 0.5
-#: Voxels the closing adds are dropped in the mediastinum: between the lungs
-#: and more than this distance (mm) in front of the spine's front edge.
-MEDIASTINUM_SPINE_MARGIN_MM = 10.0
-#: Bone threshold (HU) used to find the spine (the mediastinum's back edge).
-BONE_THRESHOLD_HU = 200.0
 
 _SIX = ndimage.generate_binary_structure(3, 1)
 _INPLANE = np.zeros((3, 3, 3), bool)
@@ -244,8 +240,6 @@ def segment_lungs(
     mediastinal_closing_radius_mm: float = MEDIASTINAL_CLOSING_RADIUS_MM,
     hull_margin_mm: float = HULL_MARGIN_MM,
     min_bite_ml: float = MIN_BITE_ML,
-    mediastinum_spine_margin_mm: float = MEDIASTINUM_SPINE_MARGIN_MM,
-    bone_threshold_hu: float = BONE_THRESHOLD_HU,
     return_steps: bool = False,
 ):
     """Segment the right and left lung of a CT volume in 3-D.
@@ -290,9 +284,9 @@ def segment_lungs(
         (tumours and nodules touching the chest wall stay inside); 0 switches
         it off.
     mediastinal_closing_radius_mm : float, default 8
-        Radius of the ball that closes each lung in the mediastinum (the band
-        between the lungs in front of the spine), kept small so the heart and
-        great vessels stay out; 0 switches it off.
+        Radius of the ball that closes each lung in the mediastinum (voxels
+        between the two lungs' medial edges along their row), kept
+        small so the heart, great vessels and spine stay out; 0 switches it off.
     hull_margin_mm : float, default 10
         Next to a bite the closing filled (at least ``min_bite_ml``), the
         slice's convex hull of the lung fills what the ball could not reach
@@ -300,10 +294,6 @@ def segment_lungs(
         it off.
     min_bite_ml : float, default 0.5
         Smallest closing addition (mL) treated as a bite for ``hull_margin_mm``.
-    mediastinum_spine_margin_mm : float, default 10
-        The mediastinal band ends this far in front of the spine's front edge.
-    bone_threshold_hu : float, default 200
-        Bone threshold used to locate the spine.
     return_steps : bool, default False
         Also return a dict of intermediate work-grid masks (for teaching).
 
@@ -401,8 +391,6 @@ def segment_lungs(
         raw, lo, body, airway_cut, grid,
         closing_radius_mm=closing_radius_mm, mediastinal_radius_mm=mediastinal_closing_radius_mm,
         hull_margin_mm=hull_margin_mm, min_bite_ml=min_bite_ml,
-        spine_margin_mm=mediastinum_spine_margin_mm,
-        bone_threshold_hu=bone_threshold_hu,
     )
 
     # -- 6. back to full resolution
@@ -627,13 +615,13 @@ def _hull_near(ml, costal, forbidden, sp, *, margin_mm, min_ml):
 
 
 def _close_lungs(raw, lo, body, airway_cut, grid: _Grid, *, closing_radius_mm, mediastinal_radius_mm,
-                 hull_margin_mm, min_bite_ml, spine_margin_mm, bone_threshold_hu):
+                 hull_margin_mm, min_bite_ml):
     """Per-lung closing and hole filling; a smaller radius on the mediastinal side."""
     sp = grid.spacing
     final = raw.copy()
     added = np.zeros(raw.shape, bool)
     present = [l for l in (RIGHT_LUNG, LEFT_LUNG) if (raw == l).any()]
-    medi = _mediastinum(raw, lo, body, grid, spine_margin_mm=spine_margin_mm, bone_threshold_hu=bone_threshold_hu)
+    medi = _mediastinum(raw, grid)
     rmax = max(closing_radius_mm, mediastinal_radius_mm, 0.0)
     for l in present:
         m = raw == l
@@ -665,68 +653,51 @@ def _close_lungs(raw, lo, body, airway_cut, grid: _Grid, *, closing_radius_mm, m
     return final, added
 
 
-def _mediastinum(raw, lo, body, grid: _Grid, *, spine_margin_mm, bone_threshold_hu):
-    """Per slice: voxels between the right and left lung, in front of the spine."""
+def _mediastinum(raw, grid: _Grid):
+    """Per slice, voxels between the right lung's and the left lung's medial edges.
+
+    Along each row, the band runs from the right lung's most medial voxel to the
+    left lung's most medial voxel (rows holding only one lung take the edges
+    interpolated from the nearest rows holding both).  A lung's own bite (a
+    tumour at the chest wall) has lung medial to it on its row, so it is not in
+    the band.  Slices holding only one lung (bases, apices) take the band of
+    the nearest slice holding both.
+    """
     medi = np.zeros(raw.shape, bool)
-    xax, xsign = grid.right_axis()  # array axis towards patient's left
-    yax, ysign = grid.posterior_axis()
-    if xax == yax:
-        return medi
+    xax, xsign = grid.right_axis()  # array axis running towards the patient's left
     r = raw == RIGHT_LUNG
     lft = raw == LEFT_LUNG
-    if not (r.any() and lft.any()):
+    both_k = r.any(axis=(1, 2)) & lft.any(axis=(1, 2))
+    if not both_k.any():
         return medi
-    nz = raw.shape[0]
-    n_x = raw.shape[xax]
-    n_y = raw.shape[yax]
-    coord_x = np.arange(n_x)
-    coord_y = np.arange(n_y)
-    for k in range(nz):
+    ax = xax - 1  # axis within a slice: 0 rows, 1 columns
+    for k in np.nonzero(both_k)[0]:
         rk, lk = r[k], lft[k]
-        if not (rk.any() and lk.any()):
+        if ax == 0:
+            rk, lk = rk.T, lk.T
+        if xsign < 0:
+            rk, lk = rk[:, ::-1], lk[:, ::-1]
+        n = rk.shape[1]
+        cols = np.arange(n)
+        has_r, has_l = rk.any(1), lk.any(1)
+        rmax = np.where(has_r, n - 1 - np.argmax(rk[:, ::-1], axis=1), -1)
+        lmin = np.where(has_l, np.argmax(lk, axis=1), n)
+        rows = np.nonzero(has_r & has_l)[0]
+        if len(rows) == 0:
             continue
-        # bring to (y, x) = (posterior axis, left axis) with increasing = posterior / left
-        def orient(a):
-            a = a if (yax, xax) == (1, 2) else a.T
-            if ysign < 0:
-                a = a[::-1]
-            if xsign < 0:
-                a = a[:, ::-1]
-            return a
-
-        rk2, lk2 = orient(rk), orient(lk)
-        bone = orient((lo[k] > bone_threshold_hu) & body[k])
-        # medial edges per row: right lung's max x (towards left), left lung's min x
-        rmax = np.where(rk2.any(1), np.where(rk2, coord_x[None, :], -1).max(1), -1)
-        lmin = np.where(lk2.any(1), np.where(lk2, coord_x[None, :], n_x).min(1), n_x)
-        # rows where neither lung: interpolate band from nearest rows with both
-        both = (rmax >= 0) & (lmin < n_x)
-        if not both.any():
-            continue
-        rows = np.nonzero(both)[0]
-        rmax_i = np.interp(coord_y, rows, rmax[rows]).astype(int)
-        lmin_i = np.interp(coord_y, rows, lmin[rows]).astype(int)
-        band = (coord_x[None, :] > rmax_i[:, None]) & (coord_x[None, :] < lmin_i[:, None])
-        # spine front edge: most anterior bone row in the middle third of the band
-        cx = int(np.median((rmax[rows] + lmin[rows]) / 2))
-        half = max(1, int(round(15.0 / grid.spacing[2])))
-        col = bone[:, max(0, cx - half) : cx + half + 1].any(1)
-        brow = np.nonzero(col)[0]
-        # the vertebral body is the most posterior large bone; take the first bone row
-        # behind the middle of the lungs' extent
-        lung_rows = np.nonzero(rk2.any(1) | lk2.any(1))[0]
-        mid_row = (lung_rows[0] + lung_rows[-1]) / 2
-        behind = brow[brow >= mid_row]
-        spine_front = behind[0] if len(behind) else lung_rows[-1]
-        margin_px = spine_margin_mm / grid.spacing[1]
-        band &= coord_y[:, None] < spine_front - margin_px
-        band &= coord_y[:, None] >= lung_rows[0]
-        # back to array orientation
+        lung_rows = np.nonzero(has_r | has_l)[0]
+        y = np.arange(rk.shape[0])
+        rmax_i = np.interp(y, rows, rmax[rows])
+        lmin_i = np.interp(y, rows, lmin[rows])
+        band = (cols[None, :] > rmax_i[:, None]) & (cols[None, :] < lmin_i[:, None])
+        band &= ((y >= lung_rows[0]) & (y <= lung_rows[-1]))[:, None]
+        band &= ~rk & ~lk
         if xsign < 0:
             band = band[:, ::-1]
-        if ysign < 0:
-            band = band[::-1]
-        medi[k] = band if (yax, xax) == (1, 2) else band.T
+        medi[k] = band.T if ax == 0 else band
+    ks = np.nonzero(both_k)[0]
+    for k in np.nonzero(~both_k)[0]:
+        medi[k] = medi[ks[np.argmin(np.abs(ks - k))]] & (raw[k] == 0)
     return medi
 
 

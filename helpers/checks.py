@@ -163,7 +163,7 @@ def check_array(answer, expected, *, atol: float = 1e-3, name: str = "the array"
     diff = np.abs(a.astype(np.float64) - e.astype(np.float64))
     bad = int(np.count_nonzero(diff > atol))
     if bad == 0:
-        return Feedback(True, f"{name} matches ({e.size} values)." + (f" {why}" if why else ""))
+        return Feedback(True, f"{name}: all {e.size} values match." + (f" {why}" if why else ""))
     worst = np.unravel_index(int(np.argmax(diff)), diff.shape)
     return Feedback(
         False,
@@ -254,7 +254,7 @@ def check_sorted_positions(answer, volume) -> Feedback:
     """
     expected = np.sort(np.asarray(volume.slice_positions))
     return check_array(
-        answer, expected, atol=1e-3, name="your positions",
+        answer, expected, atol=1e-3, name="the positions",
         hint="Use the z coordinate of (0020,0032) Image Position (Patient) and sort it ascending (np.sort).",
         why="Position, not Instance Number or file name, gives the anatomical order.",
     )
@@ -275,7 +275,7 @@ def check_hu(answer, stored, slope: float, intercept: float) -> Feedback:
     """
     expected = np.asarray(stored, dtype=np.float64) * slope + intercept
     return check_array(
-        answer, expected, atol=0.5, name="your HU array",
+        answer, expected, atol=0.5, name="your HU values",
         hint="Convert to float first (stored.astype(np.float32)); unsigned 16-bit arithmetic wraps "
              "below zero. HU = stored × slope + intercept.",
         why="Air is about -1000 HU, water 0, dense bone above +700.",

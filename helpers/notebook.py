@@ -23,7 +23,7 @@ import io
 import json
 from typing import Any
 
-__all__ = ["BookRenderer", "setup", "show_widget", "figure_png", "RENDERER_NAME"]
+__all__ = ["BookRenderer", "setup", "show_widget", "figure_png", "widget_bundle", "header_table", "scratch_folder", "add_second_series", "sample_truth", "RENDERER_NAME"]
 
 RENDERER_NAME = "book"
 
@@ -214,6 +214,233 @@ def dumps(obj: Any) -> str:
     }
     """
     return json.dumps(obj, indent=2, default=_json_default)
+
+
+#: Header tags shown in chapter 1, in reading order (keyword, what it tells you).
+HEADER_TAGS: tuple[tuple[str, str], ...] = (
+    ("Modality", "CT, MR, PT...: the loader refuses non-CT unless asked"),
+    ("SeriesDescription", "what the technologist called the series"),
+    ("SeriesInstanceUID", "which series the file belongs to (one folder may hold several)"),
+    ("InstanceNumber", "the image's number: an order of acquisition, not a position"),
+    ("ImagePositionPatient", "x, y, z (mm) of the first pixel's centre: the slice's real position"),
+    ("ImageOrientationPatient", "directions of rows and columns: the slice normal follows from them"),
+    ("PixelSpacing", "row, column spacing (mm) inside the slice"),
+    ("SliceThickness", "how thick the reconstructed slice is (not the step between slices)"),
+    ("Rows", "image height in pixels"),
+    ("Columns", "image width in pixels"),
+    ("BitsStored", "bits actually used per pixel"),
+    ("PixelRepresentation", "0 = unsigned, 1 = signed stored values"),
+    ("RescaleSlope", "HU = stored value x slope + intercept"),
+    ("RescaleIntercept", "usually -1024 (or -1000, 0, -8192...)"),
+    ("PixelPaddingValue", "the stored value used outside the scanned field of view"),
+    ("WindowCenter", "the window level the scanner suggests"),
+    ("WindowWidth", "the window width the scanner suggests"),
+    ("ConvolutionKernel", "reconstruction kernel: soft (B30f) or sharp (B70f)"),
+)
+
+#: Never shown by :func:`header_table`, whatever is asked.
+PATIENT_TAGS = frozenset({
+    "PatientName", "PatientID", "PatientBirthDate", "PatientAddress", "OtherPatientIDs",
+    "OtherPatientNames", "AccessionNumber", "InstitutionName", "ReferringPhysicianName",
+    "OperatorsName", "PerformingPhysicianName",
+})
+
+
+class HeaderTable:
+    """A small tag table that prints as text and as HTML in a notebook."""
+
+    def __init__(self, rows: list[tuple[str, str, str, str]]):
+        self.rows = rows
+
+    def __repr__(self) -> str:
+        w = [max(len(r[i]) for r in self.rows) for i in range(3)] if self.rows else [0, 0, 0]
+        return "\n".join(f"{a.ljust(w[0])}  {b.ljust(w[1])}  {c.ljust(w[2])}  {d}" for a, b, c, d in self.rows)
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        body = "".join(
+            "<tr>" + "".join(f"<td>{escape(x)}</td>" for x in r) + "</tr>" for r in self.rows
+        )
+        return ("<table><thead><tr><th>tag</th><th>keyword</th><th>value</th><th>what it tells you</th>"
+                f"</tr></thead><tbody>{body}</tbody></table>")
+
+
+def header_table(dataset, tags=HEADER_TAGS, *, max_chars: int = 48) -> HeaderTable:
+    """The header tags that matter for CT, never the patient-identifying ones.
+
+    Parameters
+    ----------
+    dataset : pydicom.Dataset
+        One file's header (``pydicom.dcmread(path, stop_before_pixels=True)``).
+    tags : sequence of (keyword, explanation)
+        Default :data:`HEADER_TAGS`.  Keywords in :data:`PATIENT_TAGS` are skipped.
+    max_chars : int, default 48
+        Longer values (UIDs) are shortened with an ellipsis.
+
+    Returns
+    -------
+    HeaderTable
+        Rows of ``(tag, keyword, value, explanation)``; a missing tag shows "(absent)".
+
+    Examples
+    --------
+    >>> from pydicom import Dataset
+    >>> ds = Dataset(); ds.Modality = "CT"; ds.PatientName = "Doe^Jane"
+    >>> t = header_table(ds, [("Modality", "m"), ("PatientName", "p")])
+    >>> [r[1] for r in t.rows]
+    ['Modality']
+    """
+    from pydicom.datadict import tag_for_keyword
+
+    rows = []
+    for keyword, why in tags:
+        if keyword in PATIENT_TAGS:
+            continue
+        tag = tag_for_keyword(keyword)
+        tag_text = f"({tag >> 16:04X},{tag & 0xFFFF:04X})" if tag is not None else ""
+        value = dataset.get(keyword, None)
+        if value is None:
+            text = "(absent)"
+        elif hasattr(value, "__iter__") and not isinstance(value, (str, bytes)):
+            text = "[" + ", ".join(f"{float(v):.6g}" if isinstance(v, (int, float)) else str(v) for v in value) + "]"
+        else:
+            text = str(value)
+        if len(text) > max_chars:
+            text = text[: max_chars - 1] + "…"
+        rows.append((tag_text, keyword, text, why))
+    return HeaderTable(rows)
+
+
+def scratch_folder(files, *, names=None, prefix: str = "dicom-book-") -> "Path":
+    """A new temporary folder with links (copies where links fail) to ``files``.
+
+    Used by the chapters to show what happens to a folder a PACS export or a
+    colleague could have made (other file names, a missing slice) without ever
+    writing to the source folder.
+
+    Parameters
+    ----------
+    files : sequence of path
+        Source files (left untouched).
+    names : sequence of str, optional
+        New file names, one per file (default: the original names).
+    prefix : str
+        Prefix of the temporary folder's name.
+
+    Returns
+    -------
+    pathlib.Path
+        The new folder (in the system's temporary directory).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> src = pathlib.Path(tempfile.mkdtemp()) / "a.dcm"; _ = src.write_bytes(b"x")
+    >>> d = scratch_folder([src], names=["IM1"])
+    >>> sorted(p.name for p in d.iterdir())
+    ['IM1']
+    """
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    files = [Path(f) for f in files]
+    names = [f.name for f in files] if names is None else list(names)
+    if len(names) != len(files):
+        raise ValueError(f"{len(names)} names for {len(files)} files")
+    out = Path(tempfile.mkdtemp(prefix=prefix))
+    for f, n in zip(files, names):
+        try:
+            os.symlink(f.resolve(), out / n)
+        except OSError:
+            shutil.copyfile(f, out / n)
+    return out
+
+
+def add_second_series(folder, files, *, description: str = "second reconstruction") -> list:
+    """Write copies of ``files`` into ``folder`` as another series (new UIDs, numbers 1..n).
+
+    This is what a study folder with two reconstructions of the same scan looks
+    like (a soft and a sharp kernel, or a thin and a thick series): the same
+    positions and Instance Numbers, another (0020,000E) Series Instance UID.
+
+    Parameters
+    ----------
+    folder : path
+        A scratch folder (never a source folder).
+    files : sequence of path
+        DICOM files to copy.
+    description : str
+        (0008,103E) Series Description of the copies.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written.
+    """
+    from pathlib import Path
+
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    folder = Path(folder)
+    series_uid = generate_uid(entropy_srcs=[str(folder), description])
+    written = []
+    for number, f in enumerate(files, start=1):
+        ds = pydicom.dcmread(f)
+        uid = generate_uid(entropy_srcs=[series_uid, str(number)])
+        ds.SeriesInstanceUID = series_uid
+        ds.SOPInstanceUID = uid
+        ds.file_meta.MediaStorageSOPInstanceUID = uid
+        ds.SeriesDescription = description
+        ds.SeriesNumber = 99
+        ds.InstanceNumber = number
+        out = folder / f"second_{number:04d}.dcm"
+        ds.save_as(out)
+        written.append(out)
+    return written
+
+
+def sample_truth(dicom_dir, volume) -> dict | None:
+    """Ground truth for the chapters when ``dicom_dir`` is the bundled sample, else None.
+
+    Parameters
+    ----------
+    dicom_dir : path
+        The folder the chapter loaded (``default_dicom_dir()``).
+    volume : Volume
+        The volume loaded from it (the labels must have its shape).
+
+    Returns
+    -------
+    dict or None
+        ``lungs`` (uint8, 0 / 1 right / 2 left), ``tumour`` and ``nodule`` (bool
+        masks), ``tumour_index`` ``(k, j, i)`` of the tumour's centre (int), and
+        ``info`` (the sample's ``labels.json`` entries); None when the folder has
+        no ``labels.npz`` beside it (your own data) or the shapes differ.
+    """
+    from pathlib import Path
+
+    import numpy as np
+
+    sample_dir = Path(dicom_dir).parent
+    if not (sample_dir / "labels.npz").is_file():
+        return None
+    from .sample import load_labels
+
+    lab = load_labels(sample_dir)
+    if lab["lungs"].shape != tuple(volume.shape):
+        return None
+    legend = lab.get("legend", {})
+    tumour = lab["tissue"] == legend["tumour"] if "tumour" in legend else np.zeros(volume.shape, bool)
+    nodule = lab["tissue"] == legend["nodule"] if "nodule" in legend else np.zeros(volume.shape, bool)
+    if tumour.any():
+        idx = tuple(int(round(float(c))) for c in np.argwhere(tumour).mean(axis=0))
+    else:
+        idx = tuple(n // 2 for n in volume.shape)
+    return {"lungs": lab["lungs"], "tumour": tumour, "nodule": nodule, "tumour_index": idx, "info": lab}
 
 
 setup()

@@ -255,7 +255,7 @@ def tissue_histograms(
         items = [(v, k) for k, v in items]
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(9, 3.8), layout="constrained")
+    fig = Figure(figsize=(9, 4.2), layout="constrained")
     ax = fig.subplots()
     band_handles = _shade_bands(ax, bands, range_hu) if bands else []
     drawn = 0
@@ -278,9 +278,9 @@ def tissue_histograms(
         ax.set_yscale("log")
     ax.set_xlabel("Hounsfield units (HU)")
     ax.set_ylabel("% of the tissue's voxels per bin" if density else "voxels per bin")
-    if band_handles:  # kept as an extra artist; ax.get_legend() stays the tissue legend
-        ax.add_artist(ax.legend(handles=band_handles, fontsize=7, loc="center right", title="HU bands",
-                                title_fontsize=7))
+    if band_handles:  # a figure legend below the axes; ax.get_legend() stays the tissue legend
+        fig.legend(handles=band_handles, fontsize=7, loc="outside lower center", ncol=len(band_handles),
+                   frameon=False)
     ax.legend(fontsize=8, loc="upper right")
     ax.set_title(title or "HU histogram per tissue", fontsize=10)
     return fig

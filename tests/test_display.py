@@ -194,3 +194,21 @@ class TestWidgetViewer:
         w, png = widget_with_still(vol, index=3)
         assert png[:4] == b"\x89PNG" and w.slider.value == 3
         assert png == still_png(vol, index=3)
+
+
+class TestCheckAspect:
+    """Chapter 5 exercise checkers (helpers.checks)."""
+
+    def test_planes(self, vol):
+        from helpers.checks import check_aspect
+
+        assert check_aspect(2.5 / 0.7, vol, "coronal").ok and check_aspect(1.0, vol, "axial").ok
+        assert check_aspect(0.7 / 2.5, vol, "sagittal").ok is False
+
+
+class TestCheckSliceAt:
+    def test_nearest(self, vol):
+        from helpers.checks import check_slice_at
+
+        assert check_slice_at(4, vol, 110.4).ok  # origin z 100, 2.5 mm slices
+        assert check_slice_at(5, vol, 110.4).ok is False

@@ -105,3 +105,26 @@ class TestTissueHistograms:
             tissue_histograms(vol, labels, {5: "x"})
         with pytest.raises(ValueError, match="labels shape"):
             tissue_histograms(vol, labels[:2], {1: "x"})
+
+
+class TestCheckLaaPercent:
+    """Chapter 4 exercise checker (helpers.checks)."""
+
+    def test_right_wrong_missing(self, vol):
+        from helpers.checks import check_laa_percent
+
+        lungs = (vol.hu == -800) | (vol.hu == -1000)
+        expected = 100 * np.count_nonzero(vol.hu[lungs] < -950) / np.count_nonzero(lungs)
+        assert check_laa_percent(expected, vol, lungs).ok
+        assert check_laa_percent(expected + 5, vol, lungs).ok is False
+        assert check_laa_percent(..., vol, lungs).ok is None
+
+
+class TestCheckBandPercent:
+    def test_right_and_wrong(self, vol):
+        from helpers.checks import check_band_percent
+
+        body = vol.hu > -1100
+        expected = 100 * np.count_nonzero((vol.hu[body] >= -29) & (vol.hu[body] <= 150)) / body.sum()
+        assert check_band_percent(expected, vol, body, band=(-29, 150)).ok
+        assert "the expected value" in check_band_percent(1.0, vol, body, band=(-29, 150)).message

@@ -151,3 +151,17 @@ class TestStl:
             load_stl(tmp_path / "a.stl")
         with pytest.raises(ValueError, match="must not start with 'solid'"):
             save_stl(Mesh(np.eye(3), [[0, 1, 2]]), tmp_path / "b.stl", header="solid thing")
+
+
+class TestCheckMeshBudget:
+    """Chapter 6 exercise checker (helpers.checks)."""
+
+    def test_verdicts(self):
+        from helpers.checks import check_mesh_budget
+
+        m = surface_mesh(ball_volume(), level=300, max_triangles=300)
+        assert check_mesh_budget(m, 300, level=300).ok
+        assert check_mesh_budget(m, 100).ok is False
+        assert "level 300" in check_mesh_budget(m, 300, level=-300).message
+        assert check_mesh_budget("mesh", 300).ok is False
+        assert check_mesh_budget(..., 300).ok is None

@@ -23,6 +23,7 @@ Public functions: :func:`make_phantom` (arrays in memory), :func:`make_sample`
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import sys
@@ -46,7 +47,7 @@ __all__ = [
 REPO = Path(__file__).resolve().parents[1]
 
 #: Bump whenever the output changes: :func:`ensure_sample` regenerates older samples.
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "4"
 
 #: Tissue label values of ``labels.npz["tissue"]``.
 LEGEND = {
@@ -143,8 +144,8 @@ B_POST = 95.0
 _H_CTRL = [0, 60, 150, 220, 260, 300]
 _A = [155, 158, 160, 165, 160, 142]  # half width
 _B_ANT = [115, 112, 108, 102, 96, 88]  # centre -> anterior skin
-_FAT = {"lat": [20, 18, 16, 15, 12, 9], "ant": [16, 14, 12, 12, 10, 7], "post": [13, 12, 12, 12, 10, 8]}
-_MUS = {"lat": [12, 12, 12, 16, 32, 40], "ant": [14, 16, 17, 20, 22, 22], "post": [20, 20, 20, 21, 22, 22]}
+_FAT = {"lat": [18, 16, 14, 13, 12, 9], "ant": [16, 14, 12, 12, 10, 7], "post": [12, 11, 10, 10, 10, 8]}
+_MUS = {"lat": [10, 9, 9, 14, 30, 40], "ant": [14, 15, 16, 18, 22, 22], "post": [11, 11, 11, 12, 14, 16]}
 SUPER_N = 2.4
 
 
@@ -221,23 +222,31 @@ def _polyline(points, radii, step=6.0):
 
 
 def _segment_field(grid, p0, p1, r0, r1, margin):
-    """Distance to a tapered segment on its bounding box: (slices, dist, radius) or None."""
-    lo = np.minimum(p0, p1) - max(r0, r1) - margin
-    hi = np.maximum(p0, p1) + max(r0, r1) + margin
-    k0, j0, i0 = np.floor(grid.index(lo)).astype(int)
-    k1, j1, i1 = np.ceil(grid.index(hi)).astype(int) + 1
-    k0, j0, i0 = max(k0, 0), max(j0, 0), max(i0, 0)
-    k1, j1, i1 = min(k1, grid.nz), min(j1, grid.n), min(i1, grid.n)
+    """Distance to a tapered segment on its bounding box: (slices, dist, radius) or None.
+
+    Written with Python floats and views: it is called some 20 000 times per phantom.
+    """
+    x0, y0, h0 = float(p0[0]), float(p0[1]), float(p0[2])
+    x1, y1, h1 = float(p1[0]), float(p1[1]), float(p1[2])
+    r0, r1 = float(r0), float(r1)
+    R = max(r0, r1) + margin
+    i0 = max(int(math.floor((min(x0, x1) - R - grid.x0) / grid.px)), 0)
+    i1 = min(int(math.ceil((max(x0, x1) + R - grid.x0) / grid.px)) + 1, grid.n)
+    j0 = max(int(math.floor((min(y0, y1) - R - grid.y0) / grid.px)), 0)
+    j1 = min(int(math.ceil((max(y0, y1) + R - grid.y0) / grid.px)) + 1, grid.n)
+    k0 = max(int(math.floor((min(h0, h1) - R) / grid.dz)), 0)
+    k1 = min(int(math.ceil((max(h0, h1) + R) / grid.dz)) + 1, grid.nz)
     if k0 >= k1 or j0 >= j1 or i0 >= i1:
         return None
-    x = grid.x[i0:i1][None, None, :].astype(np.float32)
-    y = grid.y[j0:j1][None, :, None].astype(np.float32)
-    h = grid.h[k0:k1][:, None, None].astype(np.float32)
-    d = (p1 - p0).astype(np.float32)
-    dd = float(d @ d) or 1e-9
-    t = ((x - p0[0]) * d[0] + (y - p0[1]) * d[1] + (h - p0[2]) * d[2]) / dd
-    t = np.clip(t, 0.0, 1.0)
-    dist = np.sqrt((x - p0[0] - t * d[0]) ** 2 + (y - p0[1] - t * d[1]) ** 2 + (h - p0[2] - t * d[2]) ** 2)
+    ax = grid.x[i0:i1][None, None, :] - x0
+    ay = grid.y[j0:j1][None, :, None] - y0
+    ah = grid.h[k0:k1][:, None, None] - h0
+    dx, dy, dh = x1 - x0, y1 - y0, h1 - h0
+    inv = 1.0 / ((dx * dx + dy * dy + dh * dh) or 1e-9)
+    t = (ax * (dx * inv) + ay * (dy * inv)) + ah * (dh * inv)
+    np.clip(t, 0.0, 1.0, out=t)
+    ex, ey, eh = ax - t * dx, ay - t * dy, ah - t * dh
+    dist = np.sqrt(ex * ex + ey * ey + eh * eh)
     return (slice(k0, k1), slice(j0, j1), slice(i0, i1)), dist, r0 + t * (r1 - r0)
 
 
@@ -272,8 +281,9 @@ class _Canvas:
 
     def _paint(self, sl, dist, r, lab, hu, within, soft):
         T, H = self.tissue[sl], self.hu[sl]
-        if soft:
+        if soft:  # partial volume: distance to the edge, and the share of a voxel a thin tube fills
             occ = np.clip((r - dist) / self.g.px + 0.5, 0.0, 1.0)
+            occ *= np.minimum(1.0, 4.0 * r * r / (self.g.px * self.g.px))
         else:
             occ = (dist < r).astype(np.float32)
         if within == "lung":
@@ -295,7 +305,7 @@ class _Canvas:
 # =============================================================================== anatomy
 # Centre lines (x, y, h) in mm and radii; h = mm above the lowest slice.
 AORTA = ([(-2, -22, 112), (-14, -26, 150), (-14, -22, 188), (-6, -10, 210), (12, 12, 214), (28, 30, 204),
-          (31, 36, 180), (28, 36, 120), (22, 33, 60), (12, 28, 0)],
+          (31, 34, 180), (30, 28, 120), (24, 18, 60), (12, 8, 0)],
          [14, 15.5, 15, 14, 13, 12.5, 12, 11.5, 11, 10.5])
 SVC = ([(-36, -18, 240), (-35, -16, 200), (-33, -14, 135)], [9, 10, 10.5])
 IVC = ([(-22, 12, -5), (-20, 8, 50), (-12, -5, 80)], [11, 11, 11])
@@ -313,10 +323,10 @@ TRACHEA = ([(0, -14, 300), (0, -6, 250), (1, 4, 210), (2, 8, 192)], [10.5, 10.5,
 RIGHT_MAIN_BRONCHUS = ([(2, 8, 192), (-22, 10, 180), (-48, 12, 168)], [9, 8, 7])
 LEFT_MAIN_BRONCHUS = ([(2, 8, 192), (24, 14, 182), (52, 18, 168)], [8.5, 7.5, 6.5])
 ESOPHAGUS = ([(6, 18, 300), (8, 20, 200), (12, 22, 100), (24, 10, 30), (40, -5, 0)], [7, 7, 7, 8, 9])
-HEART = {"centre": (24.0, -30.0, 96.0), "semi": (60.0, 46.0, 46.0), "yaw_deg": 38.0, "tilt_deg": 18.0,
+HEART = {"centre": (30.0, -30.0, 96.0), "semi": (60.0, 42.0, 46.0), "yaw_deg": 38.0, "tilt_deg": 18.0,
          "fat_mm": 4.0}
 # Lung roots (hilum) for the trees: (start, first direction, radius) per lobe
-TUMOUR = {"side": "right", "h": 205.0, "theta_deg": -62.0, "radius": 13.0, "n_lobules": 6}
+TUMOUR = {"side": "right", "h": 205.0, "theta_deg": -62.0, "radius": 14.5, "n_lobules": 7}
 NODULE = {"centre": (96.0, -30.0, 112.0), "diameter": 7.0}
 
 
@@ -342,6 +352,8 @@ def _build_slices(cv: _Canvas, rng, med_margin):
     apex = _apex(X, Y).astype(np.float32)
     cols = np.arange(g.n)
     junction_half = max(1.0, 0.6 * g.px)
+    med_core = np.abs(X - 8.0) < 50.0  # the row-wise hull never reaches further out than this
+    shift = max(1, int(round(3.0 / g.px)))
     # table: a curved shell with an air core and struts, 5 mm under the back
     top = 105.0 - 25.0 * (X / 200.0) ** 2
     shell = (Y >= top) & (Y < top + 18.0) & (np.abs(X) < 215.0)
@@ -357,7 +369,9 @@ def _build_slices(cv: _Canvas, rng, med_margin):
         con = _contours(h)
         body = _superellipse_level(X, Y, con["body"]) < 1
         muscle = _superellipse_level(X, Y, con["muscle"]) < 1
-        cavity = _superellipse_level(X, Y, con["cavity"]) < 1
+        ys = float(_spine_y(h))
+        paraspinal = ((np.abs(X) - 30.0) / 30.0) ** 2 + ((Y - ys - 40.0) / 28.0) ** 2 < 1
+        cavity = (_superellipse_level(X, Y, con["cavity"]) < 1) & ~paraspinal
         T[body], H[body] = LEGEND["fat"], HU["fat"]
         T[muscle], H[muscle] = LEGEND["muscle"], HU["muscle"]
         # inside the ribcage: neck / chest-wall soft tissue by default
@@ -380,7 +394,6 @@ def _build_slices(cv: _Canvas, rng, med_margin):
         heart_fat = ((u / (s[0] + fat_mm)) ** 2 + (v / (s[1] + fat_mm)) ** 2 + (w / (s[2] + fat_mm)) ** 2 < 1) & (h > dia - 2)
         heart = ((u / s[0]) ** 2 + (v / s[1]) ** 2 + (w / s[2]) ** 2 < 1) & heart_fat
         # spine
-        ys = float(_spine_y(h))
         spine_front = (X / 23.0) ** 2 + ((Y - ys - 6.0) / 24.0) ** 2 < 1
         # mediastinum: row-wise hull of the mediastinal blobs, plus the anterior junction line
         blobs = heart_fat | med_margin[k] | spine_front
@@ -389,7 +402,11 @@ def _build_slices(cv: _Canvas, rng, med_margin):
         first = np.argmax(blobs, 1)
         last = g.n - 1 - np.argmax(blobs[:, ::-1], 1)
         hull = rows[:, None] & (cols[None, :] >= first[:, None]) & (cols[None, :] <= last[:, None])
-        med = hull | (np.abs(X) <= junction_half)
+        hull &= med_core
+        thick = hull.copy()  # drop hull strips thinner than 2 x med_min_mm (two hila on one row)
+        thick[shift:] &= hull[:-shift]
+        thick[:-shift] &= hull[shift:]
+        med = thick | blobs | (np.abs(X) <= junction_half)
         mfat = above & med
         T[mfat], H[mfat] = LEGEND["fat"], HU["mediastinal_fat"]
         T[heart_fat], H[heart_fat] = LEGEND["fat"], HU["mediastinal_fat"]
@@ -487,13 +504,13 @@ def _ribs(cv: _Canvas, rng):
     g = cv.g
     for i in range(12):
         h_post = 268.0 - 21.5 * i
-        drop = [25, 40, 50, 58, 62, 66, 68, 66, 60, 50, 30, 20][i]
+        drop = [30, 55, 75, 88, 95, 100, 100, 95, 88, 75, 40, 25][i]
         end_deg = [150, 160, 165, 165, 165, 160, 155, 150, 145, 140, 105, 85][i]
-        r = [5.0, 5.5, 5.5, 6.0, 6.0, 6.0, 6.0, 6.0, 5.5, 5.5, 5.0, 4.5][i]
+        r = [4.5, 4.5, 4.5, 4.8, 4.8, 4.8, 4.8, 4.8, 4.5, 4.5, 4.2, 4.0][i]
         for side in (-1, 1):
             th = np.radians(np.linspace(24.0, end_deg, 40))
             frac = (th - th[0]) / (th[-1] - th[0])
-            hh = h_post + 6.0 * np.sin(np.pi * np.minimum(frac * 3, 1)) - drop * frac ** 1.4
+            hh = h_post + 5.0 * np.sin(np.pi * np.minimum(frac * 4, 1)) - drop * frac
             scale = 0.62 if i == 0 else (0.85 if i == 1 else 1.0)
             pts = []
             for t, hk in zip(th, hh):
@@ -573,51 +590,116 @@ def _unit(v):
     return v / (np.linalg.norm(v) + 1e-12)
 
 
-def _rotate_towards(d, rng, angle):
-    """Rotate unit vector d by ``angle`` (rad) about a random perpendicular axis."""
-    a = _unit(np.cross(d, rng.normal(size=3)))
-    return _unit(d * np.cos(angle) + np.cross(a, d) * np.sin(angle))
+def _norm3(v):
+    n = math.sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]) or 1e-12
+    return (v[0] / n, v[1] / n, v[2] / n)
 
 
-def _grow_tree(cv, rng, root, direction, radius, *, min_radius=0.55, max_segments=700, centre=None):
-    """Asymmetric branching tree inside the lung region; returns segments (p0, p1, r0, r1)."""
+def _turn(d, angle, phi):
+    """Unit vector at ``angle`` (rad) from unit vector d, at azimuth ``phi`` around it."""
+    dx, dy, dz = d
+    ex, ey, ez = (1.0, 0.0, 0.0) if abs(dx) < 0.9 else (0.0, 1.0, 0.0)
+    u = _norm3((dy * ez - dz * ey, dz * ex - dx * ez, dx * ey - dy * ex))
+    v = (dy * u[2] - dz * u[1], dz * u[0] - dx * u[2], dx * u[1] - dy * u[0])
+    c, s, cp, sp = math.cos(angle), math.sin(angle), math.cos(phi), math.sin(phi)
+    return _norm3((c * dx + s * (cp * u[0] + sp * v[0]), c * dy + s * (cp * u[1] + sp * v[1]),
+                   c * dz + s * (cp * u[2] + sp * v[2])))
+
+
+class _Uniforms:
+    """Uniform random numbers drawn from ``rng`` in blocks (fast one at a time, still seeded)."""
+
+    def __init__(self, rng, block=1 << 16):
+        self.rng, self.block, self.buf, self.i = rng, block, [], 0
+
+    def __call__(self, lo=0.0, hi=1.0):
+        if self.i >= len(self.buf):
+            self.buf, self.i = self.rng.random(self.block).tolist(), 0
+        v = self.buf[self.i]
+        self.i += 1
+        return lo + (hi - lo) * v
+
+
+def _grow_tree(cv, uni, root, direction, radius, *, min_radius=0.45, max_segments=900, centre=None,
+               target=None):
+    """Asymmetric branching tree inside the lung region; returns segments (p0, p1, r0, r1).
+
+    Children leave at random angles, biased towards ``target`` (for the first
+    generations) or away from ``centre``; a branch blocked by the pleura or the
+    mediastinum tries other directions a few times, then stops.
+    """
     g = cv.g
     region = cv.lung_region
+    nz, n, dz, px, x0, y0 = g.nz, g.n, g.dz, g.px, g.x0, g.y0
+    two_pi = 2 * math.pi
 
-    def inside(p):
-        k, j, i = np.round(g.index(p)).astype(int)
-        return 0 <= k < g.nz and 0 <= j < g.n and 0 <= i < g.n and region[k, j, i]
+    def inside(x, y, h):
+        k, j, i = int(round(h / dz)), int(round((y - y0) / px)), int(round((x - x0) / px))
+        return 0 <= k < nz and 0 <= j < n and 0 <= i < n and bool(region[k, j, i])
 
+    cx, cy, ch = (float(v) for v in (centre if centre is not None else root))
+    tx = ty = th = None
+    if target is not None:
+        tx, ty, th = (float(v) for v in target)
     segs = []
-    q = deque([(np.asarray(root, float), _unit(direction), float(radius), 0)])
-    centre = np.asarray(centre if centre is not None else root, float)
+    q = deque([(tuple(float(v) for v in root), _norm3(tuple(float(v) for v in direction)), float(radius), 0)])
     while q and len(segs) < max_segments:
         p, d, r, depth = q.popleft()
-        length = float(np.clip(7.0 * r, 4.0, 30.0)) * rng.uniform(0.75, 1.25)
-        end = p + d * length
-        if depth > 0 and not inside(end):
-            end = p + d * length * 0.5
-            if not inside(end):
-                continue
-        r_end = r * 0.93
-        segs.append((p, end, r, r_end))
+        length = min(max(5.5 * r, 3.0), 26.0) * uni(0.75, 1.25)
+        ok = False
+        for attempt in range(7):
+            if attempt:
+                away = _norm3((p[0] - cx, p[1] - cy, p[2] - ch))
+                d = _turn(d, uni(0.3, 1.1), uni(0.0, two_pi))
+                d = _norm3((d[0] + 0.3 * away[0], d[1] + 0.3 * away[1], d[2] + 0.3 * away[2]))
+            f = length * (1.0 if attempt < 4 else 0.5)
+            e = (p[0] + d[0] * f, p[1] + d[1] * f, p[2] + d[2] * f)
+            if inside(*e) and inside(p[0] + d[0] * f / 2, p[1] + d[1] * f / 2, p[2] + d[2] * f / 2):
+                ok = True
+                break
+        if not ok:
+            continue
+        r_end = r * 0.96
+        segs.append((p, e, r, r_end))
         if r_end < min_radius:
             continue
-        away = _unit(end - centre)
-        major = _unit(_rotate_towards(d, rng, rng.uniform(0.1, 0.35)) + 0.25 * away)
-        minor = _unit(_rotate_towards(d, rng, rng.uniform(0.55, 1.0)) + 0.25 * away)
-        q.append((end, major, r_end * 0.86, depth + 1))
-        q.append((end, minor, r_end * rng.uniform(0.55, 0.72), depth + 1))
+        if tx is not None and depth < 3 and math.dist(e, (tx, ty, th)) > 20.0:
+            b = _norm3((tx - e[0], ty - e[1], th - e[2]))
+            w = 0.45
+        else:
+            b = _norm3((e[0] - cx, e[1] - cy, e[2] - ch))
+            w = 0.2
+        for angle_lo, angle_hi, shrink in ((0.1, 0.35, 0.9), (0.6, 1.1, uni(0.6, 0.78))):
+            c = _turn(d, uni(angle_lo, angle_hi), uni(0.0, two_pi))
+            q.append((e, _norm3((c[0] + w * b[0], c[1] + w * b[1], c[2] + w * b[2])), r_end * shrink, depth + 1))
     return segs
 
 
-LOBES = {
-    # side: list of (direction, radius) for arteries leaving the hilum
-    "right": [((-0.35, -0.1, 0.95), 5.5), ((-0.5, -0.8, -0.2), 4.0), ((-0.45, 0.35, -0.85), 6.0),
-              ((-0.9, -0.1, 0.1), 4.5), ((-0.2, 0.7, 0.4), 4.0)],
-    "left": [((0.35, -0.2, 0.95), 5.5), ((0.55, -0.8, -0.15), 4.0), ((0.45, 0.35, -0.85), 6.0),
-             ((0.9, -0.1, 0.05), 4.5), ((0.2, 0.7, 0.4), 4.0)],
-}
+def _spread_targets(cv, rng, side, n, start):
+    """``n`` well-spread points (x, y, h) of one lung: greedy farthest-point sampling from ``start``."""
+    g = cv.g
+    half = g.n // 2
+    k, j, i = np.nonzero(cv.lung_region[:, :, :half] if side == "right" else cv.lung_region[:, :, half:])
+    if side == "left":
+        i = i + half
+    pick = rng.choice(len(k), size=min(len(k), 4000), replace=False)
+    pts = np.stack([g.x[i[pick]], g.y[j[pick]], g.h[k[pick]]], 1).astype(np.float64)
+    dmin = np.linalg.norm(pts - start, axis=1)
+    seeds = []
+    for _ in range(n):
+        m = int(np.argmax(dmin))
+        seeds.append(pts[m])
+        dmin = np.minimum(dmin, np.linalg.norm(pts - pts[m], axis=1))
+    # one Lloyd step: aim at the centre of each seed's territory, not at its edge
+    owner = np.argmin(np.linalg.norm(pts[:, None, :] - np.array(seeds)[None], axis=2), axis=1)
+    return [pts[owner == c].mean(0) for c in range(n)]
+
+
+#: Thinnest vessel drawn, in mm and in pixels (the small sample skips what it cannot show).
+VESSEL_MIN_RADIUS_MM = 0.45
+VESSEL_MIN_RADIUS_PX = 0.35
+#: Segmental branches per lung (each artery, vein and bronchus tree aims at one region).
+N_SEGMENTS_PER_LUNG = 16
 
 
 def _lung_trees(cv, rng):
@@ -627,33 +709,38 @@ def _lung_trees(cv, rng):
              "left": {"a": np.array(LEFT_PA[0][-1], float), "v": np.array(LEFT_PV[0][0], float),
                       "b": np.array(LEFT_MAIN_BRONCHUS[0][-1], float)}}
     n_segments = 0
+    vessel, bronchus = LEGEND["vessel_in_lung"], LEGEND["bronchus_in_lung"]
+    uni = _Uniforms(rng)
     for side in ("right", "left"):
-        s = -1.0 if side == "right" else 1.0
-        for kind in ("a", "v"):
+        hilum = roots[side]["a"]
+        targets = _spread_targets(cv, rng, side, N_SEGMENTS_PER_LUNG, hilum)
+        for kind in ("a", "v", "b"):
             root = roots[side][kind]
-            for direction, radius in LOBES[side]:
-                d = np.array(direction, float)
-                if kind == "v":
-                    d = _unit(d * np.array([1.0, 1.0, 0.8]) + np.array([0, 0.3, -0.3]))
-                    radius *= 0.95
-                segs = _grow_tree(cv, rng, root, d, radius, centre=root - np.array([s * 25.0, 0, 0]))
+            for target in targets:
+                target = target + rng.normal(0, 8.0, 3)
+                d = _unit(target - root)
+                trunk_end = root + 0.3 * (target - root)
+                if kind == "b":
+                    segs = [(root, trunk_end, 3.2, 2.8)]
+                    segs += _grow_tree(cv, uni, trunk_end, d, 2.6, min_radius=1.0, max_segments=30,
+                                       centre=root, target=target)
+                    for p0, p1, r0, r1 in segs:
+                        f = _segment_field(cv.g, p0, p1, r0 + 0.7, r1 + 0.7, margin=cv.g.px)
+                        if f is not None:
+                            sl, dist, r = f
+                            cv._paint(sl, dist, r, bronchus, HU["soft_tissue"], "lung", True)
+                            cv._paint(sl, dist, r - 0.7 - 0.1 * r, bronchus, HU["air"], "lung", True)
+                    continue
+                r0 = 3.6 if kind == "a" else 3.4
+                segs = [(root, trunk_end, r0 + 0.6, r0)]
+                segs += _grow_tree(cv, uni, trunk_end, d, r0, centre=root, target=target, max_segments=400,
+                                   min_radius=max(VESSEL_MIN_RADIUS_MM, VESSEL_MIN_RADIUS_PX * cv.g.px))
                 n_segments += len(segs)
-                for p0, p1, r0, r1 in segs:
-                    f = _segment_field(cv.g, p0, p1, r0, r1, margin=cv.g.px)
+                for p0, p1, ra, rb in segs:
+                    f = _segment_field(cv.g, p0, p1, ra, rb, margin=cv.g.px)
                     if f is not None:
                         sl, dist, r = f
-                        cv._paint(sl, dist, r, LEGEND["vessel_in_lung"], HU["blood"], "lung", True)
-        # bronchi: fewer generations, lumen of air with a thin wall
-        root = roots[side]["b"]
-        for direction, radius in LOBES[side]:
-            segs = _grow_tree(cv, rng, root, direction, radius * 0.8, min_radius=1.2, max_segments=40,
-                              centre=root - np.array([s * 25.0, 0, 0]))
-            for p0, p1, r0, r1 in segs:
-                f = _segment_field(cv.g, p0, p1, r0 + 0.6, r1 + 0.6, margin=cv.g.px)
-                if f is not None:
-                    sl, dist, r = f
-                    cv._paint(sl, dist, r, LEGEND["bronchus_in_lung"], HU["soft_tissue"], "lung", True)
-                    cv._paint(sl, dist, r - 0.6 - 0.12 * r, LEGEND["bronchus_in_lung"], HU["air"], "lung", True)
+                        cv._paint(sl, dist, r, vessel, HU["blood"], "lung", True)
     return n_segments
 
 
@@ -662,7 +749,7 @@ def _tumour(cv, rng):
     """A lobulated ~3 cm mass in the right upper lobe, broad-based on the posterolateral chest wall."""
     t = TUMOUR
     th = np.radians(t["theta_deg"])
-    x, y = _on_contour(th, t["h"], "cavity", offset=-(t["radius"] - 4.0))
+    x, y = _on_contour(th, t["h"], "cavity", offset=-(t["radius"] - 5.0))
     c = np.array([x, y, t["h"]])
     spheres = [(c, t["radius"])]
     for _ in range(t["n_lobules"]):

@@ -47,7 +47,7 @@ __all__ = [
 REPO = Path(__file__).resolve().parents[1]
 
 #: Bump whenever the output changes: :func:`ensure_sample` regenerates older samples.
-GENERATOR_VERSION = "4"
+GENERATOR_VERSION = "5"
 
 #: Tissue label values of ``labels.npz["tissue"]``.
 LEGEND = {
@@ -90,6 +90,8 @@ HU = {
     "spleen": 48.0,
     "soft_tissue": 35.0,
     "csf": 15.0,
+    "stomach_fluid": 12.0,
+    "thyroid": 90.0,
     "tumour": 40.0,
     "nodule": 35.0,
     "table": 150.0,
@@ -323,6 +325,10 @@ TRACHEA = ([(0, -14, 300), (0, -6, 250), (1, 4, 210), (2, 8, 192)], [10.5, 10.5,
 RIGHT_MAIN_BRONCHUS = ([(2, 8, 192), (-22, 10, 180), (-48, 12, 168)], [9, 8, 7])
 LEFT_MAIN_BRONCHUS = ([(2, 8, 192), (24, 14, 182), (52, 18, 168)], [8.5, 7.5, 6.5])
 ESOPHAGUS = ([(6, 18, 300), (8, 20, 200), (12, 22, 100), (24, 10, 30), (40, -5, 0)], [7, 7, 7, 8, 9])
+NECK_VESSELS = [([(s * 30.0, -2.0, 232.0), (s * 30.0, -4.0, 302.0)], [4.5, 4.5]) for s in (-1, 1)] + \
+               [([(s * 44.0, -14.0, 240.0), (s * 42.0, -14.0, 302.0)], [7.0, 7.5]) for s in (-1, 1)]
+THYROID = [([(s * 19.0, -12.0, 268.0), (s * 21.0, -14.0, 285.0), (s * 19.0, -16.0, 302.0)], [5.0, 9.0, 7.0])
+           for s in (-1, 1)]
 HEART = {"centre": (30.0, -30.0, 96.0), "semi": (60.0, 42.0, 46.0), "yaw_deg": 38.0, "tilt_deg": 18.0,
          "fat_mm": 4.0}
 # Lung roots (hilum) for the trees: (start, first direction, radius) per lobe
@@ -376,6 +382,8 @@ def _build_slices(cv: _Canvas, rng, med_margin):
         T[muscle], H[muscle] = LEGEND["muscle"], HU["muscle"]
         # inside the ribcage: neck / chest-wall soft tissue by default
         T[cavity], H[cavity] = LEGEND["muscle"], HU["muscle"]
+        neck_fat = cavity & (h >= apex) & (((np.abs(X) - 78.0) / 52.0) ** 2 + ((Y + 5.0) / 48.0) ** 2 < 1)
+        T[neck_fat], H[neck_fat] = LEGEND["fat"], HU["mediastinal_fat"]
         below = cavity & (h < dia)
         # abdomen under the diaphragm: liver right, stomach + spleen left
         abd = below & (h < dia - dia_thick)
@@ -386,6 +394,8 @@ def _build_slices(cv: _Canvas, rng, med_margin):
         T[liver], H[liver] = LEGEND["liver"], HU["liver"]
         T[spleen], H[spleen] = LEGEND["soft_tissue"], HU["spleen"]
         T[stomach], H[stomach] = LEGEND["soft_tissue"], HU["soft_tissue"]
+        contents = stomach & (((X - 58.0) / 46.0) ** 2 + ((Y + 15.0) / 42.0) ** 2 < 1)
+        H[contents] = HU["stomach_fluid"]
         gas = stomach & (Y < -40.0) & (((X - 58.0) / 46.0) ** 2 + ((Y + 15.0) / 42.0) ** 2 < 1)
         T[gas], H[gas] = LEGEND["bowel_gas"], HU["air"]
         # heart with epicardial fat
@@ -394,7 +404,7 @@ def _build_slices(cv: _Canvas, rng, med_margin):
         heart_fat = ((u / (s[0] + fat_mm)) ** 2 + (v / (s[1] + fat_mm)) ** 2 + (w / (s[2] + fat_mm)) ** 2 < 1) & (h > dia - 2)
         heart = ((u / s[0]) ** 2 + (v / s[1]) ** 2 + (w / s[2]) ** 2 < 1) & heart_fat
         # spine
-        spine_front = (X / 23.0) ** 2 + ((Y - ys - 6.0) / 24.0) ** 2 < 1
+        spine_front = (X / 21.0) ** 2 + ((Y - ys - 2.0) / 19.0) ** 2 < 1
         # mediastinum: row-wise hull of the mediastinal blobs, plus the anterior junction line
         blobs = heart_fat | med_margin[k] | spine_front
         above = cavity & (h > dia) & (h < apex)
@@ -580,6 +590,10 @@ def _paint_mediastinum(cv):
                      PULMONARY_TRUNK, RIGHT_PA, LEFT_PA, RIGHT_PV, LEFT_PV):
         cv.tube(pts, rad, "heart_vessels", HU["blood"], within="not_lung")
     cv.tube(*ESOPHAGUS, "soft_tissue", HU["soft_tissue"], within="not_lung")
+    for pts, rad in NECK_VESSELS:
+        cv.tube(pts, rad, "heart_vessels", HU["blood"], within="not_lung")
+    for lobe in THYROID:
+        cv.tube(*lobe, "soft_tissue", HU["thyroid"], within="not_lung")
     for pts, rad in (TRACHEA, RIGHT_MAIN_BRONCHUS, LEFT_MAIN_BRONCHUS):
         cv.walled_tube(pts, rad, 2.0, "airway", HU["air"], "soft_tissue", HU["soft_tissue"], within="not_lung")
 
@@ -859,7 +873,8 @@ def make_phantom(*, seed: int = 0, size: str = "full") -> dict:
             "orientation": [1, 0, 0, 0, 1, 0],
         },
         "facts": {
-            "tumour": {"lung": "right", "centre_lps_mm": [float(t_centre[0]), float(t_centre[1]),
+            "tumour": {"lung": "right", "extent_mm_xyz": _extent(tissue == LEGEND["tumour"], g),
+                       "centre_lps_mm": [float(t_centre[0]), float(t_centre[1]),
                                                           float(t_centre[2] + Z_BOTTOM_MM)],
                        "volume_ml": float((tissue == LEGEND["tumour"]).sum() * g.dz * g.px * g.px / 1000)},
             "nodule": {"lung": "left", "centre_lps_mm": [float(n_centre[0]), float(n_centre[1]),
@@ -869,6 +884,14 @@ def make_phantom(*, seed: int = 0, size: str = "full") -> dict:
             "noise_sd_hu": NOISE_SD_HU,
         },
     }
+
+
+def _extent(mask, g):
+    """Size (x, y, z) in mm of a mask's bounding box (voxel edges included)."""
+    if not mask.any():
+        return [0.0, 0.0, 0.0]
+    k, j, i = (np.nonzero(mask.any(axis=a))[0] for a in ((1, 2), (0, 2), (0, 1)))
+    return [float((i[-1] - i[0] + 1) * g.px), float((j[-1] - j[0] + 1) * g.px), float((k[-1] - k[0] + 1) * g.dz)]
 
 
 def _blurred_noise_sd(sigma):

@@ -47,7 +47,7 @@ __all__ = [
 REPO = Path(__file__).resolve().parents[1]
 
 #: Bump whenever the output changes: :func:`ensure_sample` regenerates older samples.
-GENERATOR_VERSION = "5"
+GENERATOR_VERSION = "6"
 
 #: Tissue label values of ``labels.npz["tissue"]``.
 LEGEND = {
@@ -332,7 +332,8 @@ THYROID = [([(s * 19.0, -12.0, 268.0), (s * 21.0, -14.0, 285.0), (s * 19.0, -16.
 HEART = {"centre": (30.0, -30.0, 96.0), "semi": (60.0, 42.0, 46.0), "yaw_deg": 38.0, "tilt_deg": 18.0,
          "fat_mm": 4.0}
 # Lung roots (hilum) for the trees: (start, first direction, radius) per lobe
-TUMOUR = {"side": "right", "h": 205.0, "theta_deg": -62.0, "radius": 14.5, "n_lobules": 7}
+TUMOUR = {"side": "right", "h": 205.0, "theta_deg": -62.0, "radius": 14.5, "n_lobules": 7,
+          "n_spicules": 9}
 NODULE = {"centre": (96.0, -30.0, 112.0), "diameter": 7.0}
 
 
@@ -779,12 +780,24 @@ def _tumour(cv, rng):
     field = np.full((h.shape[0], yy.shape[1], xx.shape[2]), np.inf, np.float32)
     for cc, rr in spheres:
         field = np.minimum(field, np.sqrt((xx - cc[0]) ** 2 + (yy - cc[1]) ** 2 + (h - cc[2]) ** 2) - rr)
-    # gentle surface irregularity
+    # surface irregularity, then short spicules reaching into the lung
     ang = np.arctan2(yy - c[1], xx - c[0])
-    field = field + 0.8 * np.sin(5 * ang + (h - c[2]) * 0.3)
+    field = field + 1.2 * np.sin(5 * ang + (h - c[2]) * 0.3) + 0.6 * np.sin(11 * ang - (h - c[2]) * 0.5)
     mass = (field < 0) & cv.lung_region[sl]
     cv.tissue[sl][mass] = LEGEND["tumour"]
     cv.hu[sl][mass] = HU["tumour"]
+    wall = np.array(_on_contour(th, t["h"], "cavity") + (t["h"],))
+    inward = _unit(c - wall)
+    for _ in range(t["n_spicules"]):
+        d = _unit(rng.normal(size=3))
+        if d @ inward < 0.1:
+            d = _unit(d + 1.2 * inward)
+        p0 = c + d * (t["radius"] - 2.0)
+        p1 = p0 + d * rng.uniform(7.0, 14.0)
+        f = _segment_field(g, p0, p1, 1.1, 0.35, margin=g.px)
+        if f is not None:
+            ssl, dist, r = f
+            cv._paint(ssl, dist, r, LEGEND["tumour"], HU["tumour"], "lung", True)
     return c, spheres
 
 

@@ -261,9 +261,8 @@ class _Canvas:
         self.hu = np.full(grid.shape, HU["air"], np.float32)
         self.lung_region = np.zeros(grid.shape, bool)
 
-    def tube(self, points, radii, label, hu, *, wall=None, wall_label=None, wall_hu=None,
-             within=None, soft=False, margin_only=None):
-        """Paint a tube; ``wall`` mm of ``wall_label`` around a lumen of ``label``.
+    def tube(self, points, radii, label, hu, *, within=None, soft=False):
+        """Paint a tapered tube along a polyline (x, y, h) mm with radii in mm.
 
         ``within``: "lung" paints only inside the lung region, "not_lung" only outside.
         ``soft``: blend HU by partial-volume occupancy (thin vessels).
@@ -276,9 +275,6 @@ class _Canvas:
                 continue
             sl, dist, r = f
             self._paint(sl, dist, r, lab, hu, within, soft)
-            if wall:
-                # wall: paint the outer radius first, lumen after (done by painting lumen last)
-                pass
         return pts, rad
 
     def _paint(self, sl, dist, r, lab, hu, within, soft):
@@ -299,6 +295,7 @@ class _Canvas:
         T[occ >= 0.5] = lab
 
     def walled_tube(self, points, radii, wall, lumen_label, lumen_hu, wall_label, wall_hu, **kw):
+        """A tube of ``wall_label`` with a lumen of ``lumen_label``, ``wall`` mm thinner."""
         radii = np.asarray(radii, float)
         self.tube(points, radii, wall_label, wall_hu, **kw)
         self.tube(points, np.maximum(radii - wall, 0.2), lumen_label, lumen_hu, **kw)
@@ -571,8 +568,6 @@ def _med_margin(grid, margin=4.0):
     """Boolean volume: mediastinal tubes grown by ``margin`` mm (the mediastinal fat around them)."""
     out = np.zeros(grid.shape, bool)
     for pts, rad in _mediastinal_tubes():
-        if pts is SUBCLAVIAN_SKIP:
-            continue
         p, r = _polyline(pts, rad, step=max(4.0, 2 * grid.dz))
         for p0, p1, r0, r1 in zip(p[:-1], p[1:], r[:-1], r[1:]):
             f = _segment_field(grid, p0, p1, r0, r1, margin=margin)
@@ -581,9 +576,6 @@ def _med_margin(grid, margin=4.0):
             sl, dist, rr = f
             out[sl] |= dist < rr + margin
     return out
-
-
-SUBCLAVIAN_SKIP = None
 
 
 def _paint_mediastinum(cv):
@@ -1134,6 +1126,8 @@ def ensure_sample(out_dir=None, *, size: str = "full", seed: int = 0, verbose: b
         make_sample(tmp, seed=seed, size=size)
         (tmp / STAMP_NAME).write_text(_stamp_text(size, seed))
         old = None
+        if _is_current(out_dir, size, seed):  # another process finished first: keep its sample
+            return out_dir
         if out_dir.exists():
             old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}-{time.time_ns()}"
             os.replace(out_dir, old)

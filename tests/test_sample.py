@@ -120,7 +120,11 @@ class TestMakePhantom:
         assert 40 < median("liver") < 80
         assert median("air_outside") < -950
 
-    def test_ground_truth_not_changed_by_noise(self, small_phantom):
+    def test_noise_is_realistic(self, small_phantom):
+        core = ndimage.binary_erosion(small_phantom["tissue"] == LEGEND["liver"], iterations=2)
+        assert 10 < small_phantom["hu"][core].std() < 20
+
+    def test_other_seed_other_noise(self, small_phantom):
         p2 = sample.make_phantom(size="small", seed=1)
         assert not np.array_equal(p2["stored"], small_phantom["stored"])
 
@@ -205,6 +209,14 @@ class TestEnsureSample:
         assert not dead.exists()
 
 
+class TestMain:
+    def test_cli(self, tmp_path, capsys):
+        assert sample.main([str(tmp_path / "s"), "--size", "small"]) == 0
+        assert "generated" in capsys.readouterr().out
+        assert sample.main([str(tmp_path / "s"), "--size", "small"]) == 0
+        assert "up to date" in capsys.readouterr().out
+
+
 class TestDefaultDicomDir:
     def test_dicom_dir(self, monkeypatch, tmp_path):
         monkeypatch.setenv("DICOM_DIR", str(tmp_path))
@@ -253,9 +265,24 @@ class TestFullSample:
         lab = sample.load_labels(d)
         _, n = ndimage.label(lab["lungs"] > 0)
         assert n == 2
-        tumour = lab["tissue"] == LEGEND["tumour"]
+        t = lab["tissue"]
+        tumour = t == LEGEND["tumour"]
         vol_ml = tumour.sum() * 2.5 * 0.703125 ** 2 / 1000
-        assert 6 < vol_ml < 20  # ~3 cm across
+        assert 6 < vol_ml < 20
+        assert all(25 < e < 40 for e in info["tumour"]["extent_mm_xyz"])  # ~3 cm across
+        nodule = t == LEGEND["nodule"]
+        assert 0.1 < nodule.sum() * 2.5 * 0.703125 ** 2 / 1000 < 0.4  # 7 mm: ~0.18 mL
+        # the lungs come within 3 mm of each other (anterior junction) but never touch
+        lungs = lab["lungs"]
+        cols = np.arange(lungs.shape[2])[None, None, :]
+        right_max = np.where(lungs == 1, cols, -1).max(2)
+        left_min = np.where(lungs == 2, cols, 10 ** 6).min(2)
+        both = (right_max >= 0) & (left_min < 10 ** 6)
+        gap_mm = (left_min - right_max - 1)[both] * 0.703125
+        assert 0 < gap_mm.min() < 3
+        table = np.isin(t, [LEGEND["table"], LEGEND["table_air"]])
+        body = (t != LEGEND["air_outside"]) & ~table
+        assert not (ndimage.binary_dilation(table) & body).any()
 
 
 @pytest.fixture(scope="module")

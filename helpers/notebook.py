@@ -78,7 +78,9 @@ def setup(*, plotly: bool = True, matplotlib: bool = True) -> None:
     plotly : bool, default True
         Register the ``"book"`` plotly renderer and make it the default.
     matplotlib : bool, default True
-        Apply :data:`MPL_DEFAULTS` to ``matplotlib.rcParams``.
+        In a kernel, switch to the inline backend (``%matplotlib inline``, so a
+        returned :class:`~matplotlib.figure.Figure` displays as a PNG); apply
+        :data:`MPL_DEFAULTS` to ``matplotlib.rcParams``.
 
     Examples
     --------
@@ -95,6 +97,14 @@ def setup(*, plotly: bool = True, matplotlib: bool = True) -> None:
     if matplotlib:
         import matplotlib as mpl
 
+        try:  # in a kernel: the inline backend, so a returned Figure displays as PNG
+            from IPython import get_ipython
+
+            shell = get_ipython()
+        except ImportError:  # pragma: no cover - IPython ships with the kernel
+            shell = None
+        if shell is not None and hasattr(shell, "kernel"):
+            shell.run_line_magic("matplotlib", "inline")
         mpl.rcParams.update(MPL_DEFAULTS)
 
 
@@ -259,14 +269,19 @@ class HeaderTable:
     def _repr_html_(self) -> str:
         from html import escape
 
+        td = 'style="padding:2px 8px;vertical-align:top;{}"'
+        styles = ("white-space:nowrap", "white-space:nowrap", "overflow-wrap:anywhere", "")
         body = "".join(
-            "<tr>" + "".join(f"<td>{escape(x)}</td>" for x in r) + "</tr>" for r in self.rows
+            "<tr>" + "".join(f"<td {td.format(st)}>{escape(x)}</td>" for x, st in zip(r, styles)) + "</tr>"
+            for r in self.rows
         )
-        return ("<table><thead><tr><th>tag</th><th>keyword</th><th>value</th><th>what it tells you</th>"
-                f"</tr></thead><tbody>{body}</tbody></table>")
+        head = "".join(f'<th style="padding:2px 8px;text-align:left">{h}</th>'
+                       for h in ("tag", "keyword", "value", "what it tells you"))
+        return ('<table style="width:100%;font-size:0.85em;border-collapse:collapse;table-layout:auto">'
+                f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
 
-def header_table(dataset, tags=HEADER_TAGS, *, max_chars: int = 48) -> HeaderTable:
+def header_table(dataset, tags=HEADER_TAGS, *, max_chars: int = 28) -> HeaderTable:
     """The header tags that matter for CT, never the patient-identifying ones.
 
     Parameters
@@ -275,7 +290,7 @@ def header_table(dataset, tags=HEADER_TAGS, *, max_chars: int = 48) -> HeaderTab
         One file's header (``pydicom.dcmread(path, stop_before_pixels=True)``).
     tags : sequence of (keyword, explanation)
         Default :data:`HEADER_TAGS`.  Keywords in :data:`PATIENT_TAGS` are skipped.
-    max_chars : int, default 48
+    max_chars : int, default 28
         Longer values (UIDs) are shortened with an ellipsis.
 
     Returns

@@ -48,7 +48,9 @@ def book_build() -> BookBuild:
     html = REPO / "_build" / "html"
     if _os.environ.get("BOOK_REUSE_BUILD") == "1" and (html / "index.html").is_file():
         return BookBuild(0, "(reused existing build)", html, 0.0)
-    cmd = [_sys.executable, "-m", "jupyter_book", "build", str(REPO), "-W", "-n", "--keep-going", "--all"]
+    # jupyter_book has no __main__: call its click entry point through the same interpreter
+    cmd = [_sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; sys.exit(main())",
+           "build", str(REPO), "-W", "-n", "--keep-going", "--all"]
     t0 = _time.perf_counter()
     proc = _subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1800)
     seconds = _time.perf_counter() - t0

@@ -7,6 +7,9 @@
 * Removes duplicated inline ``<script>`` bodies (sphinx-thebe's
   ``const THEBE_JS_URL = ...`` is registered twice by jupyter-book, which makes
   the browser log "Identifier 'THEBE_JS_URL' has already been declared").
+* Removes the ipywidgets state myst-nb embeds in pages: the static site shows
+  still images instead of widgets (``nb_mime_priority_overrides``), and the
+  state would only add weight (it repeats every image a widget captured).
 * Student build: with the environment variable ``BOOK_STUDENT=1`` the
   sphinx-exercise solutions are hidden (``hide_solutions = True``).
 """
@@ -20,6 +23,7 @@ from pathlib import Path
 PLOTLY_JS = "vendor/plotly.min.js"  # relative to _static
 PLOTLY_MARKER = "plotly-graph-div"
 STUDENT_ENV = "BOOK_STUDENT"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
 
 def plotly_js_source() -> Path:
@@ -43,12 +47,17 @@ def _page_context(app, pagename, templatename, context, doctree):
     body = context.get("body") or ""
     if PLOTLY_MARKER in body:
         app.add_js_file(PLOTLY_JS, priority=400)
-    # drop inline scripts whose body appears twice (THEBE_JS_URL)
+    # drop inline scripts whose body appears twice (THEBE_JS_URL), and the ipywidgets
+    # state myst-nb embeds: widget views are not rendered on the static site (the still
+    # PNG is), so the state is dead weight (it holds every captured image again)
     scripts = context.get("script_files")
     if scripts:
         seen, kept = set(), []
         for js in scripts:
-            body_text = getattr(js, "attributes", {}).get("body") if hasattr(js, "attributes") else None
+            attrs = getattr(js, "attributes", None) or {}
+            if attrs.get("type") == WIDGET_STATE:
+                continue
+            body_text = attrs.get("body")
             key = ("body", body_text) if body_text else ("file", str(js))
             if key in seen:
                 continue

@@ -31,17 +31,18 @@ How :func:`segment_lungs` works
    one on the other side of the body's midline that is at least
    ``min_lung_fraction`` of its size and reaches as high as the first one's
    middle (bowel gas and the stomach bubble sit lower).  One component
-   spanning both sides (lungs touching at the midline) is split by eroding it
-   until it falls in two and growing the two parts back (watershed on the
-   distance map), else by the midline.
+   spanning both sides (lungs touching at the midline) is cut slice by slice
+   along the antero-posterior line, near the body's midline, that crosses the
+   fewest lung voxels (the junction line).
 6. **Side** from patient coordinates: the lung with the smaller LPS ``x`` (the
    patient's right is towards negative ``x``) is label 1, whatever the image's
    orientation on screen.
 7. **Tumours at the pleura.**  Each lung is closed on its own with a ball of
    ``closing_radius_mm`` (a "rolling ball" along its surface); next to a
    sizeable bite, the slice's convex hull fills the sliver the ball leaves
-   against a flat chest wall (within ``hull_margin_mm``); enclosed holes are
-   filled in 3-D.  In the mediastinum -- voxels between the right and the
+   against a flat chest wall (within ``hull_margin_mm``), and where the bite
+   touches the chest wall, tissue as deep below the skin as the pleura around
+   it is lung (``pleura_fill_mm``); enclosed holes are filled in 3-D.  In the mediastinum -- voxels between the right and the
    left lung's medial edges along their row (heart, great vessels, spine) --
    only a small ball (``mediastinal_closing_radius_mm``)
    is used, so the heart and great vessels stay out.  Holes are *not* filled
@@ -105,8 +106,8 @@ AIRWAY_MAX_AREA_MM2 = 900.0
 AIRWAY_MARGIN_MM = 3.0
 #: Main bronchi are cut out down to this distance (mm, along z) below the carina.
 BRONCHUS_LENGTH_MM = 25.0
-#: Joined lungs: erode up to this depth (mm) to find two separate cores.
-SPLIT_MAX_EROSION_MM = 20.0
+#: Joined lungs are cut, slice by slice, within this distance (mm) of the body's midline.
+SPLIT_SEARCH_MM = 40.0
 #: Radius (mm) of the ball closing each lung on its costal side (keeps tumours
 #: touching the chest wall inside; fills bites up to about twice this wide).
 CLOSING_RADIUS_MM = 30.0
@@ -118,6 +119,12 @@ MEDIASTINAL_CLOSING_RADIUS_MM = 8.0
 HULL_MARGIN_MM = 10.0
 #: A closing addition of at least this volume (mL) is a bite (tumour) worth the hull.
 MIN_BITE_ML = 0.5
+#: Bites are grown by this margin (mm): their edge at the pleura is only known to
+#: a work voxel, and the tumour's rim should not be shaved off.
+BITE_MARGIN_MM = 2.0
+#: Next to a bite on the chest wall, voxels within this distance (mm) of it and
+#: as deep below the skin as the pleura around it (up to this much deeper) are lung.
+PLEURA_FILL_MM = 8.0
 
 _SIX = ndimage.generate_binary_structure(3, 1)
 _INPLANE = np.zeros((3, 3, 3), bool)
@@ -235,11 +242,13 @@ def segment_lungs(
     airway_max_area_mm2: float = AIRWAY_MAX_AREA_MM2,
     airway_margin_mm: float = AIRWAY_MARGIN_MM,
     bronchus_length_mm: float = BRONCHUS_LENGTH_MM,
-    split_max_erosion_mm: float = SPLIT_MAX_EROSION_MM,
+    split_search_mm: float = SPLIT_SEARCH_MM,
     closing_radius_mm: float = CLOSING_RADIUS_MM,
     mediastinal_closing_radius_mm: float = MEDIASTINAL_CLOSING_RADIUS_MM,
     hull_margin_mm: float = HULL_MARGIN_MM,
     min_bite_ml: float = MIN_BITE_ML,
+    bite_margin_mm: float = BITE_MARGIN_MM,
+    pleura_fill_mm: float = PLEURA_FILL_MM,
     return_steps: bool = False,
 ):
     """Segment the right and left lung of a CT volume in 3-D.
@@ -277,8 +286,10 @@ def segment_lungs(
     bronchus_length_mm : float, default 25
         Below the carina the main bronchi are followed (and cut out) for this
         distance along the slice axis; lobar bronchi stay inside the lung.
-    split_max_erosion_mm : float, default 20
-        Lungs joined at the midline are eroded up to this depth to separate them.
+    split_search_mm : float, default 40
+        Lungs joined at the midline are cut, slice by slice, along the
+        antero-posterior line crossing the fewest lung voxels within this
+        distance of the body's midline.
     closing_radius_mm : float, default 30
         Radius of the ball that closes each lung outside the mediastinum
         (tumours and nodules touching the chest wall stay inside); 0 switches
@@ -293,7 +304,17 @@ def segment_lungs(
         against a flat chest wall, within this distance of the bite; 0 switches
         it off.
     min_bite_ml : float, default 0.5
-        Smallest closing addition (mL) treated as a bite for ``hull_margin_mm``.
+        Smallest closing addition (mL) treated as a bite for ``hull_margin_mm``
+        and ``bite_margin_mm``.
+    pleura_fill_mm : float, default 8
+        Next to a bite that touches the chest wall, voxels within this
+        distance of it, at least as deep below the body surface as the pleura
+        around the bite and at most this much deeper, are lung (the pleura
+        under a tumour is invisible; the chest wall's thickness is not); 0
+        switches it off.
+    bite_margin_mm : float, default 2
+        Bites are grown by this margin (outside the mediastinum), because their
+        edge at the pleura is only known to one work voxel; 0 switches it off.
     return_steps : bool, default False
         Also return a dict of intermediate work-grid masks (for teaching).
 
@@ -369,7 +390,7 @@ def segment_lungs(
     lab, n = ndimage.label(cand, structure=_SIX)
     lungs = _pick_lungs(
         lab, n, body, grid, vox_ml=vox_ml, min_lung_ml=min_lung_ml,
-        min_lung_fraction=min_lung_fraction, split_max_erosion_mm=split_max_erosion_mm,
+        min_lung_fraction=min_lung_fraction, split_search_mm=split_search_mm,
     )
     del lab
     if not lungs:
@@ -390,7 +411,8 @@ def segment_lungs(
     final, added = _close_lungs(
         raw, lo, body, airway_cut, grid,
         closing_radius_mm=closing_radius_mm, mediastinal_radius_mm=mediastinal_closing_radius_mm,
-        hull_margin_mm=hull_margin_mm, min_bite_ml=min_bite_ml,
+        hull_margin_mm=hull_margin_mm, min_bite_ml=min_bite_ml, bite_margin_mm=bite_margin_mm,
+        pleura_fill_mm=pleura_fill_mm,
     )
 
     # -- 6. back to full resolution
@@ -476,7 +498,7 @@ def _find_airway(air, body, grid: _Grid, *, area_range, midline_mm, search_fract
     return airway
 
 
-def _pick_lungs(lab, n, body, grid: _Grid, *, vox_ml, min_lung_ml, min_lung_fraction, split_max_erosion_mm):
+def _pick_lungs(lab, n, body, grid: _Grid, *, vox_ml, min_lung_ml, min_lung_fraction, split_search_mm):
     """Return {RIGHT_LUNG: mask, LEFT_LUNG: mask} (either may be missing) on the work grid."""
     if n == 0:
         return {}
@@ -512,7 +534,7 @@ def _pick_lungs(lab, n, body, grid: _Grid, *, vox_ml, min_lung_ml, min_lung_frac
     if min(left_frac, 1 - left_frac) >= 0.2:
         # one component on both sides: lungs joined (at the midline or through an airway)
         full = lab == first
-        right, left = _split_two(full, grid, mid_x, split_max_erosion_mm=split_max_erosion_mm)
+        right, left = _split_two(full, grid, mid_x, search_mm=split_search_mm)
         return {RIGHT_LUNG: right, LEFT_LUNG: left}
     lungs[RIGHT_LUNG if xs.mean() < mid_x else LEFT_LUNG] = lab == first
     side1 = xs.mean() > mid_x
@@ -536,54 +558,68 @@ def _pick_lungs(lab, n, body, grid: _Grid, *, vox_ml, min_lung_ml, min_lung_frac
     return lungs
 
 
-def _split_two(mask, grid: _Grid, mid_x: float, *, split_max_erosion_mm: float):
-    """Split one component spanning both sides into right and left parts."""
-    from skimage.segmentation import watershed
+def _split_two(mask, grid: _Grid, mid_x: float, *, search_mm: float):
+    """Split one component spanning both sides into (right, left) parts.
 
-    sp = grid.spacing
-    sl = _bbox(mask, (1, 1, 1))
-    m = mask[sl]
-    dist = ndimage.distance_transform_edt(m, sampling=sp)
-    step = min(sp[1], sp[2])
-    thr = step
-    parts = None
-    total = m.sum()
-    while thr <= split_max_erosion_mm:
-        core = dist > thr
-        lab, n = ndimage.label(core, structure=_SIX)
-        if n >= 2:
+    Slice by slice, the cut is the straight line along the antero-posterior
+    axis, within ``search_mm`` of the body's midline, that crosses the fewest
+    lung voxels: the anterior (or posterior) junction where the lungs touch,
+    or the gap between them when they do not.  Among equally thin lines the
+    one nearest the midline wins.
+    """
+    right = np.zeros(mask.shape, bool)
+    left = np.zeros(mask.shape, bool)
+    xax, xsign = grid.right_axis()
+    ax = xax - 1
+    for k in np.nonzero(mask.any(axis=(1, 2)))[0]:
+        m = mask[k]
+        if ax == 0:
+            m = m.T
+        if xsign < 0:
+            m = m[:, ::-1]
+        n = m.shape[1]
+        cols = np.arange(n)
+        idx = np.zeros((n, 3))
+        idx[:, 0] = k
+        if ax == 0:
+            idx[:, 1] = cols if xsign > 0 else n - 1 - cols
+        else:
+            idx[:, 2] = cols if xsign > 0 else n - 1 - cols
+        xs = grid.lps(idx)[:, 0]
+        window = np.abs(xs - mid_x) <= search_mm
+        if not window.any():
+            window[:] = True
+        count = m.sum(axis=0).astype(float)
+        count[~window] = np.inf
+        best = np.nonzero(count == count.min())[0]
+        c = best[np.argmin(np.abs(xs[best] - mid_x))]
+        r2 = m & (cols[None, :] < c)
+        l2 = m & (cols[None, :] >= c)
+        if xsign < 0:
+            r2, l2 = r2[:, ::-1], l2[:, ::-1]
+        right[k] = r2.T if ax == 0 else r2
+        left[k] = l2.T if ax == 0 else l2
+    # pieces cut off their lung (a lobe tip across the line) join the lung they touch most
+    for a_, b_ in ((right, left), (left, right)):
+        lab, n = ndimage.label(a_, structure=_SIX)
+        if n > 1:
             counts = np.bincount(lab.ravel())
             counts[0] = 0
-            a, b = np.argsort(counts)[::-1][:2]
-            if counts[b] >= 0.05 * total:
-                xa = grid.lps(np.argwhere(lab == a).mean(axis=0) + [s.start for s in sl])[0]
-                xb = grid.lps(np.argwhere(lab == b).mean(axis=0) + [s.start for s in sl])[0]
-                if (xa - mid_x) * (xb - mid_x) < 0:
-                    markers = np.zeros(m.shape, np.int32)
-                    markers[lab == a] = 1
-                    markers[lab == b] = 2
-                    ws = watershed(-dist, markers, mask=m)
-                    parts = [ws == 1, ws == 2]
-                    break
-        thr += step
-    if parts is None:
-        # fall back: cut at the body's midline
-        idx = np.indices(m.shape).reshape(3, -1).T + [s.start for s in sl]
-        xs = grid.lps(idx)[:, 0].reshape(m.shape)
-        parts = [m & (xs < mid_x), m & (xs >= mid_x)]
-    out = []
-    for p in parts:
-        full = np.zeros(mask.shape, bool)
-        full[sl] = p
-        out.append(full)
-    # order right (smaller LPS x) first; labels are assigned from the pair, not from x = 0
-    xs = [grid.lps(np.argwhere(p).mean(axis=0))[0] for p in out]
-    if xs[0] > xs[1]:
-        out = out[::-1]
-    return out
+            main = int(np.argmax(counts))
+            grown_b = ndimage.binary_dilation(b_, _SIX)
+            for i, sl in enumerate(ndimage.find_objects(lab), start=1):
+                if i == main or sl is None:
+                    continue
+                piece = lab[sl] == i
+                touch_b = (piece & grown_b[sl]).sum()
+                touch_a = (piece & ndimage.binary_dilation(lab[sl] == main, _SIX)).sum()
+                if touch_b > touch_a:
+                    a_[sl][piece] = False
+                    b_[sl][piece] = True
+    return right, left
 
 
-def _hull_near(ml, costal, forbidden, sp, *, margin_mm, min_ml):
+def _hull_near(ml, costal, forbidden, sp, *, margin_mm, min_ml, shape_from=None):
     """Per-slice convex hull of lung + bite, kept within ``margin_mm`` of sizeable closing additions.
 
     A ball leaves a sliver between its surface and a flat chest wall; the convex
@@ -605,8 +641,9 @@ def _hull_near(ml, costal, forbidden, sp, *, margin_mm, min_ml):
     sl = _bbox(bites, [int(math.ceil(margin_mm / s)) + 1 for s in sp])
     near[sl] = ndimage.distance_transform_edt(~bites[sl], sampling=sp) <= margin_mm
     out = np.zeros(ml.shape, bool)
+    shape_from = costal if shape_from is None else shape_from
     for k in np.nonzero(bites.any(axis=(1, 2)))[0]:
-        both = ml[k] | costal[k]
+        both = ml[k] | shape_from[k]
         if both.sum() < 3:
             continue
         h = convex_hull_image(both)
@@ -614,8 +651,40 @@ def _hull_near(ml, costal, forbidden, sp, *, margin_mm, min_ml):
     return out
 
 
+def _wall_sliver(ml, bites, body, sp, *, margin_mm, wall_search_mm: float = 60.0):
+    """Between a bite on the chest wall and the wall: voxels as deep below the skin as the pleura nearby.
+
+    The pleura under a tumour is not visible (tumour and chest wall are both
+    soft tissue); the chest wall's thickness is, around the bite.  For each bite
+    that reaches the depth of the pleura next to it (it touches the chest
+    wall), voxels within ``margin_mm`` of it and between that depth and
+    ``margin_mm`` deeper are lung.  Bites on the diaphragm or mediastinum lie
+    deeper than the pleura around them and are left alone.
+    """
+    out = np.zeros(ml.shape, bool)
+    lab, n = ndimage.label(bites, structure=_SIX)
+    step = max(sp)
+    for i, sl0 in enumerate(ndimage.find_objects(lab), start=1):
+        if sl0 is None:
+            continue
+        b_full = lab == i
+        pad = [int(math.ceil(wall_search_mm / s)) + 1 for s in sp]
+        s4 = _bbox(b_full, pad)
+        b = b_full[s4]
+        depth = ndimage.distance_transform_edt(body[s4], sampling=sp)
+        near = ndimage.distance_transform_edt(~b, sampling=sp) <= margin_mm
+        rims = ml[s4] & near
+        if not rims.any():
+            continue
+        lo_d = float(depth[rims].min())
+        if float(depth[b].min()) > lo_d + 1.5 * step:
+            continue  # does not touch the chest wall
+        out[s4] |= near & ~ml[s4] & (depth >= lo_d) & (depth <= lo_d + margin_mm)
+    return out
+
+
 def _close_lungs(raw, lo, body, airway_cut, grid: _Grid, *, closing_radius_mm, mediastinal_radius_mm,
-                 hull_margin_mm, min_bite_ml):
+                 hull_margin_mm, min_bite_ml, bite_margin_mm, pleura_fill_mm):
     """Per-lung closing and hole filling; a smaller radius on the mediastinal side."""
     sp = grid.spacing
     final = raw.copy()
@@ -632,9 +701,12 @@ def _close_lungs(raw, lo, body, airway_cut, grid: _Grid, *, closing_radius_mm, m
         if closing_radius_mm > 0:
             costal = _closing_edt(ml, closing_radius_mm, sp) & ~medi[sl] & ~ml & body[sl]
             c |= costal
+            # vessels and the top of a diaphragm dome are enclosed by lung in their slice;
+            # a bite on the chest wall is not
+            enclosed = _fill_holes_2d(ml)
             if hull_margin_mm > 0:
-                c |= _hull_near(ml, costal, medi[sl] | ~body[sl], sp, margin_mm=hull_margin_mm,
-                                min_ml=min_bite_ml)
+                c |= _hull_near(ml, costal & ~enclosed, medi[sl] | ~body[sl], sp, margin_mm=hull_margin_mm,
+                                min_ml=min_bite_ml, shape_from=costal)
         if mediastinal_radius_mm > 0:
             # closing grows with the radius, so outside the mediastinum the large one
             # already holds the small one: run it only around the mediastinal band
@@ -646,7 +718,24 @@ def _close_lungs(raw, lo, body, airway_cut, grid: _Grid, *, closing_radius_mm, m
                 sub[s2] = _closing_edt(ml[s2], mediastinal_radius_mm, sp)
                 c |= sub & med
         c = ndimage.binary_fill_holes(c)  # 3-D only: in 2-D the top of a diaphragm dome is a "hole"
-        new = c & ~ml & body[sl] & ~airway_cut[sl] & (raw[sl] == 0)
+        allowed = body[sl] & ~airway_cut[sl] & (raw[sl] == 0) & (final[sl] == 0)
+        new = c & ~ml & allowed
+        if closing_radius_mm > 0 and bite_margin_mm > 0 and new.any():
+            # a bite's edge on the chest wall is only known to a work voxel: grow sizeable
+            # bites by a margin so the tumour's rim at the pleura is not shaved off
+            lab, n = ndimage.label(new & ~medi[sl] & ~enclosed, structure=_SIX)
+            if n:
+                counts = np.bincount(lab.ravel())
+                counts[0] = 0
+                big = np.nonzero(counts * float(np.prod(sp)) / 1000.0 >= min_bite_ml)[0]
+                if len(big):
+                    bites = np.isin(lab, big)
+                    s3 = _bbox(bites, [int(math.ceil(bite_margin_mm / s)) + 1 for s in sp])
+                    grow = np.zeros(ml.shape, bool)
+                    grow[s3] = ndimage.distance_transform_edt(~bites[s3], sampling=sp) <= bite_margin_mm
+                    new |= grow & allowed & ~medi[sl]
+                    if pleura_fill_mm > 0:
+                        new |= _wall_sliver(ml, bites, body[sl], sp, margin_mm=pleura_fill_mm) & allowed & ~medi[sl]
         region = final[sl]
         region[new] = l
         added[sl] |= new
@@ -745,9 +834,12 @@ def _refine_full(hu, final, added, airway_cut, f, *, air_threshold_hu, chunk_sli
 QC_TOTAL_ML = (1500.0, 9000.0)
 #: Plausible left/right volume ratio.
 QC_RATIO = (0.5, 1.5)
+#: Connected pieces smaller than this (mL) are not counted as components.
+QC_MIN_COMPONENT_ML = 0.1
 
 
-def lung_qc(labels, volume, *, total_ml_range=QC_TOTAL_ML, ratio_range=QC_RATIO, warn: bool = True) -> dict[str, Any]:
+def lung_qc(labels, volume, *, total_ml_range=QC_TOTAL_ML, ratio_range=QC_RATIO,
+            min_component_ml: float = QC_MIN_COMPONENT_ML, warn: bool = True) -> dict[str, Any]:
     """Volumes and plausibility flags of a right/left lung label map.
 
     Parameters
@@ -760,6 +852,9 @@ def lung_qc(labels, volume, *, total_ml_range=QC_TOTAL_ML, ratio_range=QC_RATIO,
         Plausible total lung volume in mL for an adult scan covering both lungs.
     ratio_range : (float, float), default (0.5, 1.5)
         Plausible left/right volume ratio (the left lung is usually ~10 % smaller).
+    min_component_ml : float, default 0.1
+        Pieces smaller than this are not counted in ``components`` (a few
+        voxels at the boundary between two touching lungs).
     warn : bool, default True
         Emit a :class:`~helpers.errors.SeriesWarning` listing the flags when any is set.
 
@@ -768,7 +863,7 @@ def lung_qc(labels, volume, *, total_ml_range=QC_TOTAL_ML, ratio_range=QC_RATIO,
     dict
         ``right_ml``, ``left_ml``, ``total_ml`` (float), ``left_right_ratio``
         (float or nan), ``components`` (dict: label -> number of 3-D connected
-        components), ``flags`` (list of str: ``"implausible total volume"``,
+        components of at least ``min_component_ml``), ``flags`` (list of str: ``"implausible total volume"``,
         ``"implausible left/right ratio"``, ``"right lung missing"``,
         ``"left lung missing"``, ``"lung touches the scan border"``),
         ``border`` (list of the borders touched: ``"first slice"``,
@@ -793,8 +888,14 @@ def lung_qc(labels, volume, *, total_ml_range=QC_TOTAL_ML, ratio_range=QC_RATIO,
     total = right + left
     ratio = left / right if right > 0 else float("nan")
     comps = {}
+    min_vox = min_component_ml / v
     for l in (RIGHT_LUNG, LEFT_LUNG):
-        comps[l] = int(ndimage.label(labels == l, structure=_SIX)[1]) if counts[l] else 0
+        if not counts[l]:
+            comps[l] = 0
+            continue
+        lab, n = ndimage.label(labels == l, structure=_SIX)
+        sizes = np.bincount(lab.ravel())[1:]
+        comps[l] = int((sizes >= min_vox).sum())
     flags = []
     if not (total_ml_range[0] <= total <= total_ml_range[1]):
         flags.append("implausible total volume")

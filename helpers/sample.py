@@ -47,7 +47,7 @@ __all__ = [
 REPO = Path(__file__).resolve().parents[1]
 
 #: Bump whenever the output changes: :func:`ensure_sample` regenerates older samples.
-GENERATOR_VERSION = "6"
+GENERATOR_VERSION = "7"
 
 #: Tissue label values of ``labels.npz["tissue"]``.
 LEGEND = {
@@ -144,10 +144,10 @@ class _Grid:
 Y_BACK = 100.0
 B_POST = 95.0
 _H_CTRL = [0, 60, 150, 220, 260, 300]
-_A = [155, 158, 160, 165, 160, 142]  # half width
+_A = [166, 166, 163, 163, 160, 142]  # half width
 _B_ANT = [115, 112, 108, 102, 96, 88]  # centre -> anterior skin
 _FAT = {"lat": [18, 16, 14, 13, 12, 9], "ant": [16, 14, 12, 12, 10, 7], "post": [12, 11, 10, 10, 10, 8]}
-_MUS = {"lat": [10, 9, 9, 14, 30, 40], "ant": [14, 15, 16, 18, 22, 22], "post": [11, 11, 11, 12, 14, 16]}
+_MUS = {"lat": [10, 9, 12, 22, 34, 40], "ant": [14, 15, 16, 18, 22, 22], "post": [11, 11, 11, 12, 14, 16]}
 SUPER_N = 2.4
 
 
@@ -207,7 +207,7 @@ def _apex(X, Y):
 
 
 def _spine_y(h):
-    return 40.0 + 4.0 * np.sin(np.pi * np.asarray(h) / 300.0)
+    return 36.0 + 9.0 * np.sin(np.pi * np.asarray(h) / 300.0)  # thoracic kyphosis
 
 
 # =============================================================================== tubes
@@ -326,10 +326,10 @@ NECK_VESSELS = [([(s * 30.0, -2.0, 232.0), (s * 30.0, -4.0, 302.0)], [4.5, 4.5])
                [([(s * 44.0, -14.0, 240.0), (s * 42.0, -14.0, 302.0)], [7.0, 7.5]) for s in (-1, 1)]
 THYROID = [([(s * 19.0, -12.0, 268.0), (s * 21.0, -14.0, 285.0), (s * 19.0, -16.0, 302.0)], [5.0, 9.0, 7.0])
            for s in (-1, 1)]
-HEART = {"centre": (30.0, -30.0, 96.0), "semi": (60.0, 42.0, 46.0), "yaw_deg": 38.0, "tilt_deg": 18.0,
+HEART = {"centre": (30.0, -30.0, 88.0), "semi": (60.0, 42.0, 46.0), "yaw_deg": 38.0, "tilt_deg": 18.0,
          "fat_mm": 4.0}
 # Lung roots (hilum) for the trees: (start, first direction, radius) per lobe
-TUMOUR = {"side": "right", "h": 205.0, "theta_deg": -62.0, "radius": 14.5, "n_lobules": 7,
+TUMOUR = {"side": "right", "h": 205.0, "theta_deg": -62.0, "radius": 13.5, "n_lobules": 7,
           "n_spicules": 9}
 NODULE = {"centre": (96.0, -30.0, 112.0), "diameter": 7.0}
 
@@ -394,7 +394,8 @@ def _build_slices(cv: _Canvas, rng, med_margin):
         T[stomach], H[stomach] = LEGEND["soft_tissue"], HU["soft_tissue"]
         contents = stomach & (((X - 58.0) / 46.0) ** 2 + ((Y + 15.0) / 42.0) ** 2 < 1)
         H[contents] = HU["stomach_fluid"]
-        gas = stomach & (Y < -40.0) & (((X - 58.0) / 46.0) ** 2 + ((Y + 15.0) / 42.0) ** 2 < 1)
+        gas = (stomach & (Y < -40.0) & (h > dia - dia_thick - 30.0)
+               & (((X - 58.0) / 46.0) ** 2 + ((Y + 15.0) / 42.0) ** 2 < 1))
         T[gas], H[gas] = LEGEND["bowel_gas"], HU["air"]
         # heart with epicardial fat
         u, v, w, s = _heart_level(X, Y, h)
@@ -652,7 +653,7 @@ def _grow_tree(cv, uni, root, direction, radius, *, min_radius=0.45, max_segment
     q = deque([(tuple(float(v) for v in root), _norm3(tuple(float(v) for v in direction)), float(radius), 0)])
     while q and len(segs) < max_segments:
         p, d, r, depth = q.popleft()
-        length = min(max(5.5 * r, 3.0), 26.0) * uni(0.75, 1.25)
+        length = min(max(7.0 * r, 3.5), 30.0) * uni(0.75, 1.25)
         ok = False
         for attempt in range(7):
             if attempt:
@@ -723,10 +724,12 @@ def _lung_trees(cv, rng):
         targets = _spread_targets(cv, rng, side, N_SEGMENTS_PER_LUNG, hilum)
         for kind in ("a", "v", "b"):
             root = roots[side][kind]
-            for target in targets:
+            for n_t, target in enumerate(targets):
                 target = target + rng.normal(0, 8.0, 3)
                 d = _unit(target - root)
                 trunk_end = root + 0.3 * (target - root)
+                if kind == "b" and n_t % 2:  # bronchi: every other territory
+                    continue
                 if kind == "b":
                     segs = [(root, trunk_end, 3.2, 2.8)]
                     segs += _grow_tree(cv, uni, trunk_end, d, 2.6, min_radius=1.0, max_segments=30,
@@ -740,7 +743,7 @@ def _lung_trees(cv, rng):
                     continue
                 r0 = 3.6 if kind == "a" else 3.4
                 segs = [(root, trunk_end, r0 + 0.6, r0)]
-                segs += _grow_tree(cv, uni, trunk_end, d, r0, centre=root, target=target, max_segments=400,
+                segs += _grow_tree(cv, uni, trunk_end, d, r0, centre=root, target=target, max_segments=3000,
                                    min_radius=max(VESSEL_MIN_RADIUS_MM, VESSEL_MIN_RADIUS_PX * cv.g.px))
                 n_segments += len(segs)
                 for p0, p1, ra, rb in segs:
@@ -748,7 +751,42 @@ def _lung_trees(cv, rng):
                     if f is not None:
                         sl, dist, r = f
                         cv._paint(sl, dist, r, vessel, HU["blood"], "lung", True)
+        n_segments += _peripheral_vessels(cv, uni, side, hilum)
     return n_segments
+
+
+#: Short peripheral vessels scattered through each lung (per litre of lung), radius range in mm.
+PERIPHERAL_VESSELS_PER_LITRE = 900
+PERIPHERAL_RADIUS_MM = (0.5, 1.1)
+
+
+def _peripheral_vessels(cv, uni, side, hilum):
+    """Even background of small vessels pointing away from the hilum (what trees miss)."""
+    g = cv.g
+    half = g.n // 2
+    region = cv.lung_region[:, :, :half] if side == "right" else cv.lung_region[:, :, half:]
+    k, j, i = np.nonzero(region)
+    if side == "left":
+        i = i + half
+    litres = len(k) * g.dz * g.px * g.px / 1e6
+    n = int(PERIPHERAL_VESSELS_PER_LITRE * litres)
+    idx = (np.array([uni() for _ in range(n)]) * len(k)).astype(int)
+    vessel = LEGEND["vessel_in_lung"]
+    lo, hi = max(PERIPHERAL_RADIUS_MM[0], VESSEL_MIN_RADIUS_PX * g.px), PERIPHERAL_RADIUS_MM[1]
+    if lo >= hi:
+        return 0
+    for m in idx:
+        p = (float(g.x[i[m]]), float(g.y[j[m]]), float(g.h[k[m]]))
+        d = _norm3((p[0] - hilum[0], p[1] - hilum[1], p[2] - hilum[2]))
+        d = _turn(d, uni(0.0, 0.6), uni(0.0, 2 * math.pi))
+        r = uni(lo, hi)
+        length = uni(6.0, 14.0)
+        e = (p[0] + d[0] * length, p[1] + d[1] * length, p[2] + d[2] * length)
+        f = _segment_field(g, p, e, r, r * 0.7, margin=g.px)
+        if f is not None:
+            sl, dist, rr = f
+            cv._paint(sl, dist, rr, vessel, HU["blood"], "lung", True)
+    return n
 
 
 # ------------------------------------------------------------------------------- lesions

@@ -176,14 +176,41 @@ def _fill_holes_2d(mask: np.ndarray) -> np.ndarray:
     return ndimage.binary_fill_holes(mask, structure=_INPLANE)
 
 
-def _closing_edt(mask: np.ndarray, radius_mm: float, spacing) -> np.ndarray:
-    """Binary closing with a ball of ``radius_mm`` (exact, via distance maps); padded so it is extensive."""
-    pad = [int(math.ceil(radius_mm / s)) + 1 for s in spacing]
-    m = np.pad(mask, [(p, p) for p in pad])
+def _closing_edt(mask: np.ndarray, radius_mm: float, spacing, *, pad=None) -> np.ndarray:
+    """Binary closing with a ball of ``radius_mm`` (exact, via distance maps).
+
+    ``pad`` (voxels per axis, as ``(before, after)`` pairs) is added around the
+    mask first so the closing is extensive at the array's edges; by default a
+    full radius on every side.
+    """
+    if pad is None:
+        p = [int(math.ceil(radius_mm / s)) + 1 for s in spacing]
+        pad = [(q, q) for q in p]
+    m = np.pad(mask, pad) if any(a or b for a, b in pad) else mask
     dil = ndimage.distance_transform_edt(~m, sampling=spacing) <= radius_mm
     clo = ndimage.distance_transform_edt(dil, sampling=spacing) > radius_mm
-    sl = tuple(slice(p, p + n) for p, n in zip(pad, mask.shape))
+    del dil
+    sl = tuple(slice(a, a + n) for (a, _), n in zip(pad, mask.shape))
     return clo[sl] | mask
+
+
+def _crop_with_deficit(mask: np.ndarray, margin):
+    """Bounding box of ``mask`` grown by ``margin`` voxels, and the margin the array edge cut off."""
+    sl = _bbox(mask, margin)
+    idx = [np.nonzero(mask.any(axis=tuple(j for j in range(3) if j != i)))[0] for i in range(3)]
+    deficit = []
+    for i, (s_, m, n) in enumerate(zip(sl, margin, mask.shape)):
+        lo = max(0, m - int(idx[i][0]))
+        hi = max(0, m - (n - 1 - int(idx[i][-1])))
+        deficit.append((lo, hi))
+    return sl, deficit
+
+
+def _centroid(mask: np.ndarray) -> np.ndarray:
+    """Mean index of a 3-D mask's voxels, from its marginal sums (no index arrays)."""
+    n = float(mask.sum())
+    return np.array([float((mask.sum(axis=tuple(j for j in range(3) if j != i)) * np.arange(mask.shape[i])).sum()) / n
+                     for i in range(3)])
 
 
 def _bbox(mask: np.ndarray, margin=(0, 0, 0)):
@@ -519,9 +546,9 @@ def _pick_lungs(lab, n, body, grid: _Grid, *, vox_ml, min_lung_ml, min_lung_frac
     # body midline (LPS x) over the slices of the largest component
     first = big[0]
     ksl = objs[first - 1][0]
-    bidx = np.argwhere(body[ksl])
-    bidx[:, 0] += ksl.start
-    mid_x = float(grid.lps(bidx.mean(axis=0))[0])
+    c = _centroid(body[ksl])
+    c[0] += ksl.start
+    mid_x = float(grid.lps(c)[0])
 
     m1 = lab[objs[first - 1]] == first
     # fraction of the largest component's voxels on each side of the midline
@@ -695,11 +722,11 @@ def _close_lungs(raw, lo, body, airway_cut, grid: _Grid, *, closing_radius_mm, m
     for l in present:
         m = raw == l
         pad = [int(math.ceil(rmax / s)) + 1 for s in sp]
-        sl = _bbox(m, pad)
+        sl, deficit = _crop_with_deficit(m, pad)
         ml = m[sl]
         c = ml.copy()
         if closing_radius_mm > 0:
-            costal = _closing_edt(ml, closing_radius_mm, sp) & ~medi[sl] & ~ml & body[sl]
+            costal = _closing_edt(ml, closing_radius_mm, sp, pad=deficit) & ~medi[sl] & ~ml & body[sl]
             c |= costal
             # vessels and the top of a diaphragm dome are enclosed by lung in their slice;
             # a bite on the chest wall is not

@@ -10,6 +10,7 @@
 * Removes the ipywidgets state myst-nb embeds in pages: the static site shows
   still images instead of widgets (``nb_mime_priority_overrides``), and the
   state would only add weight (it repeats every image a widget captured).
+* Drops the theme's 1.5 MB ``fontawesome.js`` (its CSS web font draws the same icons).
 * Student build: with the environment variable ``BOOK_STUDENT=1`` the
   sphinx-exercise solutions are hidden (``hide_solutions = True``).
 """
@@ -41,6 +42,36 @@ def plotly_js_source() -> Path:
 def _config_inited(app, config):
     if os.environ.get(STUDENT_ENV, "").strip() not in ("", "0", "false", "no"):
         config.hide_solutions = True
+    _drop_fontawesome_js(app, config)
+
+
+def _drop_fontawesome_js(app, config):
+    """Override the theme's ``static/webpack-macros.html`` without ``fontawesome.js``.
+
+    pydata-sphinx-theme loads a 1.5 MB ``fontawesome.js`` (SVG icons drawn by
+    JavaScript) on every page, although its stylesheet already ships the same
+    icons as a web font: without the script the icons still show, and every page
+    is 1.5 MB lighter.  The override is generated from the installed theme's own
+    file at each build, so it follows the pinned theme version.
+    """
+    try:
+        import pydata_sphinx_theme
+    except ImportError:  # another theme: nothing to do
+        return
+    src = Path(pydata_sphinx_theme.__file__).parent / "theme" / "pydata_sphinx_theme" / "static" / "webpack-macros.html"
+    if not src.is_file():
+        return
+    lines = src.read_text().splitlines(keepends=True)
+    kept = [ln for ln in lines if "scripts/fontawesome.js" not in ln]
+    if len(kept) == len(lines):
+        return
+    out = Path(app.doctreedir).parent / "_book_templates"
+    (out / "static").mkdir(parents=True, exist_ok=True)
+    target = out / "static" / "webpack-macros.html"
+    text = "".join(kept)
+    if not target.is_file() or target.read_text() != text:
+        target.write_text(text)
+    config.templates_path = [str(out)] + list(config.templates_path or [])
 
 
 def _page_context(app, pagename, templatename, context, doctree):

@@ -169,7 +169,7 @@ def discover_cases(source_root) -> list[Case]:
     --------
     >>> import tempfile, pathlib
     >>> root = pathlib.Path(tempfile.mkdtemp())
-    >>> (root / "case 1").mkdir(); (root / "case2.zip").write_bytes(b"")
+    >>> (root / "case 1").mkdir(); _ = (root / "case2.zip").write_bytes(b"")
     >>> [c.case_id for c in discover_cases(root)]
     ['case_1', 'case2']
     """
@@ -567,6 +567,7 @@ def _write_qc(rows: list[dict], path: Path):
     import pandas as pd
 
     df = pd.DataFrame(rows, columns=QC_COLUMNS)
+    df["slices"] = df["slices"].astype("Int64")
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     df.to_csv(tmp, index=False)
     os.replace(tmp, path)
@@ -580,7 +581,8 @@ def read_qc(out):
     path = Path(out) / QC_NAME
     if not path.is_file():
         raise FileNotFoundError(f"no QC table at {path}: run `python -m helpers preprocess SOURCE {out}` first")
-    return pd.read_csv(path, keep_default_na=False, na_values=[""]).reindex(columns=QC_COLUMNS)
+    df = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"slices": "Int64"})
+    return df.reindex(columns=QC_COLUMNS)
 
 
 @contextlib.contextmanager

@@ -689,24 +689,31 @@ def _wall_sliver(ml, bites, body, sp, *, margin_mm, wall_search_mm: float = 60.0
     deeper than the pleura around them and are left alone.
     """
     out = np.zeros(ml.shape, bool)
-    lab, n = ndimage.label(bites, structure=_SIX)
-    step = max(sp)
-    for i, sl0 in enumerate(ndimage.find_objects(lab), start=1):
-        if sl0 is None:
-            continue
-        b_full = lab == i
-        pad = [int(math.ceil(wall_search_mm / s)) + 1 for s in sp]
-        s4 = _bbox(b_full, pad)
-        b = b_full[s4]
-        depth = ndimage.distance_transform_edt(body[s4], sampling=sp)
-        near = ndimage.distance_transform_edt(~b, sampling=sp) <= margin_mm
-        rims = ml[s4] & near
-        if not rims.any():
-            continue
-        lo_d = float(depth[rims].min())
-        if float(depth[b].min()) > lo_d + 1.5 * step:
-            continue  # does not touch the chest wall
-        out[s4] |= near & ~ml[s4] & (depth >= lo_d) & (depth <= lo_d + margin_mm)
+    pad = [int(math.ceil(wall_search_mm / s)) + 1 for s in sp]
+    s4 = _bbox(bites, pad)
+    lab, n = ndimage.label(bites[s4], structure=_SIX)
+    if n == 0:
+        return out
+    depth = ndimage.distance_transform_edt(body[s4], sampling=sp)
+    dist, inds = ndimage.distance_transform_edt(lab == 0, sampling=sp, return_indices=True)
+    nearest = lab[tuple(inds)]  # label of the nearest bite
+    del inds
+    near = dist <= margin_mm
+    del dist
+    m4 = ml[s4]
+    rim_lab = np.where(m4 & near, nearest, 0)
+    if not rim_lab.any():
+        return out
+    lo_d = np.full(n + 1, np.inf)
+    sel = rim_lab > 0
+    np.minimum.at(lo_d, rim_lab[sel], depth[sel])
+    bite_min = np.full(n + 1, np.inf)
+    sel = lab > 0
+    np.minimum.at(bite_min, lab[sel], depth[sel])
+    ok = np.isfinite(lo_d) & (bite_min <= lo_d + 1.5 * max(sp))  # the bite touches the chest wall
+    ok[0] = False
+    lo_t = np.where(ok, lo_d, np.inf)[nearest]
+    out[s4] = near & ~m4 & (depth >= lo_t) & (depth <= lo_t + margin_mm)
     return out
 
 

@@ -539,3 +539,80 @@ def check_mesh_budget(answer, max_triangles: int, *, level: float | None = None)
         return Feedback(False, "the mesh is empty.", "Check the level: is it inside the data range?")
     return Feedback(True, f"{n:,} triangles, within {max_triangles:,}. At ~25 bytes per triangle that is "
                           f"about {n * 25 / 1e6:.1f} MB of web page.")
+
+
+# ------------------------------------------------------------- chapter 8: cohort
+def check_failed_cases(answer, qc) -> Feedback:
+    """Exercise 8: the case id(s) the QC table marks as failed (a string or a list of strings).
+
+    Parameters
+    ----------
+    answer : str, list of str or ...
+        Case id(s).
+    qc : pandas.DataFrame
+        The QC table of :func:`helpers.cohort.run_cohort` (columns ``case_id``, ``status``).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> qc = pd.DataFrame({"case_id": ["a", "b"], "status": ["done", "failed"]})
+    >>> check_failed_cases("b", qc).ok, check_failed_cases(["a"], qc).ok
+    (True, False)
+    """
+    if _unanswered(answer):
+        return _missing("Filter the table: qc[qc['status'] == 'failed']['case_id'].")
+    got = {answer} if isinstance(answer, str) else {str(a) for a in np.atleast_1d(np.asarray(answer, dtype=object))}
+    expected = set(qc.loc[qc["status"] == "failed", "case_id"].astype(str))
+    if got == expected:
+        return Feedback(True, f"{', '.join(sorted(expected)) or 'none'}. The run went on without "
+                              "them; the error column says what to fix, and the next run tries them again.")
+    return Feedback(False, f"you have {sorted(got)}; the failed case(s): {len(expected)}.",
+                    "The status column is 'done', 'skipped' or 'failed'.")
+
+
+#: Voxel budget of the chapter 8 crop exercise.
+CROP_BUDGET_VOXELS = 300_000
+#: Share of lung voxels (%) a crop may cut off and still count as keeping the lungs.
+CROP_MAX_OUTSIDE_PCT = 0.5
+
+
+def check_crop_keeps_lungs(answer, *, budget: int = CROP_BUDGET_VOXELS,
+                           max_outside_pct: float = CROP_MAX_OUTSIDE_PCT) -> Feedback:
+    """Exercise 8: a :class:`helpers.cohort.CaseResult` whose crop keeps the lungs within a voxel budget.
+
+    Parameters
+    ----------
+    answer : CaseResult or ...
+        From ``preprocess_case(..., mode="crop")``.
+    budget : int, default 300000
+        Largest accepted number of voxels of the cropped array.
+    max_outside_pct : float, default 0.5
+        Largest accepted share (%) of lung voxels outside the crop.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from helpers.cohort import CaseResult
+    >>> from helpers.volume import Volume
+    >>> r = CaseResult(Volume(np.zeros((8, 8, 8)), spacing=(4, 4, 4)), np.zeros((8, 8, 8), np.uint8),
+    ...                {"lung_outside_pct": 0.0})
+    >>> check_crop_keeps_lungs(r).ok
+    True
+    """
+    if _unanswered(answer):
+        return _missing("Call preprocess_case(case, spacing=(4, 4, 4), shape=(z, y, x)) with a larger shape.")
+    qc = getattr(answer, "qc", None)
+    image = getattr(answer, "image", None)
+    if qc is None or image is None:
+        return Feedback(False, f"expected the result of preprocess_case, got {type(answer).__name__}.",
+                        "Keep what preprocess_case returns.")
+    n = int(np.prod(image.shape))
+    outside = float(qc.get("lung_outside_pct", np.nan))
+    if not outside <= max_outside_pct:
+        return Feedback(False, f"the crop {tuple(image.shape)} still cuts off {outside:.1f}% of the lung voxels.",
+                        "Find the lungs' extent along each axis (in voxels) and choose a shape at least that large.")
+    if n > budget:
+        return Feedback(False, f"the lungs fit, but {tuple(image.shape)} is {n:,} voxels, above the budget of "
+                               f"{budget:,}.", "Shrink the axes where the lungs leave room; each axis is independent.")
+    return Feedback(True, f"{tuple(image.shape)}: {n:,} voxels, {outside:.2f}% of the lungs outside. A shape "
+                          "fitted to the lungs of the whole cohort keeps every case without wasting memory.")

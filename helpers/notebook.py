@@ -21,6 +21,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import textwrap
+import warnings
 from typing import Any
 
 __all__ = ["BookRenderer", "setup", "show_widget", "figure_png", "widget_bundle", "header_table", "scratch_folder", "add_second_series", "sample_truth", "RENDERER_NAME"]
@@ -70,6 +72,15 @@ def __getattr__(name):  # lazy: importing plotly costs ~0.3 s
     raise AttributeError(name)
 
 
+#: Width (characters) of warnings shown in a chapter.
+WARNING_WIDTH = 88
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """``SeriesWarning: message``, wrapped to fit the page (no file name and source line)."""
+    return textwrap.fill(f"{category.__name__}: {message}", width=WARNING_WIDTH, subsequent_indent="    ") + "\n"
+
+
 def setup(*, plotly: bool = True, matplotlib: bool = True) -> None:
     """Register the book's plotly renderer as default and set matplotlib defaults.
 
@@ -79,7 +90,8 @@ def setup(*, plotly: bool = True, matplotlib: bool = True) -> None:
         Register the ``"book"`` plotly renderer and make it the default.
     matplotlib : bool, default True
         In a kernel, switch to the inline backend (``%matplotlib inline``, so a
-        returned :class:`~matplotlib.figure.Figure` displays as a PNG); apply
+        returned :class:`~matplotlib.figure.Figure` displays as a PNG) and show
+        warnings as one wrapped ``Category: message`` paragraph; apply
         :data:`MPL_DEFAULTS` to ``matplotlib.rcParams``.
 
     Examples
@@ -105,6 +117,7 @@ def setup(*, plotly: bool = True, matplotlib: bool = True) -> None:
             shell = None
         if shell is not None and hasattr(shell, "kernel"):
             shell.run_line_magic("matplotlib", "inline")
+            warnings.formatwarning = _format_warning
         mpl.rcParams.update(MPL_DEFAULTS)
 
 

@@ -12,7 +12,7 @@
   state would only add weight (it repeats every image a widget captured).
 * Drops the theme's 1.5 MB ``fontawesome.js`` (its CSS web font draws the same icons).
 * Student build: with the environment variable ``BOOK_STUDENT=1`` the
-  sphinx-exercise solutions are hidden (``hide_solutions = True``).
+  sphinx-exercise solutions are removed from the pages (they still execute).
 """
 
 from __future__ import annotations
@@ -39,10 +39,31 @@ def plotly_js_source() -> Path:
     return path
 
 
+def student_mode() -> bool:
+    """True when ``BOOK_STUDENT`` is set to something else than ``""``, ``0``, ``false`` or ``no``."""
+    return os.environ.get(STUDENT_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
 def _config_inited(app, config):
-    if os.environ.get(STUDENT_ENV, "").strip() not in ("", "0", "false", "no"):
-        config.hide_solutions = True
     _drop_fontawesome_js(app, config)
+
+
+def _remove_solutions(app, doctree, docname):
+    """Student build: drop every sphinx-exercise solution (gated or not) from the page.
+
+    sphinx-exercise's own ``hide_solutions`` drops ``solution-start`` but leaves
+    ``solution-end`` behind, which the HTML writer cannot render (1.2.1), so the
+    student build removes the merged solution nodes here instead.
+    """
+    if not student_mode():
+        return
+    try:
+        from sphinx_exercise.nodes import solution_end_node, solution_node, solution_start_node
+    except ImportError:  # pragma: no cover - sphinx_exercise is a pinned dependency
+        return
+    for cls in (solution_node, solution_start_node, solution_end_node):
+        for node in list(doctree.findall(cls)):
+            node.parent.remove(node)
 
 
 def _drop_fontawesome_js(app, config):
@@ -110,5 +131,6 @@ def _build_finished(app, exc):
 def setup(app):
     app.connect("config-inited", _config_inited)
     app.connect("html-page-context", _page_context, priority=900)
+    app.connect("doctree-resolved", _remove_solutions)
     app.connect("build-finished", _build_finished)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1.0"}

@@ -1,0 +1,113 @@
+"""The book's Sphinx extension (book/_ext/book_offline.py) on a tiny Sphinx project.
+
+Fast (a few seconds): plotly.js only where a plotly div is, no fontawesome.js,
+duplicate inline scripts removed, and the student build without solutions.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+CONF = f"""
+import sys
+sys.path.insert(0, {str(REPO / "book" / "_ext")!r})
+extensions = ["myst_parser", "sphinx_exercise", "book_offline"]
+html_theme = "sphinx_book_theme"
+myst_enable_extensions = ["colon_fence"]
+def setup(app):
+    app.add_js_file(None, body="const DUPLICATED = 1;")
+    app.connect("builder-inited", lambda a: a.add_js_file(None, body="const DUPLICATED = 1;", priority=501))
+"""
+
+INDEX = """# Index
+
+```{toctree}
+plot
+plain
+```
+"""
+
+PLOT = """# With a figure
+
+```{raw} html
+<div class="plotly-graph-div" id="f1"></div>
+```
+"""
+
+PLAIN = """# Without a figure
+
+```{exercise} Add two numbers
+:label: ex-add
+:nonumber:
+
+What is 1 + 1?
+```
+
+````{solution-start} ex-add
+:class: dropdown
+````
+
+The answer is SECRET-TWO.
+
+````{solution-end}
+````
+"""
+
+
+def build(tmp_path: Path, *, student: bool) -> Path:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "conf.py").write_text(CONF)
+    (src / "index.md").write_text(INDEX)
+    (src / "plot.md").write_text(PLOT)
+    (src / "plain.md").write_text(PLAIN)
+    out = tmp_path / "html"
+    env = {**os.environ, "BOOK_STUDENT": "1" if student else "0"}
+    proc = subprocess.run([sys.executable, "-m", "sphinx", "-b", "html", "-q", "-W", str(src), str(out)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    return build(tmp_path_factory.mktemp("teacher"), student=False)
+
+
+class TestPlotlyJs:
+    def test_copied_from_the_plotly_package(self, site):
+        import plotly
+
+        src = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+        assert (site / "_static" / "vendor" / "plotly.min.js").stat().st_size == src.stat().st_size
+
+    def test_only_on_pages_with_a_plotly_div(self, site):
+        assert "vendor/plotly.min.js" in (site / "plot.html").read_text()
+        assert "vendor/plotly.min.js" not in (site / "plain.html").read_text()
+        assert "vendor/plotly.min.js" not in (site / "index.html").read_text()
+
+
+class TestPageHygiene:
+    def test_no_fontawesome_js(self, site):
+        assert "fontawesome.js" not in (site / "plain.html").read_text()
+        assert "fa-solid-900" in (site / "_static" / "styles" / "pydata-sphinx-theme.css").read_text()
+
+    def test_inline_script_once(self, site):
+        assert (site / "plain.html").read_text().count("const DUPLICATED = 1;") == 1
+
+
+class TestStudentBuild:
+    def test_teacher_build_keeps_solutions(self, site):
+        assert "SECRET-TWO" in (site / "plain.html").read_text()
+
+    def test_student_build_removes_solutions(self, tmp_path):
+        html = (build(tmp_path, student=True) / "plain.html").read_text()
+        assert "SECRET-TWO" not in html
+        assert "What is 1 + 1?" in html

@@ -1,8 +1,7 @@
 """Tests for helpers.cohort and ``python -m helpers preprocess``.
 
-The cohort is a few tiny synthetic chest CTs written as real DICOM (the sample
-generator's small size when it exists, else a phantom written here with pydicom),
-one of them as a .zip, plus a broken case.  The pipeline runs the real steps
+The cohort is a few small synthetic chest CTs written as real DICOM by the sample
+generator (size "small"), one of them as a .zip, plus a broken case.  The pipeline runs the real steps
 (load_series, resample, segment_lungs, crop_or_pad) on a real LocalCluster with
 2 worker processes; the resumability test kills the command line with SIGKILL
 half way and restarts it.
@@ -38,6 +37,7 @@ from helpers.cohort import (
     run_cohort,
 )
 from helpers.errors import DicomSeriesError
+from helpers.sample import make_sample
 
 SPACING = (8.0, 6.0, 6.0)  # coarse: the small sample (300 x 360 x 360 mm) fits 32 x 64 x 64
 SHAPE = (32, 64, 64)
@@ -45,65 +45,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 # ------------------------------------------------------------------ test data
-def _phantom_hu(n: int, rows: int, cols: int, seed: int) -> np.ndarray:
-    """A crude chest: an elliptic body (40 HU) with two ellipsoid lungs (-850 HU)."""
-    rng = np.random.default_rng(seed)
-    k, j, i = np.ogrid[:n, :rows, :cols]
-    z, y, x = (k + 0.5) / n, (j + 0.5) / rows - 0.5, (i + 0.5) / cols - 0.5
-    hu = np.full((n, rows, cols), -1000.0)
-    hu[np.broadcast_to((y / 0.42) ** 2 + (x / 0.47) ** 2 <= 1, hu.shape)] = 40.0
-    r = 0.16 + 0.03 * rng.random()
-    for cx in (-0.2, 0.2):
-        hu[((y + 0.02) / 0.28) ** 2 + ((x - cx) / r) ** 2 + ((z - 0.5) / 0.45) ** 2 <= 1] = -850.0
-    hu += rng.normal(0, 10, hu.shape)
-    return np.clip(hu, -1024, 3000).astype(np.int16)
-
-
-def _write_phantom(folder: Path, seed: int, *, n=20, rows=64, cols=64, spacing=(3.0, 2.0, 2.0)) -> Path:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
-
-    folder.mkdir(parents=True, exist_ok=True)
-    hu = _phantom_hu(n, rows, cols, seed)
-    study, series, frame = (generate_uid(entropy_srcs=[f"cohort-test-{seed}-{w}"]) for w in ("st", "se", "fr"))
-    for k in range(n):
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
-        ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[f"cohort-test-{seed}-{k}"])
-        ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, ds.file_meta.MediaStorageSOPInstanceUID
-        ds.Modality, ds.PatientID, ds.PatientName = "CT", f"P{seed}", f"Test^{seed}"
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
-        ds.SeriesNumber, ds.InstanceNumber = 1, k + 1
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-        ds.SliceThickness = spacing[0]
-        ds.ImagePositionPatient = [-cols * spacing[2] / 2, -rows * spacing[1] / 2, k * spacing[0]]
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.PixelSpacing = [spacing[1], spacing[2]]
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.Rows, ds.Columns = rows, cols
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
-        ds.PixelData = (hu[k].astype(np.int32) + 1024).astype("<i2").tobytes()
-        ds.save_as(folder / f"IM{k:04d}", enforce_file_format=True)
-    return folder
-
-
 def _make_case(folder: Path, seed: int) -> Path:
-    """One small synthetic CT series in ``folder``: the sample generator's small size if it exists."""
-    try:
-        from helpers.sample import make_sample
-    except ImportError:
-        make_sample = None
-    if make_sample is not None:
-        tmp = folder.with_name(folder.name + "-sample")
-        make_sample(tmp, size="small", seed=seed)
-        shutil.move(str(tmp / "dicom"), str(folder))
-        shutil.rmtree(tmp)
-        return folder
-    return _write_phantom(folder, seed)
+    """One small synthetic chest CT (the sample generator's small size: 40 x 128 x 128) in ``folder``."""
+    tmp = folder.with_name(folder.name + "-sample")
+    make_sample(tmp, size="small", seed=seed)
+    shutil.move(str(tmp / "dicom"), str(folder))
+    shutil.rmtree(tmp)
+    return folder
 
 
 def _make_broken(folder: Path) -> Path:
@@ -275,6 +223,16 @@ class TestRunCohort:
                       "patient_2": "skipped", "patient_3": "skipped"}
         assert (done.stat().st_ino, (done / MARKER_NAME).stat().st_mtime_ns) == ino
         assert df.set_index("case_id").loc["patient_0", "right_lung_ml"] > 0  # row kept from the marker
+
+    def test_existing_scheduler_address(self, source, tmp_path):
+        from distributed import LocalCluster
+
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+            df = run_cohort(source, tmp_path / "out", spacing=SPACING, shape=SHAPE,
+                            scheduler=cluster.scheduler_address, progress=False)
+            assert cluster.scheduler_address.startswith("tcp://")
+        assert list(df["status"]) == ["failed", "done", "done", "done", "done"]
+        assert df["worker"].nunique() == 1
 
     def test_other_parameters_refused(self, first_run, source):
         with pytest.raises(ValueError, match="shape=.*choose another output folder"):

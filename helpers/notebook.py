@@ -73,7 +73,7 @@ def __getattr__(name):  # lazy: importing plotly costs ~0.3 s
 
 
 #: Width (characters) of warnings shown in a chapter.
-WARNING_WIDTH = 88
+WARNING_WIDTH = 78
 
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:

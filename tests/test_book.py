@@ -197,3 +197,23 @@ class TestOffline:
 
     def test_mathjax_local(self, built):
         assert (built.html / "_static" / "mathjax" / "tex-chtml.js").is_file()
+
+
+@pytest.mark.realdata
+class TestRealFolder:
+    """Every chapter runs end to end on a real scan (DICOM_DIR), not only on the sample."""
+
+    @pytest.mark.parametrize("doc", chapter_files())
+    def test_chapter_executes(self, doc, real_case, monkeypatch):
+        import jupytext
+        from nbclient import NotebookClient
+
+        monkeypatch.setenv("DICOM_DIR", str(real_case / "ct-b40f"))  # the kernel inherits it
+        nb = jupytext.read(source_of(doc))
+        client = NotebookClient(nb, timeout=600, kernel_name="python3",
+                                resources={"metadata": {"path": str(REPO / "book")}})
+        client.execute()  # raises CellExecutionError on an unexpected error
+        errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                  if o.get("output_type") == "error"
+                  and "raises-exception" not in c.get("metadata", {}).get("tags", [])]
+        assert not errors, f"{doc}: {errors[0].get('ename')}: {errors[0].get('evalue')}"

@@ -25,7 +25,7 @@ import textwrap
 import warnings
 from typing import Any
 
-__all__ = ["BookRenderer", "setup", "show_widget", "figure_png", "widget_bundle", "header_table", "scratch_folder", "add_second_series", "sample_truth", "RENDERER_NAME"]
+__all__ = ["BookRenderer", "setup", "show_widget", "figure_png", "widget_bundle", "header_table", "scratch_folder", "add_second_series", "sample_truth", "window_level_viewer", "RENDERER_NAME"]
 
 RENDERER_NAME = "book"
 
@@ -469,6 +469,65 @@ def sample_truth(dicom_dir, volume) -> dict | None:
     else:
         idx = tuple(n // 2 for n in volume.shape)
     return {"lungs": lab["lungs"], "tumour": tumour, "nodule": nodule, "tumour_index": idx, "info": lab}
+
+
+def window_level_viewer(image_hu, *, level: float = -600.0, width: float = 1500.0,
+                        level_range=(-1200, 1200), width_range=(50, 4000), size_px: int = 384):
+    """A live window/level viewer of one slice: two sliders and the image.
+
+    The image is an ``ipywidgets.Image`` whose PNG is replaced when a slider
+    moves (no Output widget, no matplotlib), so executing the cell in CI sends
+    no output-capture traffic.
+
+    Parameters
+    ----------
+    image_hu : ndarray, shape (y, x)
+        One slice in HU.
+    level, width : float
+        Initial window in HU.
+    level_range, width_range : (int, int)
+        Slider ranges in HU.
+    size_px : int
+        Displayed width of the image in pixels.
+
+    Returns
+    -------
+    (ipywidgets.VBox, bytes)
+        The viewer and the PNG it shows first: pass both to :func:`show_widget`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> box, png = window_level_viewer(np.zeros((4, 4)))
+    >>> png[:4], len(box.children)
+    (b'\x89PNG', 3)
+    """
+    import ipywidgets as widgets
+    import numpy as np
+    from PIL import Image
+
+    from .intensity import window
+
+    hu = np.asarray(image_hu)
+
+    def png(lv: float, wd: float) -> bytes:
+        buf = io.BytesIO()
+        Image.fromarray(window(hu, (float(lv), float(wd)), out="uint8")).save(buf, format="png")
+        return buf.getvalue()
+
+    lev = widgets.IntSlider(value=int(level), min=level_range[0], max=level_range[1], step=10,
+                            description="level (HU)")
+    wid = widgets.IntSlider(value=int(width), min=width_range[0], max=width_range[1], step=50,
+                            description="width (HU)")
+    first = png(level, width)
+    img = widgets.Image(value=first, format="png", width=size_px)
+
+    def update(*_):
+        img.value = png(lev.value, wid.value)
+
+    lev.observe(update, "value")
+    wid.observe(update, "value")
+    return widgets.VBox([lev, wid, img]), first
 
 
 setup()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for the project's chores. Every task is idempotent.
 #   ./tasks.sh book    set up .venv, generate the sample, build the executed book
+#                      (--student: without solutions, into _build/student)
 #   ./tasks.sh test    set up, then run every test (unit, doctests, book build, browser)
 #   ./tasks.sh bench   set up, then run the benchmarks and write docs/benchmarks.md
 #   ./tasks.sh setup   only the set-up (system packages, .venv, sample)
@@ -51,11 +52,17 @@ setup() { system_packages; python_env; sample; }
 
 book() {
   setup
+  local where=(--path-output .) out=_build/html
+  if [ "${1:-}" = "--student" ]; then
+    shift; export BOOK_STUDENT=1
+    where=(--path-output _build/student); out=_build/student/_build/html
+    echo "== student build: solutions removed"
+  fi
   echo "== building the book (every chapter executed)"
-  "$PY" -m jupyter_book build . "$@"
+  "$VENV/bin/jupyter-book" build . "${where[@]}" "$@"
   echo
-  echo "The book is in $ROOT/_build/html/index.html"
-  echo "Serve it:  $PY -m http.server --bind 127.0.0.1 --directory _build/html 8000   then open http://127.0.0.1:8000"
+  echo "The book is in $ROOT/$out/index.html"
+  echo "Serve it:  $PY -m http.server --bind 127.0.0.1 --directory $out 8000   then open http://127.0.0.1:8000"
 }
 
 run_tests() {

@@ -1,20 +1,51 @@
 """Tested helpers behind the book *DICOM Processing and Segmentation in Python*.
 
 Arrays are ``(z, y, x)``; spacing is ``(z, y, x)`` in mm and travels with the
-array in a :class:`Volume`.
+array in a :class:`Volume`.  The everyday functions are here at the top level;
+the rest lives in submodules that load on first use (``helpers.display``,
+``helpers.mesh``, ``helpers.cohort``, ``helpers.data``...).
 """
+
+import importlib
 
 from .errors import DicomSeriesError, SeriesWarning
 from .volume import Volume
 from .io import list_series, load_series
-from . import sample
+from .resample import crop_or_pad, estimate_memory, output_grid, resample, resize_to_shape
+from .segment import (
+    lung_qc,
+    make_lungmask_2017_steps,
+    segment_lungs,
+    segment_lungs_2017,
+    segment_lungs_kaggle3d,
+)
+from .metrics import dice, hausdorff95
+from .export import load_npy, save_dicom_seg, save_nifti, save_npy
+
+_SUBMODULES = (
+    "checks", "cohort", "data", "display", "export", "histogram", "intensity", "io",
+    "legacy", "mesh", "metrics", "notebook", "resample", "sample", "segment", "volume",
+)
+
+
+def __getattr__(name):
+    # Submodules load on first use: ``helpers.sample.ensure_sample()`` works without
+    # importing the sample generator (or plotly, dask, zarr) at ``import helpers``.
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'helpers' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_SUBMODULES))
+
 
 __all__ = [
-    "DicomSeriesError",
-    "SeriesWarning",
-    "Volume",
-    "list_series",
-    "load_series",
-    "sample",
+    "DicomSeriesError", "SeriesWarning", "Volume",
+    "list_series", "load_series",
+    "resample", "estimate_memory", "output_grid", "resize_to_shape", "crop_or_pad",
+    "segment_lungs", "lung_qc", "segment_lungs_2017", "make_lungmask_2017_steps", "segment_lungs_kaggle3d",
+    "dice", "hausdorff95",
+    "save_npy", "load_npy", "save_nifti", "save_dicom_seg",
 ]
 __version__ = "0.1.0"

@@ -359,8 +359,9 @@ def mesh_figure(
 
     Notes
     -----
-    Page weight is about 25 bytes per triangle (float32 vertices and int32
-    faces, base64): 150 k triangles weigh 3.8 MB of HTML, 50 k about 1.3 MB.
+    Page weight is about 17 bytes per triangle (float32 vertices and uint16
+    indices below 65 536 vertices, base64): 60 k triangles weigh about 1 MB of
+    HTML.
 
     Examples
     --------
@@ -371,10 +372,13 @@ def mesh_figure(
     """
     import plotly.graph_objects as go
 
-    v = mesh.verts
+    v = np.asarray(mesh.verts, dtype=np.float32)
+    # Indices as uint16 when they fit (plotly ships typed arrays as base64): a third lighter page.
+    f = np.asarray(mesh.faces)
+    f = f.astype(np.uint16 if len(v) <= np.iinfo(np.uint16).max else np.uint32)
     trace = go.Mesh3d(
         x=v[:, 0], y=v[:, 1], z=v[:, 2],
-        i=mesh.faces[:, 0], j=mesh.faces[:, 1], k=mesh.faces[:, 2],
+        i=f[:, 0], j=f[:, 1], k=f[:, 2],
         color=color, opacity=opacity, flatshading=flatshading,
         lighting={"ambient": 0.35, "diffuse": 0.8, "specular": 0.15, "roughness": 0.7, "fresnel": 0.1},
         lightposition={"x": 0, "y": -1e5, "z": 1e5},

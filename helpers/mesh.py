@@ -20,8 +20,6 @@ of hundreds of MB.  :func:`surface_mesh` does the same marching cubes
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -479,7 +477,7 @@ def save_stl(mesh: Mesh, path, *, header: str = "helpers.mesh binary STL, LPS mm
     ----------
     mesh : Mesh
     path : str or Path
-        Output file; its folder must exist.
+        Output file; its folder is created if needed.
     header : str, keyword-only
         Up to 80 ASCII characters stored in the header (must not start with
         "solid", which would make readers take it for ASCII STL).
@@ -511,18 +509,15 @@ def save_stl(mesh: Mesh, path, *, header: str = "helpers.mesh binary STL, LPS mm
     rec = np.zeros(mesh.n_triangles, dtype=_STL_RECORD)
     rec["normal"] = mesh.face_normals()
     rec["v"] = mesh.verts[mesh.faces]
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    from .export import _atomic
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
             f.write(text.ljust(80, b" "))
             f.write(np.uint32(mesh.n_triangles).astype("<u4").tobytes())
             f.write(rec.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+
+    return _atomic(path, write)
 
 
 def load_stl(path) -> Mesh:

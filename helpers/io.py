@@ -81,6 +81,9 @@ MAX_COMPRESSION_RATIO = 1000
 HEADER_BYTES = 64 * 1024
 #: pydicom decoding plugin tried first for JPEG-LS.
 PREFERRED_JPEGLS_PLUGIN = "pyjpegls"
+#: JPEG Lossless, Non-Hierarchical (Process 14) and its Selection Value 1 variant: decoded by
+#: imagecodecs when it is installed (about 6x faster than pylibjpeg-libjpeg here).
+JPEG_LOSSLESS_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70"})
 #: Threads used to read and decode files (I/O and compressed decoding).
 MAX_WORKERS = 4
 
@@ -729,13 +732,46 @@ def _stored(f: _File, *, check_only: bool = False) -> np.ndarray | None:
 
 
 def _decode(ds, ts: UID) -> np.ndarray:
-    """``ds.pixel_array``, preferring pyjpegls for JPEG-LS (about 3x faster than the default here)."""
+    """``ds.pixel_array``, with faster decoders where measured: pyjpegls for JPEG-LS (about 3x),
+    imagecodecs (libjpeg-turbo) for JPEG Lossless (about 6x); pydicom's choice when they fail."""
     if ts in JPEGLSTransferSyntaxes:
         try:
             return pixel_array(ds, decoding_plugin=PREFERRED_JPEGLS_PLUGIN)
         except Exception:  # plugin missing or failing: let pydicom choose
             pass
+    elif ts in JPEG_LOSSLESS_SYNTAXES:
+        try:
+            arr = _decode_jpeg_lossless(ds)
+            if arr is not None:
+                return arr
+        except Exception:  # imagecodecs missing, or a stream it rejects: let pydicom choose
+            pass
     return ds.pixel_array
+
+
+def _decode_jpeg_lossless(ds) -> np.ndarray | None:
+    """Grey-scale JPEG Lossless (Process 14) frames decoded by imagecodecs, typed as pydicom types them.
+
+    Returns None when the file is not one this fast path handles (colour, not 8/16 bits allocated).
+    """
+    bits = int(ds.get("BitsAllocated", 16))
+    if int(ds.get("SamplesPerPixel", 1) or 1) != 1 or bits not in (8, 16):
+        return None
+    import imagecodecs
+    from pydicom.encaps import generate_frames
+
+    n = int(ds.get("NumberOfFrames", 1) or 1)
+    frames = [imagecodecs.jpeg8_decode(b) for b in generate_frames(ds.PixelData, number_of_frames=n)]
+    if len(frames) != n:
+        return None
+    arr = np.stack(frames) if n > 1 else frames[0]
+    unsigned = np.uint16 if bits == 16 else np.uint8
+    if arr.ndim != (3 if n > 1 else 2) or arr.dtype.itemsize > np.dtype(unsigned).itemsize:
+        return None
+    arr = arr.astype(unsigned, copy=False)
+    if int(ds.get("PixelRepresentation", 0) or 0) == 1:
+        arr = arr.view(np.int16 if bits == 16 else np.int8)  # sign-extended later from Bits Stored
+    return arr
 
 
 def _keep_stored_bits(f: _File, arr: np.ndarray, *, inplace: bool = False) -> np.ndarray:

@@ -118,6 +118,23 @@ def stored_of(ds: Dataset) -> np.ndarray:
     return np.frombuffer(ds.PixelData, "<i2").reshape(ds.Rows, ds.Columns).copy()
 
 
+def compress_jpeg_lossless(ds: Dataset, syntax: str = "1.2.840.10008.1.2.4.70") -> Dataset:
+    """Encode an uncompressed signed 16-bit slice as lossless JPEG (Process 14, predictor 1).
+
+    pydicom has no encoder for JPEG Lossless, the syntax most PACS exports use, so
+    this uses imagecodecs (libjpeg-turbo 3).  The 16-bit two's complement samples are
+    encoded as they are stored; decoders sign them back with Pixel Representation 1.
+    """
+    import imagecodecs
+    from pydicom.encaps import encapsulate
+
+    frame = imagecodecs.jpeg8_encode(stored_of(ds).view(np.uint16), lossless=True, bitspersample=16, predictor=1)
+    ds.PixelData = encapsulate([frame])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = syntax
+    return ds
+
+
 def write(
     datasets: Iterable[Dataset],
     folder: os.PathLike,

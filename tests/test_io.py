@@ -27,6 +27,8 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
     JPEGLSLossless,
     RLELossless,
 )
@@ -288,6 +290,47 @@ class TestLoadSeries:
         vol = load_series(tmp_path)
         np.testing.assert_array_equal(vol.hu, F.expected_hu(6))
         assert vol.meta["transfer_syntax"] == syntax
+
+    @pytest.mark.parametrize("syntax", [JPEGLosslessSV1, JPEGLossless], ids=["jpeg-lossless-sv1", "jpeg-lossless"])
+    def test_jpeg_lossless(self, tmp_path, syntax):
+        dss = [F.compress_jpeg_lossless(ds, syntax) for ds in F.clean_datasets(n=6)]
+        F.write(dss, tmp_path)
+        vol = load_series(tmp_path)
+        np.testing.assert_array_equal(vol.hu, F.expected_hu(6))
+        assert vol.meta["transfer_syntax"] == syntax
+
+    @pytest.mark.parametrize("signed,bits_stored", [(True, 16), (True, 12), (False, 16), (False, 12)])
+    def test_jpeg_lossless_fast_path_matches_pydicom(self, signed, bits_stored):
+        import imagecodecs
+        from pydicom.encaps import encapsulate
+
+        from helpers.io import _decode, _decode_jpeg_lossless
+
+        rng = np.random.default_rng(bits_stored)
+        hi = 1 << bits_stored
+        raw = rng.integers(0, hi, (2, 64, 48)).astype(np.uint16)  # every bit pattern of the stored range
+        ds = F.clean_datasets(n=1, rows=64, cols=48)[0]
+        ds.NumberOfFrames = 2
+        ds.PixelRepresentation, ds.BitsStored, ds.HighBit = int(signed), bits_stored, bits_stored - 1
+        ds.PixelData = encapsulate([imagecodecs.jpeg8_encode(f, lossless=True, bitspersample=bits_stored,
+                                                             predictor=1) for f in raw])
+        ds["PixelData"].VR = "OB"
+        ds.file_meta.TransferSyntaxUID = JPEGLosslessSV1
+        ours = _decode_jpeg_lossless(ds)
+        ref = pydicom.pixels.pixel_array(ds, decoding_plugin="pylibjpeg")
+        assert ours is not None and ours.shape == ref.shape == (2, 64, 48)
+        if signed and bits_stored < 16:  # sign extension from Bits Stored happens after decoding, as for pydicom's
+            shift = 16 - bits_stored
+            ours = (ours << shift) >> shift
+        assert ours.dtype == ref.dtype
+        np.testing.assert_array_equal(ours, ref)
+        np.testing.assert_array_equal(_decode(ds, JPEGLosslessSV1).shape, ref.shape)
+
+    def test_jpeg_lossless_without_imagecodecs_falls_back_to_pydicom(self, tmp_path, monkeypatch):
+        dss = [F.compress_jpeg_lossless(ds) for ds in F.clean_datasets(n=4)]
+        F.write(dss, tmp_path)
+        monkeypatch.setitem(sys.modules, "imagecodecs", None)  # import fails, as if not installed
+        np.testing.assert_array_equal(load_series(tmp_path).hu, F.expected_hu(4))
 
     def test_deflated(self, tmp_path):
         dss = F.clean_datasets(n=6)

@@ -81,9 +81,16 @@ MAX_COMPRESSION_RATIO = 1000
 HEADER_BYTES = 64 * 1024
 #: pydicom decoding plugin tried first for JPEG-LS.
 PREFERRED_JPEGLS_PLUGIN = "pyjpegls"
-#: JPEG Lossless, Non-Hierarchical (Process 14) and its Selection Value 1 variant: decoded by
-#: imagecodecs when it is installed (about 6x faster than pylibjpeg-libjpeg here).
-JPEG_LOSSLESS_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70"})
+#: Transfer syntaxes decoded by imagecodecs when it is installed (function name per syntax):
+#: JPEG Lossless (Process 14, and SV1), JPEG-LS (lossless, near-lossless), JPEG 2000 (both).
+IMAGECODECS_SYNTAXES = {
+    "1.2.840.10008.1.2.4.57": "jpeg8_decode",
+    "1.2.840.10008.1.2.4.70": "jpeg8_decode",
+    "1.2.840.10008.1.2.4.80": "jpegls_decode",
+    "1.2.840.10008.1.2.4.81": "jpegls_decode",
+    "1.2.840.10008.1.2.4.90": "jpeg2k_decode",
+    "1.2.840.10008.1.2.4.91": "jpeg2k_decode",
+}
 #: Threads used to read and decode files (I/O and compressed decoding).
 MAX_WORKERS = 4
 
@@ -732,27 +739,34 @@ def _stored(f: _File, *, check_only: bool = False) -> np.ndarray | None:
 
 
 def _decode(ds, ts: UID) -> np.ndarray:
-    """``ds.pixel_array``, with faster decoders where measured: pyjpegls for JPEG-LS (about 3x),
-    imagecodecs (libjpeg-turbo) for JPEG Lossless (about 6x); pydicom's choice when they fail."""
+    """Pixels of a compressed file as pydicom types them, decoded by imagecodecs where it can.
+
+    imagecodecs releases the GIL, so the loader's threads decode files in parallel: on 2
+    cores JPEG 2000 and JPEG-LS decode twice as fast as with pydicom's plugins (which hold
+    it), and JPEG Lossless 6 times as fast as pylibjpeg-libjpeg.  Anything the fast path
+    does not handle (colour, other syntaxes, a stream it rejects, imagecodecs missing)
+    goes to pydicom, with pyjpegls first for JPEG-LS.
+    """
+    if ts in IMAGECODECS_SYNTAXES:
+        try:
+            arr = _decode_imagecodecs(ds, ts)
+            if arr is not None:
+                return arr
+        except Exception:  # imagecodecs missing, or a stream it rejects: let pydicom choose
+            pass
     if ts in JPEGLSTransferSyntaxes:
         try:
             return pixel_array(ds, decoding_plugin=PREFERRED_JPEGLS_PLUGIN)
         except Exception:  # plugin missing or failing: let pydicom choose
             pass
-    elif ts in JPEG_LOSSLESS_SYNTAXES:
-        try:
-            arr = _decode_jpeg_lossless(ds)
-            if arr is not None:
-                return arr
-        except Exception:  # imagecodecs missing, or a stream it rejects: let pydicom choose
-            pass
     return ds.pixel_array
 
 
-def _decode_jpeg_lossless(ds) -> np.ndarray | None:
-    """Grey-scale JPEG Lossless (Process 14) frames decoded by imagecodecs, typed as pydicom types them.
+def _decode_imagecodecs(ds, ts: UID) -> np.ndarray | None:
+    """Grey-scale frames decoded by imagecodecs, typed as pydicom types them.
 
-    Returns None when the file is not one this fast path handles (colour, not 8/16 bits allocated).
+    Returns None when the file is not one this fast path handles (colour, not 8/16 bits
+    allocated, a frame of another size or sign than the header says).
     """
     bits = int(ds.get("BitsAllocated", 16))
     if int(ds.get("SamplesPerPixel", 1) or 1) != 1 or bits not in (8, 16):
@@ -760,16 +774,21 @@ def _decode_jpeg_lossless(ds) -> np.ndarray | None:
     import imagecodecs
     from pydicom.encaps import generate_frames
 
+    decode = getattr(imagecodecs, IMAGECODECS_SYNTAXES[ts])
     n = int(ds.get("NumberOfFrames", 1) or 1)
-    frames = [imagecodecs.jpeg8_decode(b) for b in generate_frames(ds.PixelData, number_of_frames=n)]
+    shape = (int(ds.Rows), int(ds.Columns))
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    unsigned = np.dtype(np.uint16 if bits == 16 else np.uint8)
+    frames = []
+    for data in generate_frames(ds.PixelData, number_of_frames=n):
+        f = decode(data)
+        if f.shape != shape or f.dtype.itemsize > unsigned.itemsize or (f.dtype.kind == "i" and not signed):
+            return None
+        frames.append(f.astype(unsigned, copy=False))  # signed codestreams wrap to their stored bits
     if len(frames) != n:
         return None
     arr = np.stack(frames) if n > 1 else frames[0]
-    unsigned = np.uint16 if bits == 16 else np.uint8
-    if arr.ndim != (3 if n > 1 else 2) or arr.dtype.itemsize > np.dtype(unsigned).itemsize:
-        return None
-    arr = arr.astype(unsigned, copy=False)
-    if int(ds.get("PixelRepresentation", 0) or 0) == 1:
+    if signed:
         arr = arr.view(np.int16 if bits == 16 else np.int8)  # sign-extended later from Bits Stored
     return arr
 

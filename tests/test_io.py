@@ -299,32 +299,39 @@ class TestLoadSeries:
         np.testing.assert_array_equal(vol.hu, F.expected_hu(6))
         assert vol.meta["transfer_syntax"] == syntax
 
+    @pytest.mark.parametrize("syntax", [JPEGLosslessSV1, JPEGLSLossless, JPEG2000Lossless],
+                             ids=["jpeg-lossless", "jpeg-ls", "jpeg2000"])
     @pytest.mark.parametrize("signed,bits_stored", [(True, 16), (True, 12), (False, 16), (False, 12)])
-    def test_jpeg_lossless_fast_path_matches_pydicom(self, signed, bits_stored):
+    def test_imagecodecs_fast_path_matches_pydicom(self, syntax, signed, bits_stored):
         import imagecodecs
         from pydicom.encaps import encapsulate
 
-        from helpers.io import _decode, _decode_jpeg_lossless
+        from helpers.io import _decode_imagecodecs
 
         rng = np.random.default_rng(bits_stored)
-        hi = 1 << bits_stored
-        raw = rng.integers(0, hi, (2, 64, 48)).astype(np.uint16)  # every bit pattern of the stored range
+        raw = rng.integers(0, 1 << bits_stored, (2, 64, 48)).astype(np.uint16)  # every stored bit pattern
         ds = F.clean_datasets(n=1, rows=64, cols=48)[0]
-        ds.NumberOfFrames = 2
         ds.PixelRepresentation, ds.BitsStored, ds.HighBit = int(signed), bits_stored, bits_stored - 1
-        ds.PixelData = encapsulate([imagecodecs.jpeg8_encode(f, lossless=True, bitspersample=bits_stored,
-                                                             predictor=1) for f in raw])
-        ds["PixelData"].VR = "OB"
-        ds.file_meta.TransferSyntaxUID = JPEGLosslessSV1
-        ours = _decode_jpeg_lossless(ds)
-        ref = pydicom.pixels.pixel_array(ds, decoding_plugin="pylibjpeg")
+        if syntax == JPEGLosslessSV1:  # no pydicom encoder
+            ds.NumberOfFrames = 2
+            ds.PixelData = encapsulate([imagecodecs.jpeg8_encode(f, lossless=True, bitspersample=bits_stored,
+                                                                 predictor=1) for f in raw])
+            ds["PixelData"].VR = "OB"
+            ds.file_meta.TransferSyntaxUID = syntax
+        else:  # pydicom's encoders, as a scanner's file would be (signed values as signed)
+            values = raw.astype(np.int32)
+            if signed:
+                values = np.where(values >= 1 << (bits_stored - 1), values - (1 << bits_stored), values)
+            ds.NumberOfFrames = 2
+            ds.compress(syntax, values.astype(np.int16 if signed else np.uint16))
+        ours = _decode_imagecodecs(ds, syntax)
+        ref = pydicom.pixels.pixel_array(ds, decoding_plugin="pylibjpeg" if syntax != JPEGLSLossless else "pyjpegls")
         assert ours is not None and ours.shape == ref.shape == (2, 64, 48)
-        if signed and bits_stored < 16:  # sign extension from Bits Stored happens after decoding, as for pydicom's
+        if signed and bits_stored < 16:  # the loader sign-extends from Bits Stored after decoding
             shift = 16 - bits_stored
             ours = (ours << shift) >> shift
         assert ours.dtype == ref.dtype
         np.testing.assert_array_equal(ours, ref)
-        np.testing.assert_array_equal(_decode(ds, JPEGLosslessSV1).shape, ref.shape)
 
     def test_jpeg_lossless_without_imagecodecs_falls_back_to_pydicom(self, tmp_path, monkeypatch):
         dss = [F.compress_jpeg_lossless(ds) for ds in F.clean_datasets(n=4)]
@@ -395,6 +402,7 @@ class TestLoadSeries:
             ds.compress(JPEG2000Lossless)
         F.write(dss, tmp_path)
         monkeypatch.setattr(get_decoder(JPEG2000Lossless), "_available", {})  # as if the plugin were not installed
+        monkeypatch.setitem(sys.modules, "imagecodecs", None)  # and imagecodecs neither
         with pytest.raises(DicomSeriesError, match=r"slice_00\d\.dcm.*1\.2\.840\.10008\.1\.2\.4\.90.*pylibjpeg-openjpeg"):
             load_series(tmp_path)
 

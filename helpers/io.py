@@ -82,7 +82,7 @@ HEADER_BYTES = 64 * 1024
 #: pydicom decoding plugin tried first for JPEG-LS.
 PREFERRED_JPEGLS_PLUGIN = "pyjpegls"
 #: Transfer syntaxes decoded by imagecodecs when it is installed (function name per syntax):
-#: JPEG Lossless (Process 14, and SV1), JPEG-LS (lossless, near-lossless), JPEG 2000 (both).
+#: JPEG Lossless (Process 14, and SV1), JPEG-LS (lossless, near-lossless), JPEG 2000 and HTJ2K.
 IMAGECODECS_SYNTAXES = {
     "1.2.840.10008.1.2.4.57": "jpeg8_decode",
     "1.2.840.10008.1.2.4.70": "jpeg8_decode",
@@ -90,6 +90,9 @@ IMAGECODECS_SYNTAXES = {
     "1.2.840.10008.1.2.4.81": "jpegls_decode",
     "1.2.840.10008.1.2.4.90": "jpeg2k_decode",
     "1.2.840.10008.1.2.4.91": "jpeg2k_decode",
+    "1.2.840.10008.1.2.4.201": "htj2k_decode",
+    "1.2.840.10008.1.2.4.202": "htj2k_decode",
+    "1.2.840.10008.1.2.4.203": "htj2k_decode",
 }
 #: Threads used to read and decode files (I/O and compressed decoding).
 MAX_WORKERS = 4

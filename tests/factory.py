@@ -118,17 +118,32 @@ def stored_of(ds: Dataset) -> np.ndarray:
     return np.frombuffer(ds.PixelData, "<i2").reshape(ds.Rows, ds.Columns).copy()
 
 
-def compress_jpeg_lossless(ds: Dataset, syntax: str = "1.2.840.10008.1.2.4.70") -> Dataset:
-    """Encode an uncompressed signed 16-bit slice as lossless JPEG (Process 14, predictor 1).
+#: Transfer syntaxes pydicom 3.0 cannot encode, encoded here with imagecodecs: JPEG Lossless
+#: (Process 14 and SV1, libjpeg-turbo 3, predictor 1) and HTJ2K (OpenJPH, reversible).
+IMAGECODECS_ENCODED = {
+    "1.2.840.10008.1.2.4.57": "jpeg",
+    "1.2.840.10008.1.2.4.70": "jpeg",
+    "1.2.840.10008.1.2.4.201": "htj2k",
+    "1.2.840.10008.1.2.4.202": "htj2k",
+    "1.2.840.10008.1.2.4.203": "htj2k",
+}
 
-    pydicom has no encoder for JPEG Lossless, the syntax most PACS exports use, so
-    this uses imagecodecs (libjpeg-turbo 3).  The 16-bit two's complement samples are
-    encoded as they are stored; decoders sign them back with Pixel Representation 1.
+
+def compress_with_imagecodecs(ds: Dataset, syntax: str = "1.2.840.10008.1.2.4.70") -> Dataset:
+    """Encode an uncompressed signed 16-bit slice with a syntax pydicom cannot encode (lossless).
+
+    JPEG Lossless is the syntax most PACS exports use; HTJ2K the newest.  The 16-bit
+    two's complement samples are encoded as they are stored (JPEG Lossless) or as signed
+    values (HTJ2K); decoders type them back from Pixel Representation 1.
     """
     import imagecodecs
     from pydicom.encaps import encapsulate
 
-    frame = imagecodecs.jpeg8_encode(stored_of(ds).view(np.uint16), lossless=True, bitspersample=16, predictor=1)
+    stored = stored_of(ds)
+    if IMAGECODECS_ENCODED[syntax] == "jpeg":
+        frame = imagecodecs.jpeg8_encode(stored.view(np.uint16), lossless=True, bitspersample=16, predictor=1)
+    else:
+        frame = imagecodecs.htj2k_encode(stored, reversible=True)
     ds.PixelData = encapsulate([frame])
     ds["PixelData"].VR = "OB"
     ds.file_meta.TransferSyntaxUID = syntax

@@ -4,9 +4,9 @@ Series are built by ``tests/factory.py`` (24 axial slices of 64x64, signed int16
 intercept -1024, known HU) and broken on purpose.  Compressed syntaxes are
 encoded with ``Dataset.compress`` where pydicom has an encoder (RLE, JPEG-LS via
 pyjpegls, JPEG 2000 via pylibjpeg-openjpeg); deflated and big endian are written
-with those syntaxes; JPEG baseline is encoded with Pillow and encapsulated by hand.
-pydicom 3.0 has no encoder for JPEG lossless (process 14) or HTJ2K, so those two
-are decoded in real use but not tested here.
+with those syntaxes; JPEG baseline is encoded with Pillow and encapsulated by hand;
+JPEG Lossless (process 14, SV1) and HTJ2K, which pydicom 3.0 cannot encode, are
+encoded with imagecodecs (``factory.compress_with_imagecodecs``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
+    HTJ2KLossless,
+    HTJ2KLosslessRPCL,
     JPEGBaseline8Bit,
     JPEGLossless,
     JPEGLosslessSV1,
@@ -291,16 +293,17 @@ class TestLoadSeries:
         np.testing.assert_array_equal(vol.hu, F.expected_hu(6))
         assert vol.meta["transfer_syntax"] == syntax
 
-    @pytest.mark.parametrize("syntax", [JPEGLosslessSV1, JPEGLossless], ids=["jpeg-lossless-sv1", "jpeg-lossless"])
-    def test_jpeg_lossless(self, tmp_path, syntax):
-        dss = [F.compress_jpeg_lossless(ds, syntax) for ds in F.clean_datasets(n=6)]
+    @pytest.mark.parametrize("syntax", [JPEGLosslessSV1, JPEGLossless, HTJ2KLossless, HTJ2KLosslessRPCL],
+                             ids=["jpeg-lossless-sv1", "jpeg-lossless", "htj2k", "htj2k-rpcl"])
+    def test_encoded_with_imagecodecs(self, tmp_path, syntax):
+        dss = [F.compress_with_imagecodecs(ds, syntax) for ds in F.clean_datasets(n=6)]
         F.write(dss, tmp_path)
         vol = load_series(tmp_path)
         np.testing.assert_array_equal(vol.hu, F.expected_hu(6))
         assert vol.meta["transfer_syntax"] == syntax
 
-    @pytest.mark.parametrize("syntax", [JPEGLosslessSV1, JPEGLSLossless, JPEG2000Lossless],
-                             ids=["jpeg-lossless", "jpeg-ls", "jpeg2000"])
+    @pytest.mark.parametrize("syntax", [JPEGLosslessSV1, JPEGLSLossless, JPEG2000Lossless, HTJ2KLossless],
+                             ids=["jpeg-lossless", "jpeg-ls", "jpeg2000", "htj2k"])
     @pytest.mark.parametrize("signed,bits_stored", [(True, 16), (True, 12), (False, 16), (False, 12)])
     def test_imagecodecs_fast_path_matches_pydicom(self, syntax, signed, bits_stored):
         import imagecodecs
@@ -312,18 +315,22 @@ class TestLoadSeries:
         raw = rng.integers(0, 1 << bits_stored, (2, 64, 48)).astype(np.uint16)  # every stored bit pattern
         ds = F.clean_datasets(n=1, rows=64, cols=48)[0]
         ds.PixelRepresentation, ds.BitsStored, ds.HighBit = int(signed), bits_stored, bits_stored - 1
-        if syntax == JPEGLosslessSV1:  # no pydicom encoder
+        values = raw.astype(np.int32)
+        if signed:
+            values = np.where(values >= 1 << (bits_stored - 1), values - (1 << bits_stored), values)
+        values = values.astype(np.int16 if signed else np.uint16)
+        if syntax in (JPEGLosslessSV1, HTJ2KLossless):  # no pydicom encoder
             ds.NumberOfFrames = 2
-            ds.PixelData = encapsulate([imagecodecs.jpeg8_encode(f, lossless=True, bitspersample=bits_stored,
-                                                                 predictor=1) for f in raw])
+            ds.PixelData = encapsulate([
+                imagecodecs.jpeg8_encode(f, lossless=True, bitspersample=bits_stored, predictor=1)
+                if syntax == JPEGLosslessSV1 else imagecodecs.htj2k_encode(v, reversible=True)
+                for f, v in zip(raw, values)
+            ])
             ds["PixelData"].VR = "OB"
             ds.file_meta.TransferSyntaxUID = syntax
         else:  # pydicom's encoders, as a scanner's file would be (signed values as signed)
-            values = raw.astype(np.int32)
-            if signed:
-                values = np.where(values >= 1 << (bits_stored - 1), values - (1 << bits_stored), values)
             ds.NumberOfFrames = 2
-            ds.compress(syntax, values.astype(np.int16 if signed else np.uint16))
+            ds.compress(syntax, values)
         ours = _decode_imagecodecs(ds, syntax)
         ref = pydicom.pixels.pixel_array(ds, decoding_plugin="pylibjpeg" if syntax != JPEGLSLossless else "pyjpegls")
         assert ours is not None and ours.shape == ref.shape == (2, 64, 48)
@@ -334,7 +341,7 @@ class TestLoadSeries:
         np.testing.assert_array_equal(ours, ref)
 
     def test_jpeg_lossless_without_imagecodecs_falls_back_to_pydicom(self, tmp_path, monkeypatch):
-        dss = [F.compress_jpeg_lossless(ds) for ds in F.clean_datasets(n=4)]
+        dss = [F.compress_with_imagecodecs(ds) for ds in F.clean_datasets(n=4)]
         F.write(dss, tmp_path)
         monkeypatch.setitem(sys.modules, "imagecodecs", None)  # import fails, as if not installed
         np.testing.assert_array_equal(load_series(tmp_path).hu, F.expected_hu(4))

@@ -25,7 +25,7 @@ import textwrap
 import warnings
 from typing import Any
 
-__all__ = ["BookRenderer", "setup", "show_widget", "figure_png", "widget_bundle", "header_table", "scratch_folder", "add_second_series", "sample_truth", "window_level_viewer", "RENDERER_NAME"]
+__all__ = ["BookRenderer", "setup", "show_widget", "show_data_source", "figure_png", "widget_bundle", "header_table", "scratch_folder", "add_second_series", "sample_truth", "window_level_viewer", "RENDERER_NAME"]
 
 RENDERER_NAME = "book"
 
@@ -209,6 +209,41 @@ def show_widget(widget, still) -> None:
     from IPython.display import display
 
     display(widget_bundle(widget, still), raw=True)
+
+
+def show_data_source(path) -> None:
+    """Show the citation of the public dataset a chapter reads; nothing for the synthetic sample.
+
+    Every chapter calls this with the folder it reads, so a resident who runs the
+    book on a fetched case (``DATASET=NAME``) sees whose data it is, with its DOI
+    and licence, at the top of each chapter.
+
+    Parameters
+    ----------
+    path : path
+        The folder the chapter reads (``helpers.sample.default_dicom_dir()``).
+
+    Returns
+    -------
+    None
+        Displays ``Data: <citation>`` when ``path`` is inside a dataset fetched by
+        :mod:`helpers.data`; nothing for the sample or a folder of your own
+        (:func:`helpers.data.citation_for_path` gives the text itself).
+
+    Examples
+    --------
+    >>> show_data_source("/nonexistent/folder")  # not a fetched dataset: shows nothing
+    """
+    import html
+
+    from .data import citation_for_path
+
+    text = citation_for_path(path)
+    if text:
+        from IPython.display import display
+
+        display({"text/html": f'<p class="data-citation" style="font-size: 0.85em"><strong>Data:</strong> {html.escape(text)}</p>',
+                 "text/plain": f"Data: {text}"}, raw=True)
 
 
 def is_plotly_div(html: str) -> bool:

@@ -542,6 +542,23 @@ class TestCitation:
         assert CITE in hd.citation_for_path(dest / "1-01.dcm")
         assert hd.citation_for_path(tmp_path) is None
 
+    def test_chapters_show_the_citation_of_a_fetched_case(self, server, series, tmp_path, monkeypatch):
+        import IPython.display
+
+        from helpers.notebook import show_data_source
+
+        shown = []
+        monkeypatch.setattr(IPython.display, "display", lambda obj, raw=False: shown.append(obj))
+        server.routes[ROUTE] = _zip(series)
+        dest = _fetch(server, tmp_path, _manifest(series))
+        show_data_source(dest)
+        show_data_source(tmp_path)  # not a fetched case (the sample, your own folder): nothing
+        assert len(shown) == 1
+        assert CITE in shown[0]["text/plain"] and "CC BY 4.0" in shown[0]["text/html"]
+        chapters = sorted((Path(__file__).parents[1] / "book").glob("0[1-7]_*.md"))
+        missing = [c.name for c in chapters if "show_data_source(DICOM_DIR)" not in c.read_text()]
+        assert len(chapters) == 7 and not missing, missing
+
 
 class TestLoadManifest:
     @pytest.mark.parametrize(

@@ -50,6 +50,7 @@ from typing import Any, Callable, Iterator, NamedTuple
 import numpy as np
 
 from .errors import DicomSeriesError
+from .export import _atomic
 from .volume import Volume
 
 __all__ = [
@@ -426,12 +427,13 @@ def write_case(
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1, default=_json_default)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=1, default=_json_default)
+            f.flush()
+            os.fsync(f.fileno())
+
+    _atomic(path, write)
 
 
 def _json_default(o: Any) -> Any:
@@ -568,9 +570,7 @@ def _write_qc(rows: list[dict], path: Path):
 
     df = pd.DataFrame(rows, columns=QC_COLUMNS)
     df["slices"] = df["slices"].astype("Int64")
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    _atomic(path, lambda tmp: df.to_csv(tmp, index=False))
     return df
 
 

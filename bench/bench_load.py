@@ -69,7 +69,7 @@ def compressed_series(syntaxes, n: int = 40) -> tuple[list[tuple[str, Path]], Pa
     for ts in syntaxes:
         dss = factory.clean_datasets(n=n, rows=512, cols=512)
         for ds in dss:
-            if ts == "1.2.840.10008.1.2.4.70":  # pydicom has no encoder for it: imagecodecs (libjpeg-turbo)
+            if ts in factory.IMAGECODECS_ENCODED:  # pydicom has no encoder for it
                 factory.compress_with_imagecodecs(ds, ts)
             else:
                 ds.compress(ts)

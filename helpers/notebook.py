@@ -25,7 +25,7 @@ import textwrap
 import warnings
 from typing import Any
 
-__all__ = ["BookRenderer", "setup", "show_widget", "show_data_source", "figure_png", "widget_bundle", "header_table", "scratch_folder", "add_second_series", "sample_truth", "window_level_viewer", "RENDERER_NAME"]
+__all__ = ["BookRenderer", "setup", "show_widget", "show_data_source", "figure_png", "widget_bundle", "header_table", "scratch_folder", "remove_scratch", "add_second_series", "sample_truth", "window_level_viewer", "RENDERER_NAME"]
 
 RENDERER_NAME = "book"
 
@@ -375,12 +375,18 @@ def header_table(dataset, tags=HEADER_TAGS, *, max_chars: int = 28) -> HeaderTab
     return HeaderTable(rows)
 
 
+#: Folders made by :func:`scratch_folder` in this process, removed when it exits.
+_SCRATCH: list = []
+
+
 def scratch_folder(files, *, names=None, prefix: str = "dicom-book-") -> "Path":
     """A new temporary folder with links (copies where links fail) to ``files``.
 
     Used by the chapters to show what happens to a folder a PACS export or a
     colleague could have made (other file names, a missing slice) without ever
-    writing to the source folder.
+    writing to the source folder.  Every such folder is removed when the Python
+    process (the chapter's kernel) exits, or earlier by :func:`remove_scratch`,
+    so running the chapters again and again leaves nothing behind.
 
     Parameters
     ----------
@@ -398,12 +404,15 @@ def scratch_folder(files, *, names=None, prefix: str = "dicom-book-") -> "Path":
 
     Examples
     --------
-    >>> import tempfile, pathlib
-    >>> src = pathlib.Path(tempfile.mkdtemp()) / "a.dcm"; _ = src.write_bytes(b"x")
-    >>> d = scratch_folder([src], names=["IM1"])
+    >>> empty = scratch_folder([])
+    >>> d = scratch_folder([empty], names=["IM1"])
     >>> sorted(p.name for p in d.iterdir())
     ['IM1']
+    >>> remove_scratch()
+    >>> d.exists()
+    False
     """
+    import atexit
     import os
     import shutil
     import tempfile
@@ -414,12 +423,23 @@ def scratch_folder(files, *, names=None, prefix: str = "dicom-book-") -> "Path":
     if len(names) != len(files):
         raise ValueError(f"{len(names)} names for {len(files)} files")
     out = Path(tempfile.mkdtemp(prefix=prefix))
+    if not _SCRATCH:
+        atexit.register(remove_scratch)
+    _SCRATCH.append(out)
     for f, n in zip(files, names):
         try:
             os.symlink(f.resolve(), out / n)
         except OSError:
             shutil.copyfile(f, out / n)
     return out
+
+
+def remove_scratch() -> None:
+    """Remove every folder :func:`scratch_folder` made in this process (the links, never their targets)."""
+    import shutil
+
+    while _SCRATCH:
+        shutil.rmtree(_SCRATCH.pop(), ignore_errors=True)
 
 
 def add_second_series(folder, files, *, description: str = "second reconstruction") -> list:

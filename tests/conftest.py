@@ -1,7 +1,23 @@
-"""Shared fixtures: the repo root, the bundled sample, the real case in ../shared/data."""
+"""Shared fixtures: the repo root, the bundled sample, the real case in ../shared/data.
+
+The whole session, and every process it starts (the book build, kernels, Dask
+workers, browsers), uses a temporary folder of its own that is removed when the
+session ends, so a test run leaves nothing in the system's temporary folder.
+"""
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+
+SESSION_TMP = Path(tempfile.mkdtemp(prefix="dicom-book-tests-"))
+os.environ["TMPDIR"] = str(SESSION_TMP)
+tempfile.tempdir = None  # gettempdir() reads TMPDIR again
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(SESSION_TMP, ignore_errors=True)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

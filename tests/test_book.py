@@ -204,11 +204,14 @@ class TestRealFolder:
     """Every chapter runs end to end on a real scan (DICOM_DIR), not only on the sample."""
 
     @pytest.mark.parametrize("doc", chapter_files())
-    def test_chapter_executes(self, doc, real_case, monkeypatch):
+    def test_chapter_executes(self, doc, real_case, monkeypatch, tmp_path):
         import jupytext
         from nbclient import NotebookClient
 
         monkeypatch.setenv("DICOM_DIR", str(real_case / "ct-b40f"))  # the kernel inherits it
+        kernel_tmp = tmp_path / "kernel-tmp"
+        kernel_tmp.mkdir()
+        monkeypatch.setenv("TMPDIR", str(kernel_tmp))  # what the chapter leaves there is litter
         nb = jupytext.read(source_of(doc))
         client = NotebookClient(nb, timeout=600, kernel_name="python3",
                                 resources={"metadata": {"path": str(REPO / "book")}})
@@ -217,3 +220,5 @@ class TestRealFolder:
                   if o.get("output_type") == "error"
                   and "raises-exception" not in c.get("metadata", {}).get("tags", [])]
         assert not errors, f"{doc}: {errors[0].get('ename')}: {errors[0].get('evalue')}"
+        left = sorted(p.name for p in kernel_tmp.iterdir())
+        assert not left, f"{doc} left {len(left)} entries in the temporary folder: {left[:5]}"

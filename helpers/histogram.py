@@ -187,12 +187,12 @@ def hu_histogram(
     note = f"{values.size:,} voxels counted; {n_pad:,} padding voxels (< {padding_below:g} HU) excluded; " \
            f"{n_out:,} outside {range_hu[0]:g}..{range_hu[1]:g} HU"
     meta = volume.meta if isinstance(volume, Volume) else {}
-    if meta.get("padding_voxels") and meta.get("padding_hu", -np.inf) >= padding_below:
+    # padding lies outside the field of view, so a mask (body, lungs) never holds it
+    if mask is None and meta.get("padding_voxels") and meta.get("padding_hu", -np.inf) >= padding_below:
         note += (f"\nthe loader had set {meta['padding_voxels']:,} padding voxels to {meta['padding_hu']:g} HU: "
                  "they count as air here (load with padding_hu=-3024 to exclude them)")
-    ax.text(0.99, 0.02, note,
-            transform=ax.transAxes, ha="right", va="bottom", fontsize=7, zorder=4,
-            bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
+    # below the x axis label, where it covers no bar
+    ax.text(1.0, -0.2, note, transform=ax.transAxes, ha="right", va="top", fontsize=7)
     return fig
 
 

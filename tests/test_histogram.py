@@ -57,6 +57,13 @@ class TestHuHistogram:
         text = hu_histogram(v).axes[0].texts[-1].get_text()
         assert "0 padding voxels" in text and "the loader had set 576 padding voxels to -1024 HU" in text
 
+    def test_no_padding_note_inside_a_mask(self, vol):
+        """Padding is outside the field of view, so a masked histogram never counts it."""
+        v = vol.with_array(np.where(vol.hu < -1100, -1024, vol.hu).astype(np.int16))
+        v.meta.update(padding_voxels=576, padding_hu=-1024)
+        text = hu_histogram(v, mask=v.hu > 0).axes[0].texts[-1].get_text()
+        assert text == "304 voxels counted; 0 padding voxels (< -1100 HU) excluded; 0 outside -1100..1500 HU"
+
     def test_peaks_in_the_right_bins(self, vol):
         values, edges = _bars(hu_histogram(vol, bins=26))  # 100 HU bins
         peak_hu = {edges[i] for i in np.argsort(values)[-3:]}

@@ -45,8 +45,9 @@ _SCT = {
 #: Type-2 attributes highdicom copies from the source images (left empty if a source lacks them).
 _TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
                  "ReferringPhysicianName", "StudyID", "AccessionNumber")
-#: Meta keys copied into the JSON sidecar (identifying keys never are).
-_SIDECAR_META = ("series_uid", "study_uid", "frame_of_reference_uid", "modality", "series_description")
+#: Meta keys copied into the JSON sidecar (identifying keys never are; nor is free text such as
+#: (0008,103E) Series Description, where names get typed: PS3.15 Annex E removes it too).
+_SIDECAR_META = ("series_uid", "study_uid", "frame_of_reference_uid", "modality")
 
 
 # ----------------------------------------------------------------- utilities

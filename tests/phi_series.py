@@ -42,6 +42,7 @@ def write_phi_series(sample_dicom: Path, out: Path) -> Path:
         for kw, v in FAKE.items():
             setattr(ds, kw, v)
         ds.StudyDescription = "CT chest for ZEBRAFINCH follow-up"
+        ds.SeriesDescription = "Chest 5mm QUILLON recon"  # technologists do type names into descriptions
         block = ds.private_block(0x0009, "QUILL PRIVATE", create=True)
         block.add_new(0x01, "LO", PRIVATE_VALUE)
         req = Dataset()

@@ -38,7 +38,7 @@ __all__ = [
     "Orthanc", "OrthancNotInstalled", "find_orthanc", "orthanc_server",
     "LOCAL_AET", "PACS_AET", "LEVELS", "QUERY_KEYS",
     "c_echo", "c_store", "c_find", "c_get_series",
-    "dicomweb_client", "qido", "wado_series", "stow",
+    "dicomweb_client", "qido", "wado_series", "stow", "table", "skip_cells_without_orthanc",
 ]
 
 #: AE title of the PACS this project starts (fixed, as a hospital's is).
@@ -156,6 +156,17 @@ def _free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """Linux: SIGTERM to Orthanc when the Python that started it dies (a killed kernel)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _config(storage: Path, plugin: Path, *, http_port: int, dicom_port: int, aet: str, user: str,
             password: str, modalities: dict) -> dict:
     return {
@@ -256,7 +267,7 @@ def orthanc_server(*, workdir=None, aet: str = PACS_AET, local_aet: str = LOCAL_
     log_path = root / "orthanc.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([str(binary), str(cfg)], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, cwd=root)
+                                stdin=subprocess.DEVNULL, cwd=root, preexec_fn=_die_with_parent)
     try:
         deadline = time.monotonic() + startup_timeout_s
         while True:
@@ -805,3 +816,61 @@ def timed(fn, *args, **kwargs):
 def iter_files(folder) -> Iterable[Path]:
     """The files of a retrieved folder, sorted."""
     return sorted(p for p in Path(folder).iterdir() if p.is_file())
+
+
+#: Columns :func:`table` hides: a built page of the book may be published.
+HIDDEN_COLUMNS = ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber")
+
+
+def table(rows, *, hide=HIDDEN_COLUMNS, uid_chars: int = 24):
+    """Query results as a pandas DataFrame for a notebook, identifiers hidden, UIDs shortened.
+
+    Parameters
+    ----------
+    rows : list of dict
+        From :func:`qido` or :func:`c_find`.
+    hide : sequence of str
+        Columns shown as ``"(hidden)"``.
+    uid_chars : int
+        UIDs longer than this are cut to their last ``uid_chars`` characters.
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Examples
+    --------
+    >>> table([{"PatientID": "MRN1", "Modality": "CT"}]).to_dict("records")
+    [{'PatientID': '(hidden)', 'Modality': 'CT'}]
+    """
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    for c in df.columns:
+        if c in hide:
+            df[c] = "(hidden)"
+        elif c.endswith("UID"):
+            df[c] = [("…" + v[-uid_chars:]) if isinstance(v, str) and len(v) > uid_chars else v for v in df[c]]
+    return df
+
+
+def skip_cells_without_orthanc() -> bool:
+    """For a notebook: True when Orthanc is installed; otherwise say so in one line and turn
+    every later cell of the notebook into a no-op (so the chapter still builds).
+
+    Returns
+    -------
+    bool
+    """
+    if find_orthanc() is not None:
+        return True
+    print("Orthanc is not installed on this machine (Debian packages orthanc, orthanc-dicomweb; "
+          "./tasks.sh setup installs them): the cells of this chapter were not run.")
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return False
+    ip = get_ipython()
+    if ip is not None:
+        ip.input_transformers_post.append(lambda lines: ["pass\n"])
+    return False

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -401,7 +402,15 @@ def save_dicom_seg(
                 ),
             )
         )
-    seg = hd.seg.Segmentation(
+    with warnings.catch_warnings():
+        # pydicom quotes a one-component (0010,0010) Patient's Name in a warning: keep it out of logs
+        warnings.filterwarnings("ignore", message=".*is unlikely to represent the intended person name")
+        seg = _segmentation(hd, srcs, pix, descs, series_description, series_number)
+        return _atomic(path, lambda tmp: seg.save_as(tmp))
+
+
+def _segmentation(hd, srcs, pix, descs, series_description, series_number):
+    return hd.seg.Segmentation(
         source_images=srcs,
         pixel_array=pix,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
@@ -417,4 +426,3 @@ def save_dicom_seg(
         series_description=series_description,
         omit_empty_frames=True,
     )
-    return _atomic(path, lambda tmp: seg.save_as(tmp))

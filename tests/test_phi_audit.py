@@ -72,6 +72,19 @@ class TestExporters:
         # ... but not the private block, the request sequence or the operator
         assert leaks(tmp_path, [PRIVATE_VALUE, SEQUENCE_VALUE, FAKE["OperatorsName"]]) == []
 
+    def test_seg_warnings_have_no_identifier(self, case, tmp_path):
+        """A one-component Patient's Name made pydicom quote it in a warning while highdicom built the SEG."""
+        _root, src, vol, lungs, _ = case
+        files = []
+        for f in sorted(src.iterdir()):
+            ds = pydicom.dcmread(f)
+            ds.PatientName = "QUILLONSOLO"
+            files.append(ds)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            export.save_dicom_seg(lungs, vol, tmp_path / "seg.dcm", source=files)
+        assert [str(w.message) for w in caught if "QUILLON" in str(w.message)] == []
+
     def test_volume_repr_and_warnings_have_no_identifier(self, case):
         """The notebook shows ``vol``: no name, ID, accession... (the series description it shows is
         free text, where a name typed by a technologist would show: not checked here)."""

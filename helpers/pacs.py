@@ -417,6 +417,11 @@ def c_store(source, pacs: Orthanc, *, local_aet: str = LOCAL_AET, timeout_s: flo
     return n
 
 
+def _shown(keys: dict) -> str:
+    """Query keys for a message; identifying values hidden (messages end up in logs)."""
+    return ", ".join(f"{k}=(hidden)" if k in HIDDEN_COLUMNS else f"{k}={v!r}" for k, v in keys.items()) or "no keys"
+
+
 def _flat(ds, keys) -> dict:
     return {k: (str(ds.get(k, "")) if ds.get(k) is not None else "") for k in keys}
 
@@ -468,7 +473,7 @@ def c_find(pacs: Orthanc, level: str = "STUDY", *, allow_empty: bool = False, lo
     model = PatientFind if level == "PATIENT" else StudyFind
     ae = _ae(local_aet, timeout_s=timeout_s)
     ae.add_requested_context(model)
-    shown = ", ".join(f"{k}={v!r}" for k, v in keys.items()) or "no keys"
+    shown = _shown(keys)
     request = f"C-FIND at {level} level ({shown})"
     assoc = _associate(ae, pacs, request, local_aet)
     out = []
@@ -711,7 +716,7 @@ def qido(pacs: Orthanc, level: str = "STUDY", *, study_uid: str | None = None, a
                                "through studies, by PatientID)")
     client = client or dicomweb_client(pacs)
     fields = list(dict.fromkeys([*_RETURN_KEYS[level]]))
-    shown = ", ".join(f"{k}={v!r}" for k, v in keys.items()) or "no keys"
+    shown = _shown(keys)
     path = {"STUDY": "/studies", "SERIES": "/series", "IMAGE": "/instances"}[level]
     if study_uid:
         path = f"/studies/{study_uid}{path}"

@@ -68,11 +68,14 @@ class TestQuery:
         assert pacs.c_find(server, "PATIENT", PatientID="F0001")
 
     def test_nothing_matches(self, server):
-        with pytest.raises(DicomSeriesError, match=r"C-FIND at STUDY level \(PatientID='NOPE'\).*nothing matched"):
+        with pytest.raises(DicomSeriesError, match=r"C-FIND at STUDY level \(PatientID=\(hidden\)\).*nothing matched"):
             pacs.c_find(server, "STUDY", PatientID="NOPE")
         with pytest.raises(DicomSeriesError, match="QIDO-RS GET /studies.*nothing matched"):
             pacs.qido(server, "STUDY", PatientID="NOPE")
         assert pacs.qido(server, "STUDY", PatientID="NOPE", allow_empty=True) == []
+        with pytest.raises(DicomSeriesError, match=r"\(SeriesDescription='nope\*', PatientID=\(hidden\)\)") as err:
+            pacs.c_find(server, "SERIES", SeriesDescription="nope*", PatientID="F0001")
+        assert "F0001" not in str(err.value)  # identifiers stay out of messages (they end up in logs)
 
     def test_bad_keyword(self, server):
         with pytest.raises(DicomSeriesError, match="not DICOM keywords"):

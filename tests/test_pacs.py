@@ -15,7 +15,27 @@ from helpers import pacs
 from helpers.errors import DicomSeriesError
 from helpers.io import load_series
 
-pytestmark = pytest.mark.skipif(pacs.find_orthanc() is None, reason="Orthanc is not installed")
+needs_orthanc = pytest.mark.skipif(pacs.find_orthanc() is None, reason="Orthanc is not installed")
+
+
+class TestWithoutOrthanc:
+    def test_chapter_cells_become_no_ops(self, monkeypatch, capsys):
+        import IPython
+        from IPython.core.interactiveshell import InteractiveShell
+
+        shell = InteractiveShell()
+        monkeypatch.setattr(IPython, "get_ipython", lambda: shell)
+        monkeypatch.setattr(pacs, "find_orthanc", lambda: None)
+        assert pacs.skip_cells_without_orthanc() is False
+        assert "Orthanc is not installed" in capsys.readouterr().out
+        shell.run_cell("server = 1 / 0")
+        assert "server" not in shell.user_ns
+
+    def test_orthanc_server_says_how_to_install(self, monkeypatch):
+        monkeypatch.setattr(pacs, "find_orthanc", lambda: None)
+        with pytest.raises(pacs.OrthancNotInstalled, match="orthanc-dicomweb"):
+            with pacs.orthanc_server():
+                pass
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +58,7 @@ def uids(series_dir):
     return str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)
 
 
+@needs_orthanc
 class TestOrthancServer:
     def test_running_on_localhost_with_generated_password(self, server):
         assert server.host == "127.0.0.1" and server.pid > 0
@@ -54,6 +75,7 @@ class TestOrthancServer:
         assert not (tmp_path / "o" / "db").exists() and not (tmp_path / "o" / "orthanc.json").exists()
 
 
+@needs_orthanc
 class TestQuery:
     def test_qido_and_cfind_agree(self, server, uids):
         web = pacs.qido(server, "SERIES", StudyInstanceUID=uids[0])
@@ -82,6 +104,7 @@ class TestQuery:
             pacs.c_find(server, "STUDY", PatientId="F0001")
 
 
+@needs_orthanc
 class TestRetrieve:
     @pytest.mark.parametrize("route", ["wado", "cget"])
     def test_series_to_folder(self, server, uids, series_dir, tmp_path, route):
@@ -140,6 +163,7 @@ class TestRetrieve:
         assert list(tmp_path.iterdir()) == []
 
 
+@needs_orthanc
 class TestStow:
     def test_stored_and_found_again(self, server, uids, series_dir, tmp_path):
         ds = pydicom.dcmread(next(series_dir.iterdir()))
@@ -151,6 +175,7 @@ class TestStow:
         assert [r["SeriesInstanceUID"] for r in found] == [ds.SeriesInstanceUID]
 
 
+@needs_orthanc
 class TestBadServer:
     def test_unreachable(self, server):
         gone = pacs.Orthanc("127.0.0.1", pacs._free_port(), pacs._free_port(), "ORTHANC", "u", "p")

@@ -25,8 +25,6 @@ STEP_R = "retrieve one CT series to a folder"
 
 
 def bench_series(label: str, folder, repeats: int) -> list[dict]:
-    import pydicom
-
     from helpers import pacs
 
     scratch = common.scratch_dir()
@@ -34,8 +32,7 @@ def bench_series(label: str, folder, repeats: int) -> list[dict]:
     try:
         with pacs.orthanc_server(workdir=scratch / "orthanc") as server:
             n, t_store = pacs.timed(pacs.c_store, folder, server)
-            first = pydicom.dcmread(next(p for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix in ("", ".dcm")),
-                                    stop_before_pixels=True)
+            first = pacs.first_header(folder)
             study, series = str(first.StudyInstanceUID), str(first.SeriesInstanceUID)
             q = common.alternate({
                 "QIDO-RS": lambda: pacs.qido(server, "SERIES", study_uid=study),

@@ -38,7 +38,7 @@ __all__ = [
     "Orthanc", "OrthancNotInstalled", "find_orthanc", "orthanc_server",
     "LOCAL_AET", "PACS_AET", "LEVELS", "QUERY_KEYS",
     "c_echo", "c_store", "c_find", "c_get_series",
-    "dicomweb_client", "qido", "wado_series", "stow", "table", "skip_cells_without_orthanc",
+    "dicomweb_client", "qido", "wado_series", "stow", "table", "skip_cells_without_orthanc", "first_header",
 ]
 
 #: AE title of the PACS this project starts (fixed, as a hospital's is).
@@ -420,6 +420,24 @@ def c_store(source, pacs: Orthanc, *, local_aet: str = LOCAL_AET, timeout_s: flo
 def _shown(keys: dict) -> str:
     """Query keys for a message; identifying values hidden (messages end up in logs)."""
     return ", ".join(f"{k}=(hidden)" if k in HIDDEN_COLUMNS else f"{k}={v!r}" for k, v in keys.items()) or "no keys"
+
+
+def first_header(source):
+    """The header (no pixels) of the first DICOM file of a folder, searched recursively.
+
+    Raises
+    ------
+    DicomSeriesError
+        If no file of ``source`` is DICOM.
+    """
+    import pydicom
+
+    for f in _dicom_files(source):
+        try:
+            return pydicom.dcmread(f, stop_before_pixels=True)
+        except Exception:  # a README, a licence, labels.json
+            continue
+    raise DicomSeriesError(f"no DICOM file in {source}; point it at a series folder")
 
 
 def _flat(ds, keys) -> dict:

@@ -116,3 +116,19 @@ class TestMessages:
         with pytest.raises(DicomSeriesError) as err:
             load_series(broken)
         assert [v for v in DIRECT if v in str(err.value)] == []
+
+
+@pytest.mark.slow
+class TestBookPages:
+    def test_no_identifier_of_the_chapters_data_in_the_built_pages(self, book_build):
+        """The built site may be published: the identifiers of the series the book ran on are not in it."""
+        from helpers.pacs import first_header
+        from helpers.sample import default_dicom_dir
+
+        assert book_build.returncode == 0, "the book did not build; see _build/book-build.log"
+        ds = first_header(default_dicom_dir())
+        values = [str(ds.get(k, "")) for k in ("PatientName", "PatientID", "AccessionNumber", "PatientBirthDate")]
+        values = [v for v in values if len(v) >= 4]
+        pages = sorted(book_build.html.rglob("*.html"))
+        found = [(p.name, v) for p in pages for v in values if v in p.read_text(errors="replace")]
+        assert len(pages) > 5 and values and found == []

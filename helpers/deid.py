@@ -79,6 +79,35 @@ BASIC_PROFILE: dict[str, str] = {
     "StudyDescription": "C", "SeriesDescription": "C", "ProtocolName": "C", "DerivationDescription": "C",
     "AcquisitionComments": "C", "AcquisitionContextSequence": "X", "BodyPartExamined": "C",
     "ImageType": "K", "ContrastBolusAgent": "C",
+    # orders, visits, workflow, people and places
+    "AdmittingDate": "X", "AdmittingTime": "X", "IssuerOfAdmissionIDSequence": "X", "ReasonForVisit": "X",
+    "VisitComments": "X", "ServiceEpisodeID": "X", "ServiceEpisodeDescription": "X",
+    "DischargeDiagnosisDescription": "X", "PatientTransportArrangements": "X", "PreMedication": "X",
+    "ScheduledPatientInstitutionResidence": "X", "PatientPrimaryLanguageCodeSequence": "X",
+    "PatientPrimaryLanguageModifierCodeSequence": "X", "InsurancePlanIdentification": "X",
+    "IdentifyingComments": "X", "StudyIDIssuer": "X", "ConsultingPhysicianName": "X",
+    "PhysiciansOfRecordIdentificationSequence": "X", "PhysiciansReadingStudyIdentificationSequence": "X",
+    "PerformingPhysicianIdentificationSequence": "X", "OrderCallbackPhoneNumber": "X", "OrderEnteredBy": "X",
+    "OrderEntererLocation": "X", "RequestingService": "X", "ReferencedPatientSequence": "X",
+    "ReferencedStudySequence": "X", "ScheduledHumanPerformersSequence": "X", "ActualHumanPerformersSequence": "X",
+    "HumanPerformerName": "X", "HumanPerformerOrganization": "X", "ScheduledProcedureStepDescription": "X",
+    "ScheduledProcedureStepStartDate": "X", "ScheduledProcedureStepEndDate": "X",
+    "ScheduledProcedureStepLocation": "X", "ScheduledStationAETitle": "X", "ScheduledStationName": "X",
+    "PerformedLocation": "X", "PerformedStationAETitle": "X", "PerformedStationName": "X",
+    "PerformedStationNameCodeSequence": "X", "PerformedProcedureStepEndDate": "X",
+    "PerformedProcedureStepEndTime": "X", "PersonName": "D", "PersonAddress": "X", "PersonTelephoneNumbers": "X",
+    "ParticipantSequence": "X", "AuthorObserverSequence": "X", "CustodialOrganizationSequence": "X",
+    "ContributionDescription": "X", "ModifyingDeviceID": "X", "ModifyingDeviceManufacturer": "X",
+    "AcquisitionDeviceProcessingDescription": "X", "AcquisitionProtocolDescription": "X",
+    "InstanceCreationDate": "X", "InstanceCreationTime": "X", "TimezoneOffsetFromUTC": "X",
+    "FrameComments": "X", "IconImageSequence": "X", "GraphicAnnotationSequence": "X", "DataSetTrailingPadding": "X",
+    # reports and results
+    "ContentSequence": "X", "InterpretationAuthor": "X", "InterpretationRecorder": "X",
+    "InterpretationTranscriber": "X", "InterpretationApproverSequence": "X", "ResultsDistributionListSequence": "X",
+    "DistributionName": "X", "DistributionAddress": "X", "NamesOfIntendedRecipientsOfResults": "X",
+    "IntendedRecipientsOfResultsIdentificationSequence": "X", "TopicTitle": "X", "TopicSubject": "X",
+    "TopicAuthor": "X", "TopicKeywords": "X", "VerifyingObserverSequence": "D", "VerifyingObserverName": "D",
+    "VerifyingObserverIdentificationCodeSequence": "Z", "VerifyingOrganization": "X",
     # UIDs (remapped consistently)
     "StudyInstanceUID": "U", "SeriesInstanceUID": "U", "SOPInstanceUID": "U", "FrameOfReferenceUID": "U",
     "MediaStorageSOPInstanceUID": "U", "ReferencedSOPInstanceUID": "U", "ReferencedFrameOfReferenceUID": "U",
@@ -444,6 +473,9 @@ def _apply_profile(ds, *, dates, clean_descriptors, keep, report, bump, descr, s
         elif action == "Z" and kw not in ("PatientName", "PatientID", "AccessionNumber", "StudyID") \
                 and elem.VR != "PN":
             elem.value = ""
+            bump(report.emptied, kw)
+        elif action == "D" and elem.VR not in ("PN", "SQ") and elem.value:
+            elem.value = ""  # no meaningful dummy for free text: emptied
             bump(report.emptied, kw)
         elif elem.VR == "PN" and kw not in ("PatientName",) and elem.value:
             elem.value = ""  # dicognito made up a name; the profile empties other persons' names

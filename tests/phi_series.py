@@ -2,7 +2,8 @@
 
 Built from the generated ``small`` sample (real lungs, so every exporter and the cohort pipeline
 have something to work on), with every identifying attribute set to a value that cannot occur by
-chance, a private block and an identifier inside a sequence.
+chance, a private block, an identifier inside a sequence the profile removes, a name inside one it
+keeps, and an overlay comment.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ FAKE = {
 #: value hidden in a private element and inside a sequence item.
 PRIVATE_VALUE = "PRIVQUILL5521"
 SEQUENCE_VALUE = "REQQUILL8830"
+#: a person's name nested in a sequence the profile keeps (its items are cleaned).
+NESTED_NAME = "NESTQUILL^VERA"
 
 
 def write_phi_series(sample_dicom: Path, out: Path) -> Path:
@@ -49,6 +52,12 @@ def write_phi_series(sample_dicom: Path, out: Path) -> Path:
         req.RequestedProcedureID = SEQUENCE_VALUE
         req.ScheduledProcedureStepID = SEQUENCE_VALUE
         ds.RequestAttributesSequence = Sequence([req])
+        observer = Dataset()
+        observer.VerifyingObserverName = NESTED_NAME
+        observer.VerifyingOrganization = "Quillon Radiology Group"
+        observer.VerificationDateTime = "20190418101500"
+        ds.VerifyingObserverSequence = Sequence([observer])
+        ds.add_new(0x60004000, "LT", "overlay note by OPERQUILL")  # (6000,4000) Overlay Comments
         ref = Dataset()
         ref.ReferencedSOPClassUID = ds.SOPClassUID
         ref.ReferencedSOPInstanceUID = ds.SOPInstanceUID

@@ -15,7 +15,7 @@ from helpers.deid import BASIC_PROFILE, PATIENT_CHARACTERISTICS, deidentify, ide
 from helpers.errors import DicomSeriesError, SeriesWarning
 from helpers.io import load_series
 from helpers.sample import make_sample
-from phi_series import FAKE, PRIVATE_VALUE, SEQUENCE_VALUE, write_phi_series
+from phi_series import FAKE, NESTED_NAME, PRIVATE_VALUE, SEQUENCE_VALUE, write_phi_series
 
 
 def tree_hash(folder: Path) -> str:
@@ -54,7 +54,7 @@ class TestAudit:
     """Scan every element of every output file for every identifying value of every input file."""
 
     def test_no_identifying_value_left(self, phi_series, strict):
-        secret = {PRIVATE_VALUE, SEQUENCE_VALUE, *FAKE.values()}
+        secret = {PRIVATE_VALUE, SEQUENCE_VALUE, NESTED_NAME, *FAKE.values()}
         for f in phi_series.iterdir():
             secret |= identifying_values(pydicom.dcmread(f))
         outputs = sorted(strict.out_dir.iterdir())
@@ -102,6 +102,14 @@ class TestAudit:
         assert strict.removed["RequestAttributesSequence"] == n
         assert strict.emptied["StudyDate"] == n and strict.emptied["PatientBirthDate"] == n
         assert strict.replaced["PatientID"] == n and strict.replaced["SOPInstanceUID"] == n
+        assert strict.removed["(6000,4000)"] == n and strict.removed["VerifyingOrganization"] == n
+        assert strict.emptied["VerifyingObserverName"] == n  # inside a kept sequence
+
+    def test_profile_keywords_exist(self):
+        """A misspelt keyword would silently do nothing."""
+        from pydicom.datadict import tag_for_keyword
+
+        assert [k for k in [*BASIC_PROFILE, *PATIENT_CHARACTERISTICS] if tag_for_keyword(k) is None] == []
 
 
 class TestStillOneSeries:

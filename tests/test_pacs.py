@@ -164,6 +164,30 @@ class TestRetrieve:
 
 
 @needs_orthanc
+class TestSegRoundTrip:
+    def test_seg_stored_found_retrieved_and_overlays_the_ct(self, server, uids, series_dir, tmp_path):
+        """The SEG goes back by STOW-RS, is found as a series of the same study, comes back by WADO-RS,
+        and highdicom reads each frame onto the CT image it references."""
+        import highdicom as hd
+
+        from helpers.export import save_dicom_seg
+
+        vol = load_series(series_dir)
+        mask = np.zeros(vol.shape, np.uint8)
+        mask[5:15, 10:40, 20:50] = 1
+        seg_file = save_dicom_seg(mask, vol, tmp_path / "seg.dcm", legend={0: "background", 1: "lung"})
+        pacs.stow(seg_file, server)
+        found = pacs.qido(server, "SERIES", study_uid=uids[0], Modality="SEG")
+        assert len(found) == 1 and found[0]["StudyInstanceUID"] == uids[0]
+        back = pacs.wado_series(server, uids[0], found[0]["SeriesInstanceUID"], tmp_path / "back")
+        seg = hd.seg.segread(next(back.iterdir()))
+        sops = vol.meta["sop_instance_uids"]
+        planes = seg.get_pixels_by_source_instance(source_sop_instance_uids=sops, segment_numbers=[1],
+                                                   ignore_spatial_locations=True)
+        assert np.array_equal(planes[..., 0], mask)
+
+
+@needs_orthanc
 class TestStow:
     def test_stored_and_found_again(self, server, uids, series_dir, tmp_path):
         ds = pydicom.dcmread(next(series_dir.iterdir()))

@@ -181,8 +181,11 @@ def _config(storage: Path, plugin: Path, *, http_port: int, dicom_port: int, aet
         "RemoteAccessAllowed": False,         # HTTP from 127.0.0.1 only
         "AuthenticationEnabled": True,
         "RegisteredUsers": {user: password},  # generated per run: no default credentials left open
-        "DicomAlwaysAllowEcho": True,
-        "DicomAlwaysAllowStore": False,       # only the modalities listed below may talk to it
+        # Orthanc 1.10 listens on every interface and has no bind address: the DICOM port only
+        # serves the AE titles listed below, and only from the host they are listed with.
+        "DicomCheckModalityHost": True,
+        "DicomAlwaysAllowEcho": False,
+        "DicomAlwaysAllowStore": False,
         "DicomAlwaysAllowFind": False,
         "DicomAlwaysAllowGet": False,
         "DicomAlwaysAllowMove": False,

@@ -18,7 +18,7 @@ as_root() {
 }
 
 system_packages() {
-  # Debian packages: a venv-capable Python and the chromium the browser tests drive.
+  # Debian packages: a venv-capable Python, the chromium the browser tests drive, Orthanc (chapter 0).
   local missing=()
   python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
   [ -x /usr/bin/chromium ] || missing+=(chromium)
@@ -31,6 +31,18 @@ system_packages() {
       echo "tasks.sh: please install ${missing[*]} with your package manager" >&2
     fi
   fi
+  pacs_packages
+}
+
+pacs_packages() {
+  # Orthanc + its DICOMweb plugin, the PACS of chapter 0. Optional: if they cannot be
+  # installed, chapter 0 says so and skips its PACS cells; nothing else depends on them.
+  [ -x /usr/sbin/Orthanc ] && [ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] && return 0
+  command -v apt-get >/dev/null 2>&1 || { echo "tasks.sh: install orthanc and orthanc-dicomweb for chapter 0" >&2; return 0; }
+  echo "== installing Debian packages: orthanc orthanc-dicomweb"
+  { as_root apt-get update -qq &&
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends orthanc orthanc-dicomweb >/dev/null; } ||
+    echo "tasks.sh: could not install orthanc/orthanc-dicomweb: chapter 0 will skip its PACS cells" >&2
 }
 
 python_env() {

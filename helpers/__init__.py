@@ -25,6 +25,7 @@ from .export import load_npy, save_dicom_seg, save_nifti, save_npy
 _SUBMODULES = (
     "checks", "cohort", "data", "display", "export", "histogram", "intensity", "io",
     "legacy", "mesh", "metrics", "notebook", "resample", "sample", "segment", "volume",
+    "deid", "pacs",
 )
 
 

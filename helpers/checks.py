@@ -34,6 +34,8 @@ __all__ = [
     "check_mask_order",
     "check_volume_ml",
     "check_dice",
+    "check_query_keys",
+    "check_pseudonym",
 ]
 
 
@@ -616,3 +618,82 @@ def check_crop_keeps_lungs(answer, *, budget: int = CROP_BUDGET_VOXELS,
                                f"{budget:,}.", "Shrink the axes where the lungs leave room; each axis is independent.")
     return Feedback(True, f"{tuple(image.shape)}: {n:,} voxels, {outside:.2f}% of the lungs outside. A shape "
                           "fitted to the lungs of the whole cohort keeps every case without wasting memory.")
+
+
+# ------------------------------------------------------------------ chapter 0: PACS
+def check_query_keys(answer, *, patient_id: str, study_date: str, modality: str = "CT") -> Feedback:
+    """Exercise 0: the C-FIND / QIDO-RS keys for "this patient's CT studies in that year".
+
+    Parameters
+    ----------
+    answer : dict or ...
+        Keyword -> value, as passed to ``c_find(pacs, "STUDY", **answer)``.
+    patient_id : str
+        The patient's (0010,0020) Patient ID.
+    study_date : str
+        The study's (0008,0020) Study Date, ``YYYYMMDD``; the range must cover it.
+    modality : str
+        The modality to ask for in (0008,0061) Modalities in Study.
+
+    Examples
+    --------
+    >>> check_query_keys({"PatientID": "P1", "StudyDate": "20170101-20171231", "ModalitiesInStudy": "CT"},
+    ...                  patient_id="P1", study_date="20170315").ok
+    True
+    >>> check_query_keys({"PatientID": "P1", "StudyDate": "2017"}, patient_id="P1", study_date="20170315").ok
+    False
+    """
+    import re
+
+    hint = ('A dict like {"PatientID": ..., "StudyDate": "YYYYMMDD-YYYYMMDD", "ModalitiesInStudy": "CT"}: '
+            "the date is a range, first-last day of the year.")
+    if _unanswered(answer):
+        return _missing(hint)
+    if not isinstance(answer, dict):
+        return Feedback(False, f"expected a dict of keyword -> value, got {type(answer).__name__}.", hint)
+    if str(answer.get("PatientID", "")) != patient_id:
+        return Feedback(False, f"PatientID is {answer.get('PatientID')!r}; the query must name the patient.", hint)
+    rng = str(answer.get("StudyDate", ""))
+    m = re.fullmatch(r"(\d{8})-(\d{8})", rng)
+    if not m:
+        return Feedback(False, f"StudyDate {rng!r} is not a range YYYYMMDD-YYYYMMDD.", hint)
+    if not (m.group(1) <= study_date <= m.group(2) and m.group(1)[:4] == m.group(2)[:4] == study_date[:4]):
+        return Feedback(False, f"the range {rng} does not cover the study's year {study_date[:4]} (only).", hint)
+    mod = str(answer.get("ModalitiesInStudy", answer.get("Modality", "")))
+    if mod.upper() != modality.upper():
+        return Feedback(False, f"ModalitiesInStudy is {mod!r}; ask for {modality} only.",
+                        "At STUDY level the key is ModalitiesInStudy; Modality belongs to the SERIES level.")
+    return Feedback(True, "the same keys work in C-FIND and as QIDO-RS query parameters.")
+
+
+def check_pseudonym(answer, mapping) -> Feedback:
+    """Exercise 0: the new Patient ID of the de-identified copy, read from the mapping table.
+
+    Parameters
+    ----------
+    answer : str or ...
+    mapping : path
+        The CSV written by :func:`helpers.deid.deidentify`.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     p = pathlib.Path(d) / "m.csv"
+    ...     _ = p.write_text("original_PatientID,new_PatientID\\nA1,ZZ9\\n")
+    ...     ok = check_pseudonym("ZZ9", p).ok
+    >>> ok
+    True
+    """
+    import csv
+    from pathlib import Path
+
+    hint = "Read the CSV with pandas.read_csv(mapping) and look at the new_PatientID column."
+    if _unanswered(answer):
+        return _missing(hint)
+    with Path(mapping).open(newline="") as fh:
+        new = {row["new_PatientID"] for row in csv.DictReader(fh)}
+    if str(answer).strip() in new:
+        return Feedback(True, f"{answer!r}. Whoever holds the mapping can undo the de-identification: keep "
+                              "it apart from the data, like a key.")
+    return Feedback(False, f"{answer!r} is not the new Patient ID.", hint)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -45,8 +46,9 @@ _SCT = {
 #: Type-2 attributes highdicom copies from the source images (left empty if a source lacks them).
 _TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
                  "ReferringPhysicianName", "StudyID", "AccessionNumber")
-#: Meta keys copied into the JSON sidecar (identifying keys never are).
-_SIDECAR_META = ("series_uid", "study_uid", "frame_of_reference_uid", "modality", "series_description")
+#: Meta keys copied into the JSON sidecar (identifying keys never are; nor is free text such as
+#: (0008,103E) Series Description, where names get typed: PS3.15 Annex E removes it too).
+_SIDECAR_META = ("series_uid", "study_uid", "frame_of_reference_uid", "modality")
 
 
 # ----------------------------------------------------------------- utilities
@@ -400,7 +402,15 @@ def save_dicom_seg(
                 ),
             )
         )
-    seg = hd.seg.Segmentation(
+    with warnings.catch_warnings():
+        # pydicom quotes a one-component (0010,0010) Patient's Name in a warning: keep it out of logs
+        warnings.filterwarnings("ignore", message=".*is unlikely to represent the intended person name")
+        seg = _segmentation(hd, srcs, pix, descs, series_description, series_number)
+        return _atomic(path, lambda tmp: seg.save_as(tmp))
+
+
+def _segmentation(hd, srcs, pix, descs, series_description, series_number):
+    return hd.seg.Segmentation(
         source_images=srcs,
         pixel_array=pix,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
@@ -416,4 +426,3 @@ def save_dicom_seg(
         series_description=series_description,
         omit_empty_frames=True,
     )
-    return _atomic(path, lambda tmp: seg.save_as(tmp))

@@ -127,3 +127,30 @@ class TestChapter7:
         assert checks.check_dice(0.5, a, b).ok
         assert checks.check_dice(0.25, a, b).ok is False
         assert checks.check_dice(1.0, np.zeros(3), np.zeros(3)).ok
+
+
+class TestChapter0:
+    KEYS = {"PatientID": "P1", "StudyDate": "20170101-20171231", "ModalitiesInStudy": "CT"}
+
+    def test_query_keys_right(self):
+        assert checks.check_query_keys(self.KEYS, patient_id="P1", study_date="20170315").ok
+
+    @pytest.mark.parametrize("change, match", [
+        ({"PatientID": "P2"}, "must name the patient"),
+        ({"StudyDate": "20170315"}, "not a range"),
+        ({"StudyDate": "20160101-20181231"}, "does not cover"),
+        ({"ModalitiesInStudy": "MR"}, "ask for CT"),
+    ])
+    def test_query_keys_wrong(self, change, match):
+        fb = checks.check_query_keys({**self.KEYS, **change}, patient_id="P1", study_date="20170315")
+        assert fb.ok is False and match in fb.message
+
+    def test_query_keys_unanswered(self):
+        assert checks.check_query_keys(..., patient_id="P1", study_date="20170315").ok is None
+
+    def test_pseudonym(self, tmp_path):
+        p = tmp_path / "m.csv"
+        p.write_text("original_PatientID,new_PatientID\nA1,ZZ9\nA1,ZZ9\n")
+        assert checks.check_pseudonym("ZZ9", p).ok
+        assert checks.check_pseudonym("A1", p).ok is False
+        assert checks.check_pseudonym(..., p).ok is None

@@ -1181,8 +1181,9 @@ def _check_plane(where: str, ipp, iop, ps) -> None:
             f"{where}: {_tag_text('PixelSpacing')} is {ps}; expected two positive finite numbers (mm). {_REPAIR}"
         )
     if iop is not None:
-        row, col = np.array(iop[:3]), np.array(iop[3:])
-        lengths, dot = (float(np.linalg.norm(row)), float(np.linalg.norm(col))), float(row @ col)
+        row, col = iop[:3], iop[3:]
+        lengths = math.sqrt(sum(v * v for v in row)), math.sqrt(sum(v * v for v in col))
+        dot = sum(a * b for a, b in zip(row, col))
         ok = all(map(math.isfinite, iop)) and max(abs(lengths[0] - 1), abs(lengths[1] - 1), abs(dot)) <= ORTHONORMAL_TOLERANCE
         if not ok:
             raise DicomSeriesError(
@@ -1201,7 +1202,7 @@ def _checked_rescale(where: str, slope, intercept) -> tuple[float, float | None]
         raise DicomSeriesError(
             f"{where}: {_tag_text('RescaleSlope')} is {value!r}; expected a finite, non-zero number (CT "
             "writes 1): with this slope every voxel would be "
-            + ("the intercept" if s and s[0] == 0 else "undefined") + f". {_REPAIR}"
+            + (f"the intercept ({intercept} HU)" if s and s[0] == 0 else "undefined") + f". {_REPAIR}"
         )
     if intercept is not None and (b is None or not math.isfinite(b[0])):
         raise DicomSeriesError(
@@ -1430,7 +1431,7 @@ def _encoded_frames(f: _File, ds) -> list[bytes] | None:
         if shape is not None and shape != (h.rows, h.columns):
             raise DicomSeriesError(
                 f"{f.name}: compressed frame {k + 1} is a {shape[0]} x {shape[1]} image but (0028,0010) Rows x "
-                f"(0028,0011) Columns say {h.rows} x {h.columns}; the header is wrong. Nothing was decoded. {_REPAIR}"
+                f"(0028,0011) Columns say {h.rows} x {h.columns}. Nothing was decoded. {_REPAIR}"
             )
         if f.ts == RLELossless and frame_bytes > RLE_MAX_EXPANSION * len(frame):
             raise DicomSeriesError(

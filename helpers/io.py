@@ -793,6 +793,8 @@ def _parse(name: str, data: bytes, size: int, reader) -> _File:
 
 def _dataset(name: str, data: bytes, size: int, reader, *, dicm: bool):
     """``(ds, position after the header, data, size, VR note)``; reads the whole file if the header needs it."""
+    if dicm:
+        data, size = _refuse_deflate_bomb(name, data, reader, size)
     whole = len(data) >= size
     try:
         try:
@@ -888,15 +890,35 @@ def _locate_pixels(f: _File, data: bytes, pos: int, *, implicit: bool, little: b
     return True
 
 
-def _inflated_dataset(name: str, data: bytes):
-    """The whole data set of a Deflated Explicit VR file, after checking what it inflates to."""
-    group_end = 144 + struct.unpack("<I", data[140:144])[0] if data[132:138] == b"\x02\x00\x00\x00UL" else None
-    if group_end is not None and fast.inflated_size(data[group_end:], MAX_FILE_BYTES) > MAX_FILE_BYTES:
+def _meta_end(data: bytes) -> int | None:
+    """Where the file meta group ends, from its (0002,0000) group length (None when it has none)."""
+    if data[132:138] != b"\x02\x00\x00\x00UL" or len(data) < 144:
+        return None
+    return 144 + struct.unpack("<I", data[140:144])[0]
+
+
+def _refuse_deflate_bomb(name: str, data: bytes, reader, size: int) -> tuple[bytes, int]:
+    """For a Deflated Explicit VR file: check what its data set inflates to before pydicom inflates it.
+
+    pydicom inflates the whole data set in memory, so a few MB can become gigabytes; this
+    counts the inflated bytes chunk by chunk first.  Returns the whole file.
+    """
+    end = _meta_end(data)
+    if end is None or DeflatedExplicitVRLittleEndian.encode() not in data[132:end]:
+        return data, size
+    if len(data) < size:
+        data, size = reader.read()
+    if fast.inflated_size(data[end:], MAX_FILE_BYTES) > MAX_FILE_BYTES:
         raise DicomSeriesError(
-            f"{name}: the deflated data set inflates to more than {MAX_FILE_BYTES / 2**30:.0f} GiB "
-            f"(helpers.io.MAX_FILE_BYTES) from a file of {len(data) / 1e6:.2f} MB; it is not a CT image. "
+            f"{name}: the deflated data set inflates to more than {MAX_FILE_BYTES / 2**20:.0f} MB "
+            f"(helpers.io.MAX_FILE_BYTES) from a file of {size / 1e6:.2f} MB; it is not a CT image. "
             "Nothing was unpacked. Remove it, or pass on_error='skip'."
         )
+    return data, size
+
+
+def _inflated_dataset(name: str, data: bytes):
+    """The whole data set of a Deflated Explicit VR file (its inflated size was checked when parsed)."""
     try:
         return pydicom.dcmread(BytesIO(data), force=True)
     except Exception as exc:
@@ -1383,11 +1405,7 @@ def _native(f: _File) -> np.ndarray:
 def _decoded(f: _File) -> np.ndarray:
     """Compressed pixels decoded, (frames, rows, cols), after checking the frames against the header."""
     h = f.header
-    if "PixelData" in f.ds:
-        ds = f.ds
-    else:
-        data = f.data if f.data is not None else f.reader.read()[0]
-        ds = pydicom.dcmread(BytesIO(data), force=True)
+    ds = f.ds if "PixelData" in f.ds else _whole_dataset(f)
     encoded = _encoded_frames(f, ds)
     try:
         arr = np.asarray(fast.decode(ds, f.ts, encoded))
@@ -1400,6 +1418,17 @@ def _decoded(f: _File) -> np.ndarray:
             f"(0028,0011) Columns {h.columns} x {f.frames} frame(s) = {n} were expected; the header is wrong."
         )
     return arr.reshape(f.frames, h.rows, h.columns)
+
+
+def _whole_dataset(f: _File):
+    """The whole data set of ``f``, pixels included (its header was parsed without them)."""
+    try:
+        data = f.data if f.data is not None else f.reader.read()[0]
+        return pydicom.dcmread(BytesIO(data), force=True)
+    except DicomSeriesError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a zip member failing its CRC, a data set cut short...
+        raise DicomSeriesError(_unparseable(f.name, exc)) from None
 
 
 def _encoded_frames(f: _File, ds) -> list[bytes] | None:

@@ -583,6 +583,21 @@ class TestLoadSeries:
         np.testing.assert_array_equal(vol.hu, F.expected_hu())
         assert [s.slices for s in list_series(archive)] == [F.N]
 
+    def test_deflate_bomb_refused_before_inflating(self, tmp_path, monkeypatch):
+        import helpers.io as hio
+
+        monkeypatch.setattr(hio, "MAX_FILE_BYTES", 4 * 2**20)  # so that 8 MB stand for a few GB
+        dss = F.clean_datasets(n=3)
+        for ds in dss:
+            ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+        dss[1].add_new(0x00091010, "OB", bytes(8 * 2**20))  # a private element of zeros: ~8 KB deflated
+        paths = F.write(dss, tmp_path)
+        assert paths[1].stat().st_size < 64 * 2**10
+        with peak_traced() as peak, pytest.raises(DicomSeriesError, match=(
+                r"slice_001\.dcm: the deflated data set inflates to more than 4 MB .*Nothing was unpacked")):
+            load_series(tmp_path)
+        assert peak[0] < 6 * 2**20
+
     def test_zip_members_read_in_bounded_chunks(self, tmp_path):
         from helpers.io import _zip_items
 

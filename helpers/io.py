@@ -36,6 +36,7 @@ import math
 import os
 import stat
 import struct
+import sys
 import warnings
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -344,7 +345,11 @@ class _Notes(list):
 
     def warn(self, text: str) -> None:
         self.append(text)
-        warnings.warn(text, SeriesWarning, stacklevel=4)  # warn <- step <- load_series <- caller
+        # Point the warning at the caller's line: the first frame outside this module.
+        frame, level = sys._getframe(1), 2
+        while frame is not None and frame.f_code.co_filename == __file__:
+            frame, level = frame.f_back, level + 1
+        warnings.warn(text, SeriesWarning, stacklevel=level)
 
 
 class _Skip(Exception):

@@ -635,18 +635,37 @@ def _unopenable_text(path: str, exc: OSError) -> str:
     return f"cannot read {path}: {exc.strerror or exc}"
 
 
+def _entry_is(test: Callable[[], bool]) -> bool:
+    """``DirEntry.is_dir()`` / ``is_file()``, False for a link that loops (they raise then)."""
+    try:
+        return test()
+    except OSError:
+        return False
+
+
 def _walk(folder: Path) -> tuple[list[tuple[str, Any]], list[str]]:
-    """Every file under ``folder`` (sorted, recursively, not following folder links), and the passed-over ones."""
+    """Every file under ``folder`` (sorted, recursively, not following folder links), and the passed-over ones.
+
+    ``DirEntry.is_file`` answers from the directory listing for regular files, so only
+    links and odd entries cost a ``stat``; named pipes are never opened.
+    """
     items, passed_over = [], []
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        for f in sorted(files):
-            path = os.path.join(root, f)
-            entry = _entry(path)
-            if entry is None:
-                passed_over.append(path)
-            else:
-                items.append(entry)
+    with os.scandir(folder) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for e in entries:
+        if _entry_is(e.is_dir):
+            continue
+        if _entry_is(e.is_file):
+            items.append((e.path, _Disk(e.path)))
+        elif e.is_symlink():  # dangling or looping
+            items.append(_entry(e.path))
+        else:
+            passed_over.append(e.path)
+    for e in entries:
+        if _entry_is(e.is_dir) and not e.is_symlink():
+            sub_items, sub_passed = _walk(Path(e.path))
+            items.extend(sub_items)
+            passed_over.extend(sub_passed)
     return items, passed_over
 
 
@@ -1560,13 +1579,9 @@ def _check_distinct_positions(frames: list[_Frame], along: np.ndarray, steps: np
 
 
 def _runs(steps: np.ndarray) -> list[tuple[int, int]]:
-    """``(first, stop)`` index ranges of consecutive steps equal within :data:`UNEVEN_SPACING_MM`."""
-    runs, first = [], 0
-    for k in range(1, len(steps) + 1):
-        if k == len(steps) or abs(steps[k] - steps[first]) > UNEVEN_SPACING_MM:
-            runs.append((first, k))
-            first = k
-    return runs
+    """``(first, stop)`` index ranges of consecutive steps that differ by at most :data:`UNEVEN_SPACING_MM`."""
+    cuts = (np.nonzero(np.abs(np.diff(steps)) > UNEVEN_SPACING_MM)[0] + 1).tolist()
+    return list(zip([0, *cuts], [*cuts, len(steps)]))
 
 
 def _report_steps(frames: list[_Frame], along: np.ndarray, steps: np.ndarray, dz: float,

@@ -6,7 +6,10 @@ in Hounsfield units, and :func:`list_series` shows what a source contains.
 What the loader does that the 2017 tutorial's ``load_scan`` did not:
 
 * recognises DICOM by content (the ``DICM`` marker at byte 128), not by extension,
-  and counts the other files it skipped;
+  and counts the other files it skipped (named pipes, sockets and devices are skipped
+  without being opened);
+* checks every size a header declares against the bytes really present, and caps what
+  one file may make it allocate, before allocating anything;
 * groups files by (0020,000E) Series Instance UID and picks one series, or says
   clearly which ones tie;
 * drops localizers and exact duplicates, with a :class:`~helpers.errors.SeriesWarning`;
@@ -14,7 +17,15 @@ What the loader does that the 2017 tutorial's ``load_scan`` did not:
   file name, and measures the slice spacing from the positions;
 * applies (0028,1053) Rescale Slope and (0028,1052) Rescale Intercept of *every*
   slice, and turns out-of-field padding into air;
-* checks geometry (size, pixel spacing, orientation, gaps, tilt) before stacking.
+* checks geometry (finite positions, positive pixel spacing, orthonormal orientation,
+  same size, gaps, spacing changes, tilt) before stacking.
+
+:func:`load_series` is a pipeline of named steps, one function each, in this order:
+:func:`_find_files` → :func:`_parse_headers` → :func:`_choose_series` →
+:func:`_drop_duplicates_and_localizers` → :func:`_check_geometry` → :func:`_read_pixels` →
+:func:`_order_and_space` → :func:`_to_hu` → :func:`_metadata`.  The byte-level speed-ups
+(raw header values, imagecodecs decoding, direct reads, in-place int16 rescale) live in
+:mod:`helpers._fastpath`.
 
 The source is only ever read, never written to; a ``.zip`` is read in place.
 """
@@ -23,32 +34,34 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import struct
+import sys
 import warnings
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import pydicom
-from pydicom.dataelem import RawDataElement
 from pydicom.uid import (
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    JPEGLSTransferSyntaxes,
-    UID,
+    RLELossless,
 )
-from pydicom.pixels import pixel_array
 
+from . import _fastpath as fast
+from ._fastpath import IMAGECODECS_SYNTAXES, PREFERRED_JPEGLS_PLUGIN  # noqa: F401 (part of this module's settings)
 from .errors import DicomSeriesError, SeriesWarning
 from .volume import Volume
 
-__all__ = ["load_series", "list_series", "SeriesInfo", "SeriesTable", "PADDING_HU"]
+__all__ = ["PADDING_HU", "SeriesInfo", "SeriesTable", "list_series", "load_series"]
 
 # ----------------------------------------------------------------- named thresholds
 #: HU written where the scanner padded outside the reconstructed field of view.
@@ -62,40 +75,40 @@ PADDING_STORED_AT_OR_BELOW = -2000
 GAP_FACTOR = 1.5
 #: Steps that differ from the median by more than this (mm) make the spacing "uneven".
 UNEVEN_SPACING_MM = 0.05
+#: At least this many consecutive equal steps that differ from the median step are a change of
+#: slice spacing (reported once, with where it happens), not that many gaps.
+SPACING_CHANGE_MIN_STEPS = 3
 #: Two slices closer than this (mm) along the normal are at the same position.
 SAME_POSITION_MM = 1e-3
 #: Stacks leaning more than this (degrees) from the slice normal are reported as tilted.
 TILT_TOLERANCE_DEG = 0.5
 #: Largest difference (direction cosine units) for two orientations to count as equal.
 ORIENTATION_TOLERANCE = 1e-3
+#: Largest deviation of each (0020,0037) Image Orientation (Patient) cosine vector's length
+#: from 1, and of their dot product from 0, for the orientation to count as orthonormal.
+ORTHONORMAL_TOLERANCE = 1e-2
 #: Largest difference (mm) between two (0028,0030) Pixel Spacing values to count as equal.
 PIXEL_SPACING_TOLERANCE_MM = 1e-3
 #: Images with another orientation than the stack are dropped as localizers when there
 #: are at most this many of them; more means the series really mixes orientations.
 MAX_ODD_ORIENTATION_IMAGES = 3
-#: A compressed file whose header declares more than this many bytes of pixels, at more than
-#: ``MAX_COMPRESSION_RATIO`` times its compressed size, has a lying header: refuse to allocate.
+#: A compressed file (or zip member) whose header declares more than this many bytes, at more
+#: than ``MAX_COMPRESSION_RATIO`` times its compressed size, has a lying header: refuse to allocate.
 MAX_PLAUSIBLE_BYTES = 256 * 2**20
 MAX_COMPRESSION_RATIO = 1000
+#: Most bytes one file may make the loader allocate (its pixels, or the file itself when it
+#: is read whole); a header declaring more is refused before anything is allocated.
+MAX_FILE_BYTES = 2 * 2**30
+#: An RLE segment decodes to at most this many times its compressed size (2 bytes give 128).
+RLE_MAX_EXPANSION = 64
 #: Bytes read first from each file to parse its header (the rest only if needed).
 HEADER_BYTES = 64 * 1024
-#: pydicom decoding plugin tried first for JPEG-LS.
-PREFERRED_JPEGLS_PLUGIN = "pyjpegls"
-#: Transfer syntaxes decoded by imagecodecs when it is installed (function name per syntax):
-#: JPEG Lossless (Process 14, and SV1), JPEG-LS (lossless, near-lossless), JPEG 2000 and HTJ2K.
-IMAGECODECS_SYNTAXES = {
-    "1.2.840.10008.1.2.4.57": "jpeg8_decode",
-    "1.2.840.10008.1.2.4.70": "jpeg8_decode",
-    "1.2.840.10008.1.2.4.80": "jpegls_decode",
-    "1.2.840.10008.1.2.4.81": "jpegls_decode",
-    "1.2.840.10008.1.2.4.90": "jpeg2k_decode",
-    "1.2.840.10008.1.2.4.91": "jpeg2k_decode",
-    "1.2.840.10008.1.2.4.201": "htj2k_decode",
-    "1.2.840.10008.1.2.4.202": "htj2k_decode",
-    "1.2.840.10008.1.2.4.203": "htj2k_decode",
-}
+#: Zip members are unpacked this many bytes at a time.
+ZIP_CHUNK_BYTES = 2**20
 #: Threads used to read and decode files (I/O and compressed decoding).
 MAX_WORKERS = 4
+#: Fewer files than this are read in the calling thread (threads cost more than they save).
+MIN_FILES_FOR_THREADS = 9
 
 _NATIVE = {
     ExplicitVRLittleEndian,
@@ -114,6 +127,9 @@ _DECODERS = [
     ("1.2.840.10008.1.2.5", "pylibjpeg and pylibjpeg-rle (RLE), or numpy alone"),
 ]
 _ENHANCED_CT = "1.2.840.10008.5.1.4.1.1.2.1"
+_PIXEL_TAG = {True: b"\xe0\x7f\x10\x00", False: b"\x7f\xe0\x00\x10"}
+_UNDEFINED = 0xFFFFFFFF
+_REPAIR = "The header is damaged: remove the file from the source, or repair the tag (e.g. with dcmodify)."
 
 
 # ----------------------------------------------------------------- series table
@@ -165,683 +181,7 @@ class SeriesTable(list):
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-# ----------------------------------------------------------------- internal records
-@dataclass(eq=False)
-class _File:
-    name: str
-    ds: Any  # header (stops before Pixel Data), or the whole data set when parsed fully
-    ts: UID
-    frames: int
-    h: dict  # the header values the loader needs, read once
-    reader: Any  # where to read the rest from (_Disk or _ZipMember)
-    size: int  # file size in bytes
-    data: bytes | None = field(default=None, repr=False)  # the whole file, when it was read whole
-    pixel: Any = field(default=None, repr=False)  # native Pixel Data bytes already in memory
-    pixel_offset: int = 0  # otherwise: where native Pixel Data starts in the file...
-    pixel_nbytes: int = 0  # ...and how many bytes of it the file really holds
-
-
-@dataclass(eq=False)
-class _Frame:
-    file: _File
-    index: int  # frame number inside the file (0 for single-frame files)
-    sop_uid: str
-    ipp: np.ndarray | None
-    iop: np.ndarray | None
-    pixel_spacing: tuple[float, float] | None
-    slope: float
-    intercept: float
-    rows: int
-    cols: int
-    localizer: bool
-    has_rescale: bool = True
-    stored: np.ndarray | None = field(default=None, repr=False)
-
-
-def _tag_text(keyword: str) -> str:
-    """``"(0028,1052) Rescale Intercept"`` for a keyword."""
-    from pydicom.datadict import dictionary_description, tag_for_keyword
-
-    tag = tag_for_keyword(keyword)
-    if tag is None:
-        return keyword
-    return f"({tag >> 16:04X},{tag & 0xFFFF:04X}) {dictionary_description(tag)}"
-
-
-def _ts_text(ts: UID) -> str:
-    return f"{ts} ({ts.name})" if ts.name and ts.name != str(ts) else str(ts)
-
-
-# Header values read straight from the raw element bytes (pydicom's generic
-# conversion is the slowest part of reading a big series): keyword -> (tag, kind).
-_HEADER = {
-    "SOPClassUID": (0x00080016, "str"),
-    "SOPInstanceUID": (0x00080018, "str"),
-    "ImageType": (0x00080008, "strs"),
-    "Modality": (0x00080060, "str"),
-    "SeriesInstanceUID": (0x0020000E, "str"),
-    "ImagePositionPatient": (0x00200032, "floats"),
-    "ImageOrientationPatient": (0x00200037, "floats"),
-    "PixelSpacing": (0x00280030, "floats"),
-    "SamplesPerPixel": (0x00280002, "us"),
-    "NumberOfFrames": (0x00280008, "int"),
-    "Rows": (0x00280010, "us"),
-    "Columns": (0x00280011, "us"),
-    "BitsAllocated": (0x00280100, "us"),
-    "BitsStored": (0x00280101, "us"),
-    "PixelRepresentation": (0x00280103, "us"),
-    "PixelPaddingValue": (0x00280120, "us"),
-    "PixelPaddingRangeLimit": (0x00280121, "us"),
-    "RescaleIntercept": (0x00281052, "float"),
-    "RescaleSlope": (0x00281053, "float"),
-}
-
-
-def _convert(value, kind: str):
-    """Convert a pydicom element value to ``kind`` (fallback path)."""
-    if value is None or value == "":
-        return None
-    if kind == "str":
-        return str(value)
-    if kind == "strs":
-        return [str(v) for v in value] if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) else [str(value)]
-    if kind == "floats":
-        return _floats(value)
-    if kind == "float":
-        v = _floats(value)
-        return v[0] if v else None
-    return int(value) if not isinstance(value, (list, pydicom.multival.MultiValue)) else int(value[0])
-
-
-def _header(ds, little: bool) -> dict:
-    """Read the :data:`_HEADER` values of ``ds`` (None when absent or unreadable)."""
-    raw_dict = ds._dict
-    fmt = "<H" if little else ">H"
-    out = {}
-    for kw, (tag, kind) in _HEADER.items():
-        elem = raw_dict.get(tag)
-        if elem is None:
-            out[kw] = None
-            continue
-        value = None
-        done = False
-        if isinstance(elem, RawDataElement) and isinstance(elem.value, bytes):
-            v = elem.value
-            try:
-                if kind == "us":
-                    value = struct.unpack(fmt, v[:2])[0] if len(v) >= 2 else None
-                else:
-                    text = v.decode("latin-1").strip(" \x00")
-                    if kind == "str":
-                        value = text or None
-                    elif kind == "strs":
-                        value = [t.strip() for t in text.split("\\")] if text else None
-                    elif kind == "floats":
-                        value = [float(t) for t in text.split("\\")] if text else None
-                    elif kind == "float":
-                        value = float(text) if text else None
-                    else:
-                        value = int(text) if text else None
-                done = True
-            except (ValueError, struct.error):
-                done = False
-        if not done:
-            try:
-                value = _convert(ds[tag].value, kind)
-            except Exception:
-                value = None
-        out[kw] = value
-    return out
-
-
-# ----------------------------------------------------------------- collecting files
-def _sources(source) -> tuple[str, list[tuple[str, Any]]]:
-    """A display name for the source and a list of ``(name, reader)`` pairs."""
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.exists():
-            raise DicomSeriesError(
-                f"{path} does not exist: expected a folder of DICOM files, a .zip archive or a list of "
-                "files. Check the path (relative paths start from the current folder "
-                f"{Path.cwd()})."
-            )
-        if path.is_dir():
-            items = []
-            for root, dirs, files in os.walk(path):
-                dirs.sort()
-                for f in sorted(files):
-                    p = os.path.join(root, f)
-                    items.append((p, _file_reader(p)))
-            return str(path), items
-        if zipfile.is_zipfile(path):
-            return str(path), _zip_items(path)
-        return str(path), [(str(path), _file_reader(str(path)))]
-    if isinstance(source, Iterable):
-        items = []
-        for p in source:
-            p = Path(p)
-            if not p.exists():
-                raise DicomSeriesError(f"{p} (in the list of files given) does not exist; remove it from the list.")
-            if p.is_dir():
-                items.extend(_sources(p)[1])
-            else:
-                items.append((str(p), _file_reader(str(p))))
-        return f"a list of {len(items)} files", items
-    raise DicomSeriesError(
-        f"source must be a folder, a .zip archive or a list of file paths; got {type(source).__name__}"
-    )
-
-
-class _Disk:
-    """A file on disk: read the first bytes, the whole file, or pixels at an offset."""
-
-    __slots__ = ("path",)
-
-    def __init__(self, path: str):
-        self.path = path
-
-    def read(self, limit: int = -1) -> tuple[bytes, int]:
-        with open(self.path, "rb") as fh:
-            data = fh.read(limit)
-            size = os.fstat(fh.fileno()).st_size
-        return data, size
-
-
-class _ZipMember:
-    """A member of a zip archive, read in place (always whole)."""
-
-    __slots__ = ("archive", "member")
-    path = None
-
-    def __init__(self, archive: Path, member: str):
-        self.archive, self.member = archive, member
-
-    def read(self, limit: int = -1) -> tuple[bytes, int]:
-        with zipfile.ZipFile(self.archive) as zf:
-            data = zf.read(self.member)
-        return data, len(data)
-
-
-def _file_reader(path: str) -> _Disk:
-    return _Disk(path)
-
-
-def _zip_items(path: Path) -> list[tuple[str, Any]]:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = [i.filename for i in zf.infolist() if not i.is_dir()]
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise DicomSeriesError(f"cannot open the zip archive {path}: {exc}. Is it complete?") from None
-    return [(f"{path}::{n}", _ZipMember(path, n)) for n in sorted(names)]
-
-
-def _looks_preambleless(head: bytes) -> bool:
-    """True when the bytes start like a DICOM data set without preamble: a (0002,xxxx) or (0008,xxxx) tag."""
-    return len(head) >= 8 and head[:2] in (b"\x02\x00", b"\x08\x00", b"\x00\x02", b"\x00\x08")
-
-
-_PIXEL_TAG = {True: b"\xe0\x7f\x10\x00", False: b"\x7f\xe0\x00\x10"}
-_UNDEFINED = 0xFFFFFFFF
-
-
-def _read(name: str, reader) -> tuple[bytes | None, int, str | None]:
-    """The first :data:`HEADER_BYTES` of a file (zip members: all of it), its size, or an error text."""
-    try:
-        data, size = reader.read(HEADER_BYTES)
-        return data, size, None
-    except OSError as exc:
-        return None, 0, f"cannot read {name}: {exc.strerror or exc}"
-    except Exception as exc:  # zip member errors
-        return None, 0, f"cannot read {name}: {exc}"
-
-
-def _parse(name: str, data: bytes, size: int, reader) -> tuple[str, Any]:
-    """Parse one file's header: ``("dicom", _File)``, ``("skip", reason)`` or ``("bad", message)``.
-
-    The header is parsed once from the first bytes of the file, stopping before
-    (7FE0,0010) Pixel Data (the whole file is read only when the header is longer).
-    Uncompressed pixels are read later, and only for the chosen series.
-    """
-    dicm = len(data) >= 132 and data[128:132] == b"DICM"
-    if not dicm and not _looks_preambleless(data):
-        return "skip", "not DICOM"
-
-    def header(buf: bytes):
-        bio = BytesIO(buf)
-        ds = pydicom.dcmread(bio, force=not dicm, stop_before_pixels=True)
-        return ds, bio.tell()
-
-    def at_pixels(ds, buf, pos) -> bool:
-        little = ds.original_encoding[1] is not False
-        return buf[pos : pos + 4] == _PIXEL_TAG[little]
-
-    whole = len(data) >= size
-    try:
-        try:
-            ds, pos = header(data)
-            complete = whole or at_pixels(ds, data, pos)
-        except Exception:
-            if whole:
-                raise
-            complete = False
-        if not complete:  # the header goes on past the first bytes: read it all
-            data, size = reader.read()
-            whole = True
-            ds, pos = header(data)
-    except Exception as exc:
-        if not dicm:
-            return "skip", "not DICOM"
-        return "bad", (
-            f"{name} starts like a DICOM file but cannot be parsed ({type(exc).__name__}: {exc}); "
-            "the file is probably truncated or corrupt. Copy it again from the source, or pass "
-            "on_error='skip' to leave it out."
-        )
-    meta = getattr(ds, "file_meta", None)
-    ts = meta.get("TransferSyntaxUID") if meta is not None else None
-    implicit, little = ds.original_encoding
-    if ts is None:  # preamble-less files: pydicom guessed the encoding
-        ts = ImplicitVRLittleEndian if implicit else (ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
-    ts = UID(str(ts))
-    little = little is not False
-    f = _File(name=name, ds=ds, ts=ts, frames=1, h={}, reader=reader, size=size)
-    has_pixels = False
-    if ts == DeflatedExplicitVRLittleEndian:  # positions refer to the inflated stream: parse it all
-        try:
-            if not whole:
-                data, size = reader.read()
-            ds = f.ds = pydicom.dcmread(BytesIO(data), force=not dicm)
-        except Exception as exc:
-            return "bad", f"{name}: the deflated data set cannot be inflated ({type(exc).__name__}: {exc})."
-        has_pixels = "PixelData" in ds
-        if has_pixels:
-            f.pixel = ds.PixelData
-    elif data[pos : pos + 4] == _PIXEL_TAG[little]:
-        has_pixels = True
-        fmt = "<I" if little else ">I"
-        start = pos + (8 if implicit else 12)
-        length = struct.unpack(fmt, data[start - 4 : start])[0] if len(data) >= start else 0
-        if length == _UNDEFINED or ts not in _NATIVE:  # encapsulated: decoded later from the whole file
-            f.data = data if whole else None
-        elif start + length <= len(data) or whole:
-            f.data = data
-            f.pixel = memoryview(data)[start : start + length]
-        else:
-            f.pixel_offset, f.pixel_nbytes = start, max(0, min(length, size - start))
-    h = f.h = _header(ds, little)
-    if not has_pixels:
-        sop = h["SOPClassUID"] or (meta.get("MediaStorageSOPClassUID") if meta is not None else None)
-        if not dicm:
-            return "skip", "not DICOM"
-        if h["Rows"] is not None or (sop is not None and "Image Storage" in UID(str(sop)).name):
-            return "bad", (
-                f"{name} is a DICOM image header without (7FE0,0010) Pixel Data: the file is truncated. "
-                "Copy it again from the source, or pass on_error='skip' to leave it out."
-            )
-        if sop is None:
-            return "bad", (
-                f"{name} starts like a DICOM file (DICM at byte 128) but holds no recognisable data set "
-                "(no (0008,0016) SOP Class UID); the file is truncated or corrupt. Copy it again, or pass "
-                "on_error='skip' to leave it out."
-            )
-        return "skip", "DICOM without pixel data"
-    if not dicm and h["SOPClassUID"] is None:
-        return "skip", "not DICOM"
-    f.frames = max(int(h["NumberOfFrames"] or 1), 1)
-    return "dicom", f
-
-
-def _collect(source, on_error: str):
-    root, items = _sources(source)
-    files: list[_File] = []
-    skipped: list[str] = []
-    bad: list[str] = []
-    workers = min(MAX_WORKERS, os.cpu_count() or 1)
-
-    def parsed():
-        # Threads read the bytes (I/O releases the GIL); parsing stays in this thread.
-        if len(items) > 8 and workers > 1:
-            with ThreadPoolExecutor(workers) as pool:
-                yield from zip(items, pool.map(lambda it: _read(*it), items))
-        else:
-            for it in items:
-                yield it, _read(*it)
-
-    for (name, reader), (data, size, err) in parsed():
-        if err:
-            bad.append(err)
-            continue
-        kind, value = _parse(name, data, size, reader)
-        if kind == "dicom":
-            files.append(value)
-        elif kind == "skip":
-            skipped.append(name)
-        else:
-            bad.append(value)
-    if bad and on_error == "raise":
-        raise DicomSeriesError(bad[0] + (f" ({len(bad) - 1} more such files)" if len(bad) > 1 else ""))
-    return root, items, files, skipped, bad
-
-
-# ----------------------------------------------------------------- header reading
-def _floats(value, n: int | None = None):
-    if value is None:
-        return None
-    try:
-        out = [float(v) for v in (value if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) else [value])]
-    except (TypeError, ValueError):
-        return None
-    if n is not None and len(out) != n:
-        return None
-    return out
-
-
-def _first(seq_owner, seq_kw: str, kw: str):
-    seq = seq_owner.get(seq_kw) if seq_owner is not None else None
-    if seq:
-        return seq[0].get(kw)
-    return None
-
-
-def _frames_of(f: _File) -> list[_Frame]:
-    h = f.h
-    rows, cols = int(h["Rows"] or 0), int(h["Columns"] or 0)
-    sop = h["SOPInstanceUID"] or ""
-    image_type = [v.upper() for v in (h["ImageType"] or [])]
-    localizer = "LOCALIZER" in image_type
-    ds = f.ds
-    if f.frames > 1 or h["SOPClassUID"] == _ENHANCED_CT:
-        shared = (ds.get("SharedFunctionalGroupsSequence") or [None])[0]
-        per = ds.get("PerFrameFunctionalGroupsSequence") or []
-        out = []
-        for i in range(f.frames):
-            item = per[i] if i < len(per) else None
-
-            def get(seq_kw, kw, default=None):
-                for owner in (item, shared):
-                    v = _first(owner, seq_kw, kw)
-                    if v is not None:
-                        return v
-                return default
-
-            ipp = _floats(get("PlanePositionSequence", "ImagePositionPatient", h["ImagePositionPatient"]), 3)
-            iop = _floats(get("PlaneOrientationSequence", "ImageOrientationPatient", h["ImageOrientationPatient"]), 6)
-            ps = _floats(get("PixelMeasuresSequence", "PixelSpacing", h["PixelSpacing"]), 2)
-            slope = get("PixelValueTransformationSequence", "RescaleSlope", h["RescaleSlope"])
-            inter = get("PixelValueTransformationSequence", "RescaleIntercept", h["RescaleIntercept"])
-            ftype = [str(v).upper() for v in (get("CTImageFrameTypeSequence", "FrameType") or [])]
-            out.append(
-                _Frame(
-                    f, i, sop,
-                    None if ipp is None else np.array(ipp),
-                    None if iop is None else np.array(iop),
-                    None if ps is None else tuple(ps),
-                    float(slope if slope is not None else 1.0),
-                    float(inter if inter is not None else 0.0),
-                    rows, cols, localizer or "LOCALIZER" in ftype,
-                    has_rescale=inter is not None,
-                )
-            )
-        return out
-    ipp = _floats(h["ImagePositionPatient"], 3)
-    iop = _floats(h["ImageOrientationPatient"], 6)
-    ps = _floats(h["PixelSpacing"], 2)
-    slope, inter = h["RescaleSlope"], h["RescaleIntercept"]
-    return [
-        _Frame(
-            f, 0, sop,
-            None if ipp is None else np.array(ipp),
-            None if iop is None else np.array(iop),
-            None if ps is None else tuple(ps),
-            float(slope if slope is not None else 1.0),
-            float(inter if inter is not None else 0.0),
-            rows, cols, localizer, has_rescale=inter is not None,
-        )
-    ]
-
-
-def _series_key(f: _File) -> str:
-    return f.h["SeriesInstanceUID"] or "(no Series Instance UID)"
-
-
-def _group(files: Sequence[_File]) -> dict[str, list[_File]]:
-    groups: dict[str, list[_File]] = {}
-    for f in files:
-        groups.setdefault(_series_key(f), []).append(f)
-    return groups
-
-
-def _info(uid: str, files: list[_File]) -> SeriesInfo:
-    ds = files[0].ds
-    try:
-        number = int(ds.get("SeriesNumber")) if ds.get("SeriesNumber") is not None else None
-    except (TypeError, ValueError):
-        number = None
-    kernel = ds.get("ConvolutionKernel") or ""
-    if isinstance(kernel, pydicom.multival.MultiValue):
-        kernel = "\\".join(map(str, kernel))
-    return SeriesInfo(
-        series_uid=uid,
-        series_number=number,
-        modality=files[0].h["Modality"] or "",
-        description=str(ds.get("SeriesDescription", "")),
-        slices=sum(f.frames for f in files),
-        rows=files[0].h["Rows"],
-        columns=files[0].h["Columns"],
-        kernel=str(kernel),
-        files=len(files),
-    )
-
-
-def _table(groups: dict[str, list[_File]]) -> SeriesTable:
-    infos = [_info(uid, fs) for uid, fs in groups.items()]
-    infos.sort(key=lambda s: (-s.slices, s.series_number if s.series_number is not None else 1 << 30, s.series_uid))
-    return SeriesTable(infos)
-
-
-def _describe(s: SeriesInfo) -> str:
-    return f"{s.series_uid} ({s.description!r}, {s.modality}, {s.slices} slices)"
-
-
-# ----------------------------------------------------------------- pixel decoding
-def _decoder_hint(ts: UID) -> str:
-    for prefix, pkg in _DECODERS:
-        if str(ts).startswith(prefix):
-            return pkg
-    return "a pydicom pixel-data plugin for this transfer syntax"
-
-
-def _stored(f: _File, *, check_only: bool = False) -> np.ndarray | None:
-    """Stored values of every frame of ``f``, shape (frames, rows, cols); raises DicomSeriesError.
-
-    With ``check_only`` an uncompressed file is only checked (sizes against the
-    bytes really present) and None is returned; :func:`_read_into` reads it later.
-    """
-    h = f.h
-    rows, cols = int(h["Rows"] or 0), int(h["Columns"] or 0)
-    bits = int(h["BitsAllocated"] or 0)
-    stored_bits = int(h["BitsStored"] or bits)
-    signed = (h["PixelRepresentation"] or 0) == 1
-    samples = int(h["SamplesPerPixel"] or 1)
-    if samples != 1:
-        raise DicomSeriesError(
-            f"{f.name}: (0028,0002) Samples per Pixel is {samples}; a CT slice has 1 (grey values). "
-            "This is a colour image (a screenshot or secondary capture?); remove it from the source."
-        )
-    if rows <= 0 or cols <= 0 or bits not in (8, 16, 32):
-        raise DicomSeriesError(
-            f"{f.name}: expected (0028,0010) Rows and (0028,0011) Columns above 0 and (0028,0100) Bits "
-            f"Allocated of 8, 16 or 32; found {rows}, {cols} and {bits}. The header is damaged."
-        )
-    n = rows * cols * f.frames
-    if f.ts in _NATIVE:
-        nbytes = len(f.pixel) if f.pixel is not None else f.pixel_nbytes
-        expected = n * bits // 8
-        if nbytes not in (expected, expected + 1):
-            raise DicomSeriesError(
-                f"{f.name}: (7FE0,0010) Pixel Data holds {nbytes} bytes but (0028,0010) Rows {rows} x "
-                f"(0028,0011) Columns {cols} x (0028,0100) Bits Allocated {bits}/8"
-                + (f" x (0028,0008) Number of Frames {f.frames}" if f.frames > 1 else "")
-                + f" = {expected} bytes were expected. The file is truncated or its header is wrong; "
-                "copy it again, or pass on_error='skip' to leave it out."
-            )
-        if check_only:
-            return None
-        dtype = np.dtype(f"{'i' if signed else 'u'}{bits // 8}").newbyteorder(">" if f.ts == ExplicitVRBigEndian else "<")
-        if f.pixel is not None:
-            arr = np.frombuffer(f.pixel, dtype, count=n)
-        else:
-            try:
-                arr = np.fromfile(f.reader.path, dtype, count=n, offset=f.pixel_offset)
-            except OSError as exc:
-                raise DicomSeriesError(f"{f.name}: cannot read the pixel data: {exc.strerror or exc}") from None
-            if arr.size != n:
-                raise DicomSeriesError(f"{f.name}: the file became shorter while it was being read; load again.")
-        arr = arr.reshape(f.frames, rows, cols)
-    else:
-        declared = n * bits // 8
-        if declared > MAX_PLAUSIBLE_BYTES and declared > MAX_COMPRESSION_RATIO * f.size:
-            raise DicomSeriesError(
-                f"{f.name}: the header declares {declared / 1e6:.0f} MB of pixels ((0028,0010) Rows {rows} x "
-                f"(0028,0011) Columns {cols} x (0028,0100) Bits Allocated {bits}/8 x {f.frames} frame(s)) but "
-                f"the whole file holds {f.size / 1e6:.2f} MB of compressed data; the header is wrong. "
-                "Nothing was allocated. Remove or repair the file, or pass on_error='skip'."
-            )
-        try:
-            if "PixelData" in f.ds:
-                ds = f.ds
-            else:
-                data = f.data if f.data is not None else f.reader.read()[0]
-                ds = pydicom.dcmread(BytesIO(data), force=True)
-            arr = _decode(ds, f.ts)
-        except Exception as exc:  # missing plugin or corrupt stream
-            text = str(exc)
-            missing = isinstance(exc, (NotImplementedError, ImportError)) or any(
-                w in text for w in ("required", "plugin", "missing dependencies", "not supported")
-            )
-            if missing:
-                raise DicomSeriesError(
-                    f"{f.name}: cannot decode pixel data compressed with (0002,0010) Transfer Syntax UID "
-                    f"{_ts_text(f.ts)}: no installed decoder handles it; it needs {_decoder_hint(f.ts)}. "
-                    "Install that into this environment (pip install ...), or convert the files to "
-                    "uncompressed DICOM (e.g. gdcmconv --raw in.dcm out.dcm)."
-                ) from None
-            raise DicomSeriesError(
-                f"{f.name}: the compressed pixel data ((0002,0010) Transfer Syntax UID {_ts_text(f.ts)}) "
-                f"could not be decoded ({type(exc).__name__}: {text.splitlines()[0] if text else ''}). "
-                "The file is probably truncated or corrupt; copy it again, or pass on_error='skip'."
-            ) from None
-        arr = np.asarray(arr)
-        if arr.size != n:
-            raise DicomSeriesError(
-                f"{f.name}: the decoded pixel data has {arr.size} values but (0028,0010) Rows {rows} x "
-                f"(0028,0011) Columns {cols} x {f.frames} frame(s) = {n} were expected; the header is wrong."
-            )
-        arr = arr.reshape(f.frames, rows, cols)
-        return arr
-    return _keep_stored_bits(f, arr)
-
-
-def _decode(ds, ts: UID) -> np.ndarray:
-    """Pixels of a compressed file as pydicom types them, decoded by imagecodecs where it can.
-
-    imagecodecs releases the GIL, so the loader's threads decode files in parallel: on 2
-    cores JPEG 2000 and JPEG-LS decode twice as fast as with pydicom's plugins (which hold
-    it), and JPEG Lossless 6 times as fast as pylibjpeg-libjpeg.  Anything the fast path
-    does not handle (colour, other syntaxes, a stream it rejects, imagecodecs missing)
-    goes to pydicom, with pyjpegls first for JPEG-LS.
-    """
-    if ts in IMAGECODECS_SYNTAXES:
-        try:
-            arr = _decode_imagecodecs(ds, ts)
-            if arr is not None:
-                return arr
-        except Exception:  # imagecodecs missing, or a stream it rejects: let pydicom choose
-            pass
-    if ts in JPEGLSTransferSyntaxes:
-        try:
-            return pixel_array(ds, decoding_plugin=PREFERRED_JPEGLS_PLUGIN)
-        except Exception:  # plugin missing or failing: let pydicom choose
-            pass
-    return ds.pixel_array
-
-
-def _decode_imagecodecs(ds, ts: UID) -> np.ndarray | None:
-    """Grey-scale frames decoded by imagecodecs, typed as pydicom types them.
-
-    Returns None when the file is not one this fast path handles (colour, not 8/16 bits
-    allocated, a frame of another size or sign than the header says).
-    """
-    bits = int(ds.get("BitsAllocated", 16))
-    if int(ds.get("SamplesPerPixel", 1) or 1) != 1 or bits not in (8, 16):
-        return None
-    import imagecodecs
-    from pydicom.encaps import generate_frames
-
-    decode = getattr(imagecodecs, IMAGECODECS_SYNTAXES[ts])
-    n = int(ds.get("NumberOfFrames", 1) or 1)
-    shape = (int(ds.Rows), int(ds.Columns))
-    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
-    unsigned = np.dtype(np.uint16 if bits == 16 else np.uint8)
-    frames = []
-    for data in generate_frames(ds.PixelData, number_of_frames=n):
-        f = decode(data)
-        if f.shape != shape or f.dtype.itemsize > unsigned.itemsize or (f.dtype.kind == "i" and not signed):
-            return None
-        frames.append(f.astype(unsigned, copy=False))  # signed codestreams wrap to their stored bits
-    if len(frames) != n:
-        return None
-    arr = np.stack(frames) if n > 1 else frames[0]
-    if signed:
-        arr = arr.view(np.int16 if bits == 16 else np.int8)  # sign-extended later from Bits Stored
-    return arr
-
-
-def _keep_stored_bits(f: _File, arr: np.ndarray, *, inplace: bool = False) -> np.ndarray:
-    """Clear the bits above (0028,0101) Bits Stored (overlays, garbage) and sign-extend signed values."""
-    h = f.h
-    bits = int(h["BitsAllocated"] or 16)
-    stored_bits = int(h["BitsStored"] or bits)
-    if stored_bits >= bits:
-        return arr
-    signed = (h["PixelRepresentation"] or 0) == 1
-    lo, hi = (-(1 << (stored_bits - 1)), (1 << (stored_bits - 1)) - 1) if signed else (0, (1 << stored_bits) - 1)
-    if (signed and arr.min() < lo) or arr.max() > hi:
-        shift = arr.dtype.type(bits - stored_bits)
-        if not inplace:
-            arr = arr.astype(arr.dtype.newbyteorder("="))
-        if signed:
-            arr <<= shift
-            arr >>= shift
-        else:
-            arr &= arr.dtype.type(hi)
-    return arr
-
-
-def _direct(f: _File) -> bool:
-    """True when the file's pixels can be read straight into the output (one 16-bit little-endian frame)."""
-    h = f.h
-    return (
-        f.ts in _NATIVE and f.ts != ExplicitVRBigEndian and f.frames == 1
-        and h["BitsAllocated"] == 16 and (h["SamplesPerPixel"] or 1) == 1
-    )
-
-
-def _read_into(f: _File, out: np.ndarray) -> None:
-    """Copy the (checked) uncompressed pixels of ``f`` into ``out`` (C-contiguous, right size)."""
-    if f.pixel is not None:
-        out[...] = np.frombuffer(f.pixel, out.dtype, count=out.size).reshape(out.shape)
-        return
-    try:
-        with open(f.reader.path, "rb") as fh:
-            fh.seek(f.pixel_offset)
-            got = fh.readinto(memoryview(out).cast("B"))
-    except OSError as exc:
-        raise DicomSeriesError(f"{f.name}: cannot read the pixel data: {exc.strerror or exc}") from None
-    if got != out.nbytes:
-        raise DicomSeriesError(f"{f.name}: the file became shorter while it was being read; load again.")
-
-
-# ----------------------------------------------------------------- main entry points
+# ----------------------------------------------------------------- entry points
 def list_series(source) -> SeriesTable:
     """List the image series found in a folder, ``.zip`` archive or list of files.
 
@@ -865,7 +205,9 @@ def list_series(source) -> SeriesTable:
 
     Notes
     -----
-    Unreadable files are left out here (no error): :func:`load_series` reports them.
+    Unreadable files, and files whose header declares more pixels than they hold, are
+    left out here (no error): :func:`load_series` reports them.  Named pipes, sockets
+    and devices are never opened.
 
     Examples
     --------
@@ -874,8 +216,8 @@ def list_series(source) -> SeriesTable:
     ...     list_series(empty)
     SeriesTable(no series)
     """
-    _, _, files, _, _ = _collect(source, on_error="skip")
-    return _table(_group(files))
+    files, _, _ = _parse_all(_find_files(source))
+    return _table(_group([f for f in files if f.problem is None]))
 
 
 def load_series(
@@ -931,14 +273,19 @@ def load_series(
         Missing path; no DICOM image found; several series tie for the largest;
         ``series_uid`` not found; non-CT series; truncated or corrupt file,
         undecodable compression, pixel data length not matching the header
-        (unless ``on_error="skip"``); slices of different size, pixel spacing or
-        orientation; two slices at the same position.
+        (unless ``on_error="skip"``); a header declaring more pixels than its file
+        holds, or more than :data:`MAX_FILE_BYTES`; slices of different size, pixel
+        spacing or orientation; a position that is not finite, a pixel spacing that is
+        not positive, an orientation that is not orthonormal (within
+        ``ORTHONORMAL_TOLERANCE``); a zero Rescale Slope; two slices at the same position.
 
     Warns
     -----
     SeriesWarning
-        Other series left out; localizers or duplicates dropped; gaps; tilted
-        stack; uneven spacing; skipped files.  The texts are also kept in
+        Other series left out; localizers or duplicates dropped; gaps (one per
+        missing run); a change of slice spacing (once, with where); tilted stack;
+        uneven spacing; skipped files; files whose declared VR encoding is not the
+        real one (read as pydicom reads them).  The texts are also kept in
         ``meta["warnings"]``.
 
     Notes
@@ -954,8 +301,13 @@ def load_series(
     (0028,0121) Pixel Padding Range Limit) become ``padding_hu``; without those tags,
     stored values at or below ``PADDING_STORED_AT_OR_BELOW`` on signed data and
     values below ``PADDING_BELOW_HU`` HU do.  Tolerances are the module constants
-    ``GAP_FACTOR``, ``TILT_TOLERANCE_DEG``, ``ORIENTATION_TOLERANCE``,
-    ``PIXEL_SPACING_TOLERANCE_MM``, ``SAME_POSITION_MM``.
+    ``GAP_FACTOR``, ``SPACING_CHANGE_MIN_STEPS``, ``TILT_TOLERANCE_DEG``,
+    ``ORIENTATION_TOLERANCE``, ``ORTHONORMAL_TOLERANCE``, ``PIXEL_SPACING_TOLERANCE_MM``,
+    ``SAME_POSITION_MM``; the allocation caps ``MAX_FILE_BYTES``, ``MAX_PLAUSIBLE_BYTES``,
+    ``MAX_COMPRESSION_RATIO``.
+
+    The body is the pipeline, one named step per line; named pipes, sockets and devices
+    in the source are counted as skipped without being opened.
 
     Examples
     --------
@@ -967,28 +319,755 @@ def load_series(
     >>> vol.hu.dtype, vol.spacing  # doctest: +SKIP
     (dtype('int16'), (2.5, 0.7, 0.7))
     """
+    _check_options(on_error=on_error, dtype=dtype)
+    notes = _Notes()
+    found = _find_files(source)
+    files, skipped = _parse_headers(found, on_error=on_error, notes=notes)
+    chosen, files = _choose_series(files, found.root, series_uid=series_uid, allow_non_ct=allow_non_ct, notes=notes)
+    frames = _drop_duplicates_and_localizers(_frames(files), chosen, notes)
+    _check_geometry(frames, chosen)
+    frames, direct = _read_pixels(frames, chosen, found.root, on_error=on_error, notes=notes)
+    stack = _order_and_space(frames, chosen, notes)
+    hu, padded = _to_hu(stack, chosen, direct=direct, dtype=dtype, padding_hu=padding_hu, notes=notes)
+    return _metadata(hu, stack, chosen, found.root, skipped=skipped, notes=notes, padded=padded, padding_hu=padding_hu)
+
+
+def _check_options(*, on_error: str, dtype) -> None:
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip'; got {on_error!r}")
     if dtype not in (None, "float32", "int16", np.float32, np.int16):
         raise ValueError(f"dtype must be None, 'float32' or 'int16'; got {dtype!r}")
-    notes: list[str] = []
 
-    def warn(text: str) -> None:
-        notes.append(text)
-        warnings.warn(text, SeriesWarning, stacklevel=3)
 
-    root, items, files, skipped, bad = _collect(source, on_error)
-    for b in bad:
-        warn(f"skipped a file that cannot be read (on_error='skip'): {b}")
-    if not files:
-        looked = ", ".join(Path(n).name for n in skipped[:3]) + (", ..." if len(skipped) > 3 else "")
-        raise DicomSeriesError(
-            f"no DICOM image files found in {root} "
-            + ("(it is empty)" if not items else f"({len(items)} files looked at, none is a DICOM image: {looked})")
-            + ". Point load_series at the folder that holds the .dcm files (they may have no extension)."
+# ----------------------------------------------------------------- internal records
+class _Notes(list):
+    """The warnings of one load, in order: each one is issued as a :class:`SeriesWarning` and kept."""
+
+    def warn(self, text: str) -> None:
+        self.append(text)
+        # Point the warning at the caller's line: the first frame outside this module.
+        frame, level = sys._getframe(1), 2
+        while frame is not None and frame.f_code.co_filename == __file__:
+            frame, level = frame.f_back, level + 1
+        warnings.warn(text, SeriesWarning, stacklevel=level)
+
+
+class _Skip(Exception):
+    """A file that is not a DICOM image (skipped and counted, not an error)."""
+
+
+# Header values the loader needs: keyword -> (tag, how to read it); see fast.header_values.
+_FIELDS = {
+    "SOPClassUID": (0x00080016, "str"),
+    "SOPInstanceUID": (0x00080018, "str"),
+    "ImageType": (0x00080008, "strs"),
+    "Modality": (0x00080060, "str"),
+    "SeriesInstanceUID": (0x0020000E, "str"),
+    "ImagePositionPatient": (0x00200032, "floats"),
+    "ImageOrientationPatient": (0x00200037, "floats"),
+    "PixelSpacing": (0x00280030, "floats"),
+    "SamplesPerPixel": (0x00280002, "us"),
+    "NumberOfFrames": (0x00280008, "int"),
+    "Rows": (0x00280010, "us"),
+    "Columns": (0x00280011, "us"),
+    "BitsAllocated": (0x00280100, "us"),
+    "BitsStored": (0x00280101, "us"),
+    "PixelRepresentation": (0x00280103, "us"),
+    "PixelPaddingValue": (0x00280120, "us"),
+    "PixelPaddingRangeLimit": (0x00280121, "us"),
+    "RescaleIntercept": (0x00281052, "float"),
+    "RescaleSlope": (0x00281053, "float"),
+}
+
+
+@dataclass(frozen=True)
+class _Header:
+    """The header values the loader needs, typed and read once per file.
+
+    Absent values take the standard's defaults where it has one (1 sample per pixel,
+    Bits Stored = Bits Allocated, unsigned); 0 rows/columns/bits mean "absent" and are
+    rejected before any pixel is read.
+    """
+
+    sop_class_uid: str | None
+    sop_instance_uid: str
+    image_type: tuple[str, ...]
+    modality: str
+    series_uid: str | None
+    position: list[float] | None  # (0020,0032), as written (checked when the frame is made)
+    orientation: list[float] | None  # (0020,0037)
+    pixel_spacing: list[float] | None  # (0028,0030)
+    samples_per_pixel: int
+    declared_frames: int | None  # (0028,0008) Number of Frames, None when absent
+    rows: int
+    columns: int
+    bits_allocated: int
+    bits_stored: int
+    signed: bool
+    padding_value: int | None
+    padding_limit: int | None
+    slope: float | None
+    intercept: float | None
+
+    @classmethod
+    def read(cls, ds, *, little: bool) -> _Header:
+        v = fast.header_values(ds, _FIELDS, little=little)
+        bits = v["BitsAllocated"] or 0
+        return cls(
+            sop_class_uid=v["SOPClassUID"],
+            sop_instance_uid=v["SOPInstanceUID"] or "",
+            image_type=tuple(t.upper() for t in v["ImageType"] or ()),
+            modality=v["Modality"] or "",
+            series_uid=v["SeriesInstanceUID"],
+            position=v["ImagePositionPatient"],
+            orientation=v["ImageOrientationPatient"],
+            pixel_spacing=v["PixelSpacing"],
+            samples_per_pixel=v["SamplesPerPixel"] or 1,
+            declared_frames=v["NumberOfFrames"],
+            rows=v["Rows"] or 0,
+            columns=v["Columns"] or 0,
+            bits_allocated=bits,
+            bits_stored=v["BitsStored"] or bits,
+            signed=v["PixelRepresentation"] == 1,
+            padding_value=v["PixelPaddingValue"],
+            padding_limit=v["PixelPaddingRangeLimit"],
+            slope=v["RescaleSlope"],
+            intercept=v["RescaleIntercept"],
         )
 
-    # ------------------------------------------------------------ choose the series
+    @property
+    def pixels_per_frame(self) -> int:
+        return self.rows * self.columns * self.samples_per_pixel
+
+
+@dataclass(eq=False)
+class _File:
+    """One DICOM image file: where it is, its header, and where its pixels are."""
+
+    name: str
+    ds: Any  # header (stops before Pixel Data), or the whole data set when parsed fully
+    ts: UID
+    header: _Header
+    reader: Any  # where to read the rest from (_Disk or _ZipMember)
+    size: int  # file size in bytes
+    frames: int = 1  # (0028,0008) Number of Frames once checked against the bytes present
+    encapsulated: bool = False  # compressed pixel data (decoded later from the whole file)
+    data: bytes | None = field(default=None, repr=False)  # the whole file, when it was read whole
+    pixel: Any = field(default=None, repr=False)  # native Pixel Data bytes already in memory
+    pixel_offset: int = 0  # otherwise: where the Pixel Data value starts in the file...
+    pixel_nbytes: int = 0  # ...and how many bytes of it the file really holds
+    problem: str | None = None  # declared sizes the bytes contradict: raised if this file is loaded
+    vr_note: str | None = None  # pydicom's note when the declared VR encoding is not the real one
+
+    @property
+    def series_key(self) -> str:
+        return self.header.series_uid or "(no Series Instance UID)"
+
+
+@dataclass(eq=False)
+class _Frame:
+    """One plane of the volume to be: a frame of a file, with its checked geometry and rescale."""
+
+    file: _File
+    index: int  # frame number inside the file (0 for single-frame files)
+    sop_uid: str
+    ipp: np.ndarray | None
+    iop: np.ndarray | None
+    pixel_spacing: tuple[float, float] | None
+    slope: float
+    intercept: float
+    rows: int
+    cols: int
+    localizer: bool
+    has_rescale: bool = True
+    stored: np.ndarray | None = field(default=None, repr=False)
+
+
+@dataclass(eq=False)
+class _Stack:
+    """Frames in slice order with the geometry measured from their positions."""
+
+    frames: list[_Frame]
+    positions: np.ndarray  # (z, 3) Image Position (Patient), in slice order
+    normal: np.ndarray  # unit slice normal (row cosines x column cosines)
+    spacing_z: float  # median step along the normal, mm
+
+
+def _tag_text(keyword: str) -> str:
+    """``"(0028,1052) Rescale Intercept"`` for a keyword."""
+    from pydicom.datadict import dictionary_description, tag_for_keyword
+
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        return keyword
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X}) {dictionary_description(tag)}"
+
+
+def _ts_text(ts: UID) -> str:
+    return f"{ts} ({ts.name})" if ts.name and ts.name != str(ts) else str(ts)
+
+
+def _parallel(func: Callable, items: Sequence, *, threaded: bool = True) -> list:
+    """``[func(x) for x in items]``, on :data:`MAX_WORKERS` threads when there are enough items."""
+    workers = min(MAX_WORKERS, os.cpu_count() or 1)
+    if threaded and workers > 1 and len(items) >= MIN_FILES_FOR_THREADS:
+        with ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(func, items))
+    return [func(x) for x in items]
+
+
+# ----------------------------------------------------------------- step 1: find files
+@dataclass
+class _Found:
+    """What a source holds: a display name, the regular files to look at, and what was passed over."""
+
+    root: str
+    items: list[tuple[str, Any]]  # (name, reader) of every file to look at
+    passed_over: list[str] = field(default_factory=list)  # named pipes, sockets, devices: never opened
+
+
+class _Disk:
+    """A file on disk: read the first bytes or the whole file (at most :data:`MAX_FILE_BYTES`)."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def read(self, limit: int = -1) -> tuple[bytes, int]:
+        with open(self.path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if limit < 0 and size > MAX_FILE_BYTES:
+                raise DicomSeriesError(
+                    f"{self.path} is {size / 2**30:.1f} GiB, more than one file may make the loader read "
+                    f"(helpers.io.MAX_FILE_BYTES = {MAX_FILE_BYTES / 2**30:.0f} GiB). Remove it from the source, "
+                    "or raise helpers.io.MAX_FILE_BYTES if it really is one image."
+                )
+            data = fh.read(limit)
+        return data, size
+
+
+class _Unopenable:
+    """A directory entry that cannot be opened (dangling or looping symbolic link): reading it says why."""
+
+    __slots__ = ("text",)
+    path = None
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def read(self, limit: int = -1) -> tuple[bytes, int]:
+        raise DicomSeriesError(self.text)
+
+
+class _ZipMember:
+    """A member of a zip archive, read in place in bounded chunks after its declared size is checked."""
+
+    __slots__ = ("archive", "compress_size", "file_size", "member")
+    path = None
+
+    def __init__(self, archive: Path, info: zipfile.ZipInfo):
+        self.archive, self.member = archive, info.filename
+        self.file_size, self.compress_size = info.file_size, info.compress_size
+
+    def read(self, limit: int = -1) -> tuple[bytes, int]:
+        _check_zip_member(self)
+        want = self.file_size if limit < 0 else min(limit, self.file_size)
+        chunks, got = [], 0
+        with zipfile.ZipFile(self.archive) as zf, zf.open(self.member) as fh:
+            while got < want:
+                chunk = fh.read(min(ZIP_CHUNK_BYTES, want - got))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                got += len(chunk)
+        return b"".join(chunks), self.file_size
+
+
+def _check_zip_member(m: _ZipMember) -> None:
+    """Refuse a member whose declared unpacked size is above the cap or implausibly compressed."""
+    size, packed = m.file_size, max(m.compress_size, 1)
+    if size > MAX_FILE_BYTES or (size > MAX_PLAUSIBLE_BYTES and size > MAX_COMPRESSION_RATIO * packed):
+        raise DicomSeriesError(
+            f"{m.archive}::{m.member}: the zip archive declares this member as {size / 1e6:.0f} MB unpacked "
+            f"from {packed / 1e6:.2f} MB ({size / packed:.0f}:1); a DICOM file is at most "
+            f"{MAX_FILE_BYTES / 2**30:.0f} GiB and compresses far less than {MAX_COMPRESSION_RATIO}:1. "
+            "Nothing was unpacked. Remove the member from the archive, or pass on_error='skip'."
+        )
+
+
+_NOT_REGULAR = [
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISDIR, "a folder"),
+]
+
+
+def _not_regular(mode: int) -> str | None:
+    """What a non-regular file is (``"a named pipe (FIFO)"``...), or None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((text for test, text in _NOT_REGULAR if test(mode)), "not a regular file")
+
+
+def _entry(path: str) -> tuple[str, Any] | None:
+    """``(name, reader)`` for a file or a link to one; None for what must not be opened (a FIFO...).
+
+    Only ``stat`` is called, so a named pipe is never opened (opening one blocks).
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:  # dangling or looping symbolic link, or vanished
+        return path, _Unopenable(_unopenable_text(path, exc))
+    return None if _not_regular(mode) else (path, _Disk(path))
+
+
+def _unopenable_text(path: str, exc: OSError) -> str:
+    if os.path.islink(path):
+        target = os.readlink(path)
+        why = "which does not exist" if isinstance(exc, FileNotFoundError) else f"which cannot be followed ({exc.strerror})"
+        return (
+            f"{path} is a symbolic link to {target}, {why}. Point the link at the file, delete the link, "
+            "or pass on_error='skip' to leave it out."
+        )
+    return f"cannot read {path}: {exc.strerror or exc}"
+
+
+def _entry_is(test: Callable[[], bool]) -> bool:
+    """``DirEntry.is_dir()`` / ``is_file()``, False for a link that loops (they raise then)."""
+    try:
+        return test()
+    except OSError:
+        return False
+
+
+def _walk(folder: Path) -> tuple[list[tuple[str, Any]], list[str]]:
+    """Every file under ``folder`` (sorted, recursively, not following folder links), and the passed-over ones.
+
+    ``DirEntry.is_file`` answers from the directory listing for regular files, so only
+    links and odd entries cost a ``stat``; named pipes are never opened.
+    """
+    items, passed_over = [], []
+    with os.scandir(folder) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for e in entries:
+        if _entry_is(e.is_dir):
+            continue
+        if _entry_is(e.is_file):
+            items.append((e.path, _Disk(e.path)))
+        elif e.is_symlink():  # dangling or looping
+            items.append(_entry(e.path))
+        else:
+            passed_over.append(e.path)
+    for e in entries:
+        if _entry_is(e.is_dir) and not e.is_symlink():
+            sub_items, sub_passed = _walk(Path(e.path))
+            items.extend(sub_items)
+            passed_over.extend(sub_passed)
+    return items, passed_over
+
+
+def _zip_items(path: Path) -> list[tuple[str, Any]]:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = [i for i in zf.infolist() if not i.is_dir()]
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DicomSeriesError(f"cannot open the zip archive {path}: {exc}. Is it complete?") from None
+    return [(f"{path}::{i.filename}", _ZipMember(path, i)) for i in sorted(infos, key=lambda i: i.filename)]
+
+
+def _find_files(source) -> _Found:
+    """Step 1: the files of a folder (recursively), a ``.zip`` archive, one file or a list of paths."""
+    if isinstance(source, (str, os.PathLike)):
+        return _find_in_path(Path(source))
+    if isinstance(source, Iterable):
+        items, passed_over = [], []
+        for p in map(Path, source):
+            if not p.exists():
+                raise DicomSeriesError(f"{p} (in the list of files given) does not exist; remove it from the list.")
+            if p.is_dir():
+                found = _find_in_path(p)
+                items.extend(found.items)
+                passed_over.extend(found.passed_over)
+            elif _entry(str(p)) is None:
+                passed_over.append(str(p))
+            else:
+                items.append((str(p), _Disk(str(p))))
+        return _Found(f"a list of {len(items)} files", items, passed_over)
+    raise DicomSeriesError(
+        f"source must be a folder, a .zip archive or a list of file paths; got {type(source).__name__}"
+    )
+
+
+def _find_in_path(path: Path) -> _Found:
+    if not path.exists():
+        raise DicomSeriesError(
+            f"{path} does not exist: expected a folder of DICOM files, a .zip archive or a list of "
+            "files. Check the path (relative paths start from the current folder "
+            f"{Path.cwd()})."
+        )
+    if path.is_dir():
+        return _Found(str(path), *_walk(path))
+    what = _not_regular(path.stat().st_mode)
+    if what:
+        raise DicomSeriesError(
+            f"{path} is {what}, not a file or folder: expected a folder of DICOM files, a .zip archive or "
+            "a list of files. Copy the data into a folder and point load_series at it."
+        )
+    if zipfile.is_zipfile(path):
+        return _Found(str(path), _zip_items(path))
+    return _Found(str(path), [(str(path), _Disk(str(path)))])
+
+
+# ----------------------------------------------------------------- step 2: parse headers
+def _read_head(item: tuple[str, Any]) -> tuple[bytes | None, int, str | None]:
+    """The first :data:`HEADER_BYTES` of a file, its size, or an error text (runs on worker threads)."""
+    name, reader = item
+    try:
+        data, size = reader.read(HEADER_BYTES)
+        return data, size, None
+    except DicomSeriesError as exc:
+        return None, 0, str(exc)
+    except OSError as exc:
+        return None, 0, f"cannot read {name}: {exc.strerror or exc}"
+    except Exception as exc:  # zip member errors
+        return None, 0, f"cannot read {name}: {exc}"
+
+
+def _parse_all(found: _Found) -> tuple[list[_File], list[str], list[str]]:
+    """Parse every file's header: DICOM images, skipped names, and error texts of broken files."""
+    files: list[_File] = []
+    skipped: list[str] = list(found.passed_over)
+    bad: list[str] = []
+    workers = min(MAX_WORKERS, os.cpu_count() or 1)
+
+    def heads():
+        # Threads read the bytes (I/O releases the GIL); parsing stays in this thread.
+        if len(found.items) >= MIN_FILES_FOR_THREADS and workers > 1:
+            with ThreadPoolExecutor(workers) as pool:
+                yield from zip(found.items, pool.map(_read_head, found.items))
+        else:
+            for item in found.items:
+                yield item, _read_head(item)
+
+    for (name, reader), (data, size, err) in heads():
+        try:
+            if err:
+                raise DicomSeriesError(err)
+            files.append(_parse(name, data, size, reader))
+        except _Skip:
+            skipped.append(name)
+        except DicomSeriesError as exc:
+            bad.append(str(exc))
+        except Exception as exc:  # noqa: BLE001 - pydicom failing on a damaged value in the header
+            bad.append(_unparseable(name, exc))
+    return files, skipped, bad
+
+
+def _parse_headers(found: _Found, *, on_error: str, notes: _Notes) -> tuple[list[_File], list[str]]:
+    """Step 2: the DICOM image files of the source and the names of the other files.
+
+    Broken files raise (``on_error="raise"``) or are left out with a warning.
+    """
+    files, skipped, bad = _parse_all(found)
+    if bad and on_error == "raise":
+        raise DicomSeriesError(bad[0] + (f" ({len(bad) - 1} more such files)" if len(bad) > 1 else ""))
+    for text in bad:
+        notes.warn(f"skipped a file that cannot be read (on_error='skip'): {text}")
+    if not files:
+        looked = len(found.items) + len(found.passed_over)
+        names = ", ".join(Path(n).name for n in skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+        raise DicomSeriesError(
+            f"no DICOM image files found in {found.root} "
+            + ("(it is empty)" if not looked else f"({looked} files looked at, none is a DICOM image: {names})")
+            + ". Point load_series at the folder that holds the .dcm files (they may have no extension)."
+        )
+    return files, skipped
+
+
+def _looks_preambleless(head: bytes) -> bool:
+    """True when the bytes start like a DICOM data set without preamble: a (0002,xxxx) or (0008,xxxx) tag."""
+    return len(head) >= 8 and head[:2] in (b"\x02\x00", b"\x08\x00", b"\x00\x02", b"\x00\x08")
+
+
+def _parse(name: str, data: bytes, size: int, reader) -> _File:
+    """One file's header, parsed from its first bytes and stopping before (7FE0,0010) Pixel Data.
+
+    Raises :class:`_Skip` for a file that is not a DICOM image, :class:`DicomSeriesError`
+    for a broken one.  Uncompressed pixels are read later, and only for the chosen series.
+    """
+    dicm = len(data) >= 132 and data[128:132] == b"DICM"
+    if not dicm and not _looks_preambleless(data):
+        raise _Skip("not DICOM")
+    ds, pos, data, size, vr_note = _dataset(name, data, size, reader, dicm=dicm)
+    ts, implicit, little = _encoding(ds, data, pos)
+    f = _File(name=name, ds=ds, ts=ts, header=None, reader=reader, size=size, vr_note=vr_note)  # type: ignore[arg-type]
+    has_pixels = _locate_pixels(f, data, pos, implicit=implicit, little=little)
+    f.header = _Header.read(f.ds, little=little)
+    if not has_pixels:
+        raise _no_pixel_data(f, dicm)
+    if not dicm and f.header.sop_class_uid is None:
+        raise _Skip("not DICOM")
+    f.problem = _size_problem(f)
+    f.frames = 1 if f.problem else (f.header.declared_frames or 1)
+    return f
+
+
+def _dataset(name: str, data: bytes, size: int, reader, *, dicm: bool):
+    """``(ds, position after the header, data, size, VR note)``; reads the whole file if the header needs it."""
+    if dicm:
+        data, size = _refuse_deflate_bomb(name, data, reader, size)
+    whole = len(data) >= size
+    try:
+        try:
+            ds, pos, vr_note = _header_dataset(data, dicm=dicm)
+            complete = whole or data[pos : pos + 4] in _PIXEL_TAG.values()
+        except Exception:
+            if whole:
+                raise
+            complete = False
+        if not complete:  # the header goes on past the first bytes: read it all
+            data, size = reader.read()
+            ds, pos, vr_note = _header_dataset(data, dicm=dicm)
+    except DicomSeriesError:
+        raise
+    except Exception as exc:
+        if not dicm:
+            raise _Skip("not DICOM") from None
+        raise DicomSeriesError(_unparseable(name, exc)) from None
+    return ds, pos, data, size, vr_note
+
+
+def _unparseable(name: str, exc: Exception) -> str:
+    return (
+        f"{name} starts like a DICOM file but cannot be parsed ({type(exc).__name__}: {exc}); "
+        "the file is probably truncated or corrupt. Copy it again from the source, or pass "
+        "on_error='skip' to leave it out."
+    )
+
+
+def _header_dataset(buf: bytes, *, dicm: bool):
+    """pydicom's header (stopping before Pixel Data), where it stopped, and its VR-mismatch note.
+
+    When (0002,0010) Transfer Syntax UID says explicit VR but the data set is implicit VR (or
+    the reverse) pydicom reads it the way it is really encoded and says so; that note is kept
+    (and reported once per series) instead of being printed for every file.
+    """
+    bio = BytesIO(buf)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = pydicom.dcmread(bio, force=not dicm, stop_before_pixels=True)
+    vr_note = None
+    for w in caught:
+        text = str(w.message)
+        if "VR, but found" in text:
+            vr_note = text
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return ds, bio.tell(), vr_note
+
+
+def _encoding(ds, data: bytes, pos: int) -> tuple[UID, bool, bool]:
+    """Transfer syntax, and whether the data set is really implicit VR / little endian.
+
+    Implicit or explicit VR is read from the Pixel Data element itself (a VR is two capital
+    letters), so a file whose meta header declares the wrong one is still read right.
+    """
+    meta = getattr(ds, "file_meta", None)
+    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    implicit, little = ds.original_encoding
+    if ts is None:  # preamble-less files: pydicom guessed the encoding
+        ts = ImplicitVRLittleEndian if implicit else (ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+    little = little is not False
+    if data[pos : pos + 4] == _PIXEL_TAG[little]:
+        vr = data[pos + 4 : pos + 6]
+        implicit = not (len(vr) == 2 and all(0x40 < c < 0x5B for c in vr))
+    return UID(str(ts)), bool(implicit), little
+
+
+def _locate_pixels(f: _File, data: bytes, pos: int, *, implicit: bool, little: bool) -> bool:
+    """Find the Pixel Data of ``f`` (in memory, or where it is in the file); False when it has none."""
+    whole = len(data) >= f.size
+    if f.ts == DeflatedExplicitVRLittleEndian:  # positions refer to the inflated stream: parse it all
+        if not whole:
+            data, f.size = f.reader.read()
+        f.ds = _inflated_dataset(f.name, data)
+        if "PixelData" not in f.ds:
+            return False
+        f.pixel = f.ds.PixelData
+        return True
+    if data[pos : pos + 4] != _PIXEL_TAG[little]:
+        return False
+    start = pos + (8 if implicit else 12)
+    length = struct.unpack("<I" if little else ">I", data[start - 4 : start])[0] if len(data) >= start else 0
+    if length == _UNDEFINED or f.ts not in _NATIVE:  # encapsulated: decoded later from the whole file
+        f.encapsulated = True
+        f.data = data if whole else None
+        f.pixel_offset, f.pixel_nbytes = start, max(0, f.size - start)
+    elif start + length <= len(data) or whole:
+        f.data = data
+        f.pixel = memoryview(data)[start : start + length]
+    else:
+        f.pixel_offset, f.pixel_nbytes = start, max(0, min(length, f.size - start))
+    return True
+
+
+def _meta_end(data: bytes) -> int | None:
+    """Where the file meta group ends, from its (0002,0000) group length (None when it has none)."""
+    if data[132:138] != b"\x02\x00\x00\x00UL" or len(data) < 144:
+        return None
+    return 144 + struct.unpack("<I", data[140:144])[0]
+
+
+def _refuse_deflate_bomb(name: str, data: bytes, reader, size: int) -> tuple[bytes, int]:
+    """For a Deflated Explicit VR file: check what its data set inflates to before pydicom inflates it.
+
+    pydicom inflates the whole data set in memory, so a few MB can become gigabytes; this
+    counts the inflated bytes chunk by chunk first.  Returns the whole file.
+    """
+    end = _meta_end(data)
+    if end is None or DeflatedExplicitVRLittleEndian.encode() not in data[132:end]:
+        return data, size
+    if len(data) < size:
+        data, size = reader.read()
+    if fast.inflated_size(data[end:], MAX_FILE_BYTES) > MAX_FILE_BYTES:
+        raise DicomSeriesError(
+            f"{name}: the deflated data set inflates to more than {MAX_FILE_BYTES / 2**20:.0f} MB "
+            f"(helpers.io.MAX_FILE_BYTES) from a file of {size / 1e6:.2f} MB; it is not a CT image. "
+            "Nothing was unpacked. Remove it, or pass on_error='skip'."
+        )
+    return data, size
+
+
+def _inflated_dataset(name: str, data: bytes):
+    """The whole data set of a Deflated Explicit VR file (its inflated size was checked when parsed)."""
+    try:
+        return pydicom.dcmread(BytesIO(data), force=True)
+    except Exception as exc:
+        raise DicomSeriesError(
+            f"{name}: the deflated data set cannot be inflated ({type(exc).__name__}: {exc})."
+        ) from None
+
+
+def _no_pixel_data(f: _File, dicm: bool) -> Exception:
+    """Why a data set without Pixel Data is skipped (a report, a DICOMDIR) or is an error (a cut image)."""
+    meta = getattr(f.ds, "file_meta", None)
+    sop = f.header.sop_class_uid or (meta.get("MediaStorageSOPClassUID") if meta is not None else None)
+    if not dicm:
+        return _Skip("not DICOM")
+    if f.header.rows or (sop is not None and "Image Storage" in UID(str(sop)).name):
+        return DicomSeriesError(
+            f"{f.name} is a DICOM image header without (7FE0,0010) Pixel Data: the file is truncated. "
+            "Copy it again from the source, or pass on_error='skip' to leave it out."
+        )
+    if sop is None:
+        return DicomSeriesError(
+            f"{f.name} starts like a DICOM file (DICM at byte 128) but holds no recognisable data set "
+            "(no (0008,0016) SOP Class UID); the file is truncated or corrupt. Copy it again, or pass "
+            "on_error='skip' to leave it out."
+        )
+    return _Skip("DICOM without pixel data")
+
+
+def _size_problem(f: _File) -> str | None:
+    """What is wrong with the sizes ``f``'s header declares, checked against its bytes; None if nothing.
+
+    Checked here, before anything is allocated and before any per-frame loop, so that a lying
+    (0028,0008) Number of Frames or (0028,0010) Rows x (0028,0011) Columns costs nothing.
+    """
+    h = f.header
+    frames = 1 if h.declared_frames is None else h.declared_frames
+    if frames < 1:
+        return f"{f.name}: (0028,0008) Number of Frames is {frames}; expected 1 or more. {_REPAIR}"
+    if h.rows <= 0 or h.columns <= 0 or h.bits_allocated not in (8, 16, 32):
+        return (
+            f"{f.name}: expected (0028,0010) Rows and (0028,0011) Columns above 0 and (0028,0100) Bits "
+            f"Allocated of 8, 16 or 32; found {h.rows}, {h.columns} and {h.bits_allocated}. The header is damaged."
+        )
+    if not 1 <= h.bits_stored <= h.bits_allocated:
+        return (
+            f"{f.name}: (0028,0101) Bits Stored is {h.bits_stored}; expected 1 to (0028,0100) Bits Allocated "
+            f"({h.bits_allocated}). {_REPAIR}"
+        )
+    declared = h.pixels_per_frame * frames * h.bits_allocated // 8
+    if not f.encapsulated:
+        nbytes = len(f.pixel) if f.pixel is not None else f.pixel_nbytes
+        if nbytes in (declared, declared + 1):
+            return None
+        return (
+            f"{f.name}: (7FE0,0010) Pixel Data holds {nbytes} bytes but (0028,0010) Rows {h.rows} x "
+            f"(0028,0011) Columns {h.columns} x (0028,0100) Bits Allocated {h.bits_allocated}/8"
+            + (f" x (0028,0002) Samples per Pixel {h.samples_per_pixel}" if h.samples_per_pixel != 1 else "")
+            + (f" x (0028,0008) Number of Frames {frames}" if frames > 1 else "")
+            + f" = {declared} bytes were expected. The file is truncated or its header is wrong; "
+            "copy it again, or pass on_error='skip' to leave it out."
+        )
+    return _encapsulated_size_problem(f, declared, frames)
+
+
+def _encapsulated_size_problem(f: _File, declared: int, frames: int) -> str | None:
+    h = f.header
+    if declared > MAX_FILE_BYTES or (declared > MAX_PLAUSIBLE_BYTES and declared > MAX_COMPRESSION_RATIO * f.size):
+        return (
+            f"{f.name}: the header declares {declared / 1e6:.0f} MB of pixels ((0028,0010) Rows {h.rows} x "
+            f"(0028,0011) Columns {h.columns} x (0028,0100) Bits Allocated {h.bits_allocated}/8 x {frames} frame(s)) but "
+            f"the whole file holds {f.size / 1e6:.2f} MB of compressed data; the header is wrong. "
+            "Nothing was allocated. Remove or repair the file, or pass on_error='skip'."
+        )
+    most = f.pixel_nbytes // 8  # every compressed frame needs at least one 8-byte item
+    if frames > most:
+        return (
+            f"{f.name}: (0028,0008) Number of Frames is {frames} but the {f.pixel_nbytes} bytes of compressed "
+            f"(7FE0,0010) Pixel Data can hold at most {most} frames. Nothing was allocated. {_REPAIR}"
+        )
+    return None
+
+
+# ----------------------------------------------------------------- step 3: choose the series
+def _group(files: Sequence[_File]) -> dict[str, list[_File]]:
+    groups: dict[str, list[_File]] = {}
+    for f in files:
+        groups.setdefault(f.series_key, []).append(f)
+    return groups
+
+
+def _info(uid: str, files: list[_File]) -> SeriesInfo:
+    ds = files[0].ds
+    try:
+        number = int(_get(ds, "SeriesNumber")) if _get(ds, "SeriesNumber") is not None else None
+    except (TypeError, ValueError, OverflowError):
+        number = None
+    kernel = _get(ds, "ConvolutionKernel") or ""
+    if isinstance(kernel, pydicom.multival.MultiValue):
+        kernel = "\\".join(map(str, kernel))
+    return SeriesInfo(
+        series_uid=uid,
+        series_number=number,
+        modality=files[0].header.modality,
+        description=str(_get(ds, "SeriesDescription", "")),
+        slices=sum(f.frames for f in files),
+        rows=files[0].header.rows or None,
+        columns=files[0].header.columns or None,
+        kernel=str(kernel),
+        files=len(files),
+    )
+
+
+def _table(groups: dict[str, list[_File]]) -> SeriesTable:
+    infos = [_info(uid, fs) for uid, fs in groups.items()]
+    infos.sort(key=lambda s: (-s.slices, s.series_number if s.series_number is not None else 1 << 30, s.series_uid))
+    return SeriesTable(infos)
+
+
+def _describe(s: SeriesInfo) -> str:
+    return f"{s.series_uid} ({s.description!r}, {s.modality}, {s.slices} slices)"
+
+
+def _choose_series(files: list[_File], root: str, *, series_uid: str | None, allow_non_ct: bool,
+                   notes: _Notes) -> tuple[SeriesInfo, list[_File]]:
+    """Step 3: the series asked for, or the largest CT series (an error when two tie)."""
     groups = _group(files)
     table = _table(groups)
     if series_uid is not None:
@@ -1000,27 +1079,12 @@ def load_series(
             )
         chosen = next(s for s in table if s.series_uid == series_uid)
     else:
-        candidates = list(table) if allow_non_ct else [s for s in table if s.modality == "CT"]
-        if not candidates:
-            raise DicomSeriesError(
-                f"no CT series in {root}: found " + "; ".join(_describe(s) for s in table)
-                + ". This loader expects (0008,0060) Modality 'CT'; pass allow_non_ct=True to load "
-                "another modality anyway (values are then not HU)."
-            )
-        top = [s for s in candidates if s.slices == candidates[0].slices]
-        if len(top) > 1:
-            raise DicomSeriesError(
-                f"{len(top)} series in {root} have {top[0].slices} slices each: "
-                + "; ".join(_describe(s) for s in top)
-                + ". Choose one with load_series(source, series_uid='...'); "
-                "helpers.io.list_series(source) shows them all."
-            )
-        chosen = candidates[0]
+        chosen = _largest(table, root, allow_non_ct=allow_non_ct)
         others = [s for s in table if s is not chosen]
         if others:
-            warn(
-                f"{root} holds {len(table)} series; loaded the largest {'' if allow_non_ct else 'CT '}series {_describe(chosen)} and left out "
-                + "; ".join(_describe(s) for s in others)
+            notes.warn(
+                f"{root} holds {len(table)} series; loaded the largest {'' if allow_non_ct else 'CT '}series "
+                f"{_describe(chosen)} and left out " + "; ".join(_describe(s) for s in others)
                 + ". Pass series_uid='...' to load another."
             )
     if chosen.modality != "CT" and not allow_non_ct:
@@ -1028,29 +1092,199 @@ def load_series(
             f"series {_describe(chosen)} has (0008,0060) Modality {chosen.modality!r}, expected 'CT'. "
             "Hounsfield units only exist for CT; pass allow_non_ct=True to load it anyway."
         )
-    sfiles = groups[chosen.series_uid]
+    files = groups[chosen.series_uid]
+    _report_vr_mismatch(files, notes)
+    return chosen, files
 
-    # ------------------------------------------------------------ frames, localizers, duplicates
+
+def _report_vr_mismatch(files: list[_File], notes: _Notes) -> None:
+    odd = [f for f in files if f.vr_note]
+    if odd:
+        notes.warn(
+            f"{len(odd)} file(s) of the series (e.g. {odd[0].name}) declare {_ts_text(odd[0].ts)} in "
+            f"(0002,0010) Transfer Syntax UID but their data sets are encoded otherwise (pydicom: "
+            f"{odd[0].vr_note!r}); read as they are really encoded, as pydicom and SimpleITK read them. "
+            "Rewrite the files (e.g. dcmconv) to make them consistent."
+        )
+
+
+def _largest(table: SeriesTable, root: str, *, allow_non_ct: bool) -> SeriesInfo:
+    candidates = list(table) if allow_non_ct else [s for s in table if s.modality == "CT"]
+    if not candidates:
+        raise DicomSeriesError(
+            f"no CT series in {root}: found " + "; ".join(_describe(s) for s in table)
+            + ". This loader expects (0008,0060) Modality 'CT'; pass allow_non_ct=True to load "
+            "another modality anyway (values are then not HU)."
+        )
+    top = [s for s in candidates if s.slices == candidates[0].slices]
+    if len(top) > 1:
+        raise DicomSeriesError(
+            f"{len(top)} series in {root} have {top[0].slices} slices each: "
+            + "; ".join(_describe(s) for s in top)
+            + ". Choose one with load_series(source, series_uid='...'); "
+            "helpers.io.list_series(source) shows them all."
+        )
+    return candidates[0]
+
+
+# ----------------------------------------------------------------- step 4: frames, duplicates, localizers
+def _floats(value, n: int | None = None):
+    if value is None:
+        return None
+    try:
+        out = [float(v) for v in (value if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) else [value])]
+    except (TypeError, ValueError):
+        return None
+    if n is not None and len(out) != n:
+        return None
+    return out
+
+
+def _get(ds, keyword: str, default=None):
+    """``ds.get(keyword, default)``, with ``default`` also for a value pydicom cannot convert.
+
+    pydicom converts values when they are first read; a damaged value (an unknown VR, an
+    infinite IS) raises anything from ValueError to NotImplementedError.  The loader's own
+    checks then report what is missing, with the file and tag.
+    """
+    try:
+        return ds.get(keyword, default)
+    except Exception:  # noqa: BLE001 - any conversion error means "not usable"
+        return default
+
+
+def _first(seq_owner, seq_kw: str, kw: str):
+    seq = _get(seq_owner, seq_kw) if seq_owner is not None else None
+    try:
+        return _get(seq[0], kw) if seq else None
+    except Exception:  # noqa: BLE001 - a sequence pydicom cannot parse
+        return None
+
+
+def _frames(files: list[_File]) -> list[_Frame]:
+    """Every frame of ``files``, geometry and rescale checked where they are read."""
     frames: list[_Frame] = []
-    for f in sfiles:
-        frames.extend(_frames_of(f))
+    for f in files:
+        if f.frames > 1 or f.header.sop_class_uid == _ENHANCED_CT:
+            frames.extend(_enhanced_frames(f))
+        else:
+            h = f.header
+            frames.append(_frame(f, 0, h.position, h.orientation, h.pixel_spacing, h.slope, h.intercept, False))
+    return frames
+
+
+def _enhanced_frames(f: _File) -> list[_Frame]:
+    """Frames of a multi-frame file: per-frame functional groups first, then shared ones, then the top level."""
+    h, ds = f.header, f.ds
+    shared = (_get(ds, "SharedFunctionalGroupsSequence") or [None])[0]
+    per = _get(ds, "PerFrameFunctionalGroupsSequence") or []
+    out = []
+    for i in range(f.frames):  # f.frames was checked against the bytes present
+        owners = (per[i] if i < len(per) else None, shared)
+
+        def get(seq_kw, kw, default=None, owners=owners):
+            return next((v for v in (_first(o, seq_kw, kw) for o in owners) if v is not None), default)
+
+        ftype = [str(v).upper() for v in (get("CTImageFrameTypeSequence", "FrameType") or [])]
+        out.append(_frame(
+            f, i,
+            get("PlanePositionSequence", "ImagePositionPatient", h.position),
+            get("PlaneOrientationSequence", "ImageOrientationPatient", h.orientation),
+            get("PixelMeasuresSequence", "PixelSpacing", h.pixel_spacing),
+            get("PixelValueTransformationSequence", "RescaleSlope", h.slope),
+            get("PixelValueTransformationSequence", "RescaleIntercept", h.intercept),
+            "LOCALIZER" in ftype,
+        ))
+    return out
+
+
+def _frame(f: _File, index: int, ipp, iop, ps, slope, intercept, localizer: bool) -> _Frame:
+    """One frame's record, its geometry and rescale validated (:class:`DicomSeriesError` naming the tag)."""
+    ipp, iop, ps = _floats(ipp, 3), _floats(iop, 6), _floats(ps, 2)
+    where = f.name if f.frames == 1 else f"{f.name} (frame {index + 1})"
+    _check_plane(where, ipp, iop, ps)
+    slope, intercept = _checked_rescale(where, slope, intercept)
+    h = f.header
+    return _Frame(
+        f, index, h.sop_instance_uid,
+        None if ipp is None else np.array(ipp),
+        None if iop is None else np.array(iop),
+        None if ps is None else (ps[0], ps[1]),
+        slope, 0.0 if intercept is None else intercept, h.rows, h.columns,
+        localizer or "LOCALIZER" in h.image_type,
+        has_rescale=intercept is not None,
+    )
+
+
+def _check_plane(where: str, ipp, iop, ps) -> None:
+    """Finite position, positive finite pixel spacing, orthonormal orientation (absent values are checked later)."""
+    if ipp is not None and not all(map(math.isfinite, ipp)):
+        raise DicomSeriesError(
+            f"{where}: {_tag_text('ImagePositionPatient')} is {ipp}; expected three finite numbers (mm). {_REPAIR}"
+        )
+    if ps is not None and not all(math.isfinite(v) and v > 0 for v in ps):
+        raise DicomSeriesError(
+            f"{where}: {_tag_text('PixelSpacing')} is {ps}; expected two positive finite numbers (mm). {_REPAIR}"
+        )
+    if iop is not None:
+        row, col = iop[:3], iop[3:]
+        lengths = math.sqrt(sum(v * v for v in row)), math.sqrt(sum(v * v for v in col))
+        dot = sum(a * b for a, b in zip(row, col))
+        ok = all(map(math.isfinite, iop)) and max(abs(lengths[0] - 1), abs(lengths[1] - 1), abs(dot)) <= ORTHONORMAL_TOLERANCE
+        if not ok:
+            raise DicomSeriesError(
+                f"{where}: {_tag_text('ImageOrientationPatient')} is {iop}; expected two perpendicular unit "
+                f"vectors (row and column direction cosines), found lengths {lengths[0]:.4g} and {lengths[1]:.4g} "
+                f"and dot product {dot:.4g} (tolerance {ORTHONORMAL_TOLERANCE}). {_REPAIR}"
+            )
+
+
+def _checked_rescale(where: str, slope, intercept) -> tuple[float, float | None]:
+    """(0028,1053) Rescale Slope (default 1) and (0028,1052) Rescale Intercept (None when absent), checked."""
+    s = _floats(slope, 1) if slope is not None else [1.0]
+    b = _floats(intercept, 1) if intercept is not None else None
+    if s is None or not math.isfinite(s[0]) or s[0] == 0:
+        value = s[0] if s else slope
+        raise DicomSeriesError(
+            f"{where}: {_tag_text('RescaleSlope')} is {value!r}; expected a finite, non-zero number (CT "
+            "writes 1): with this slope every voxel would be "
+            + (f"the intercept ({intercept} HU)" if s and s[0] == 0 else "undefined") + f". {_REPAIR}"
+        )
+    if intercept is not None and (b is None or not math.isfinite(b[0])):
+        raise DicomSeriesError(
+            f"{where}: {_tag_text('RescaleIntercept')} is {intercept!r}; expected a finite number (HU). {_REPAIR}"
+        )
+    return s[0], None if b is None else b[0]
+
+
+def _drop_duplicates_and_localizers(frames: list[_Frame], chosen: SeriesInfo, notes: _Notes) -> list[_Frame]:
+    """Step 4: drop exact duplicates, images typed LOCALIZER and a few images of another orientation."""
+    frames = _drop_duplicates(frames, notes)
+    locs = [fr for fr in frames if fr.localizer]
+    if locs and len(locs) < len(frames):
+        for fr in locs:
+            notes.warn(f"dropped localizer (scout) image {fr.file.name}: (0008,0008) Image Type contains LOCALIZER.")
+        frames = [fr for fr in frames if not fr.localizer]
+    _require_geometry(frames)
+    return _drop_odd_orientations(frames, chosen, notes)
+
+
+def _drop_duplicates(frames: list[_Frame], notes: _Notes) -> list[_Frame]:
     kept, seen = [], {}
     for fr in frames:
         key = (fr.sop_uid, fr.index)
         if fr.sop_uid and key in seen:
-            warn(
+            notes.warn(
                 f"dropped {fr.file.name}: exact duplicate of {seen[key].file.name} (same (0008,0018) "
                 f"SOP Instance UID {fr.sop_uid})."
             )
             continue
         seen[key] = fr
         kept.append(fr)
-    frames = kept
-    locs = [fr for fr in frames if fr.localizer]
-    if locs and len(locs) < len(frames):
-        for fr in locs:
-            warn(f"dropped localizer (scout) image {fr.file.name}: (0008,0008) Image Type contains LOCALIZER.")
-        frames = [fr for fr in frames if not fr.localizer]
+    return kept
+
+
+def _require_geometry(frames: list[_Frame]) -> None:
     for fr in frames:
         for kw, val in (("ImagePositionPatient", fr.ipp), ("ImageOrientationPatient", fr.iop), ("PixelSpacing", fr.pixel_spacing)):
             if val is None:
@@ -1058,97 +1292,280 @@ def load_series(
                     f"{fr.file.name}: {_tag_text(kw)} is missing or malformed; a CT slice needs it to be placed "
                     "in the volume. The file may be a derived or anonymised-too-far image; remove it."
                 )
-    # orientation: the largest group is the stack; a few odd ones are localizers
-    ogroups: list[list[_Frame]] = []
+
+
+def _drop_odd_orientations(frames: list[_Frame], chosen: SeriesInfo, notes: _Notes) -> list[_Frame]:
+    """The largest group of equal orientations is the stack; a few odd ones are localizers."""
+    groups: list[list[_Frame]] = []
     for fr in frames:
-        for g in ogroups:
-            if np.max(np.abs(g[0].iop - fr.iop)) <= ORIENTATION_TOLERANCE:
-                g.append(fr)
-                break
+        g = next((g for g in groups if np.max(np.abs(g[0].iop - fr.iop)) <= ORIENTATION_TOLERANCE), None)
+        if g is None:
+            groups.append([fr])
         else:
-            ogroups.append([fr])
-    if len(ogroups) > 1:
-        ogroups.sort(key=len, reverse=True)
-        odd = [fr for g in ogroups[1:] for fr in g]
-        if len(odd) > MAX_ODD_ORIENTATION_IMAGES or len(ogroups[0]) == len(ogroups[1]):
-            raise DicomSeriesError(
-                f"series {chosen.series_uid} mixes orientations: "
-                + "; ".join(f"{len(g)} images with {_tag_text('ImageOrientationPatient')} "
-                            f"{np.round(g[0].iop, 4).tolist()} (e.g. {g[0].file.name})" for g in ogroups)
-                + ". Expected one orientation for the whole stack; pass a list of paths with one orientation."
-            )
-        for fr in odd:
-            warn(
-                f"dropped {fr.file.name} as a localizer: its {_tag_text('ImageOrientationPatient')} "
-                f"{np.round(fr.iop, 4).tolist()} differs from the stack's {np.round(ogroups[0][0].iop, 4).tolist()}."
-            )
-        frames = ogroups[0]
+            g.append(fr)
+    if len(groups) == 1:
+        return frames
+    groups.sort(key=len, reverse=True)
+    odd = [fr for g in groups[1:] for fr in g]
+    if len(odd) > MAX_ODD_ORIENTATION_IMAGES or len(groups[0]) == len(groups[1]):
+        raise DicomSeriesError(
+            f"series {chosen.series_uid} mixes orientations: "
+            + "; ".join(f"{len(g)} images with {_tag_text('ImageOrientationPatient')} "
+                        f"{np.round(g[0].iop, 4).tolist()} (e.g. {g[0].file.name})" for g in groups)
+            + ". Expected one orientation for the whole stack; pass a list of paths with one orientation."
+        )
+    for fr in odd:
+        notes.warn(
+            f"dropped {fr.file.name} as a localizer: its {_tag_text('ImageOrientationPatient')} "
+            f"{np.round(fr.iop, 4).tolist()} differs from the stack's {np.round(groups[0][0].iop, 4).tolist()}."
+        )
+    return groups[0]
 
-    # ------------------------------------------------------------ geometry checks (headers only)
-    def check_same(values, what: str, close) -> None:
-        ref = values[0][1]
-        odd = [(fr, v) for fr, v in values if not close(v, ref)]
-        if odd:
-            fr, v = odd[0]
-            raise DicomSeriesError(
-                f"expected every slice of series {chosen.series_uid} to have the same {what}; "
-                f"{values[0][0].file.name} has {ref} but {fr.file.name} has {v}"
-                + (f" ({len(odd)} slices differ)" if len(odd) > 1 else "")
-                + ". Remove the odd files or pass a list of paths with matching slices."
-            )
 
-    check_same([(fr, (fr.rows, fr.cols)) for fr in frames], "(0028,0010) Rows x (0028,0011) Columns", lambda a, b: a == b)
-    check_same(
-        [(fr, fr.pixel_spacing) for fr in frames], "(0028,0030) Pixel Spacing",
-        lambda a, b: max(abs(x - y) for x, y in zip(a, b)) <= PIXEL_SPACING_TOLERANCE_MM,
-    )
+# ----------------------------------------------------------------- step 5: check geometry (headers only)
+def _check_geometry(frames: list[_Frame], chosen: SeriesInfo) -> None:
+    """Step 5: every slice has the same Rows x Columns and Pixel Spacing (orientation: step 4)."""
+    _check_same(frames, chosen, "(0028,0010) Rows x (0028,0011) Columns", lambda fr: (fr.rows, fr.cols),
+                lambda a, b: a == b)
+    _check_same(frames, chosen, "(0028,0030) Pixel Spacing", lambda fr: fr.pixel_spacing,
+                lambda a, b: max(abs(x - y) for x, y in zip(a, b)) <= PIXEL_SPACING_TOLERANCE_MM)
 
-    # ------------------------------------------------------------ check pixel data (decode compressed files)
-    by_file: dict[int, list[_Frame]] = {}
-    for fr in frames:
-        by_file.setdefault(id(fr.file), []).append(fr)
-    ffiles = [frs[0].file for frs in by_file.values()]
 
-    # Single-frame 16-bit little-endian files (nearly all CT) are only checked here and
-    # read later straight into the output array, in slice order.
-    direct = all(_direct(f) for f in ffiles) and len({f.h["PixelRepresentation"] or 0 for f in ffiles}) == 1
+def _check_same(frames: list[_Frame], chosen: SeriesInfo, what: str, value: Callable, close: Callable) -> None:
+    ref = value(frames[0])
+    odd = [(fr, value(fr)) for fr in frames if not close(value(fr), ref)]
+    if odd:
+        fr, v = odd[0]
+        raise DicomSeriesError(
+            f"expected every slice of series {chosen.series_uid} to have the same {what}; "
+            f"{frames[0].file.name} has {ref} but {fr.file.name} has {v}"
+            + (f" ({len(odd)} slices differ)" if len(odd) > 1 else "")
+            + ". Remove the odd files or pass a list of paths with matching slices."
+        )
 
-    def decode(f: _File):
+
+# ----------------------------------------------------------------- step 6: read pixels
+def _read_pixels(frames: list[_Frame], chosen: SeriesInfo, root: str, *, on_error: str,
+                 notes: _Notes) -> tuple[list[_Frame], bool]:
+    """Step 6: decode or check every file's pixels; ``(readable frames, direct)``.
+
+    ``direct``: every file is one uncompressed 16-bit little-endian frame (nearly all CT);
+    their sizes were checked when parsed, and they are read later, in slice order, straight
+    into the output array (:func:`_read_direct`).  Other files are decoded here, on threads.
+    """
+    files = list(dict.fromkeys(fr.file for fr in frames))
+    direct = all(map(_is_direct, files)) and len({f.header.signed for f in files}) == 1
+
+    def stored(f: _File):
         try:
             return _stored(f, check_only=direct)
         except DicomSeriesError as exc:
             return exc
 
-    workers = min(MAX_WORKERS, os.cpu_count() or 1)
-    if not direct and len(ffiles) > 8 and workers > 1:  # file reads and decoders release the GIL
-        with ThreadPoolExecutor(workers) as pool:
-            decoded = list(pool.map(decode, ffiles))
-    else:
-        decoded = [decode(f) for f in ffiles]
-    good: list[_Frame] = []
-    for f, arr in zip(ffiles, decoded):
+    arrays = {}
+    for f, arr in zip(files, _parallel(stored, files, threaded=not direct)):
         if isinstance(arr, DicomSeriesError):
             if on_error == "raise":
                 raise arr
-            warn(f"left out a slice (on_error='skip'): {arr}")
-            continue
-        for fr in by_file[id(f)]:
-            fr.stored = None if arr is None else arr[fr.index]
-            good.append(fr)
-    frames = good
-    if not frames:
+            notes.warn(f"left out a slice (on_error='skip'): {arr}")
+        else:
+            arrays[f] = arr
+    good = [fr for fr in frames if fr.file in arrays]
+    for fr in good:
+        arr = arrays[fr.file]
+        fr.stored = None if arr is None else arr[fr.index]
+    if not good:
         raise DicomSeriesError(f"no readable slice left in series {chosen.series_uid} of {root}.")
+    return good, direct
 
-    # ------------------------------------------------------------ order, spacing, gaps, tilt
+
+def _is_direct(f: _File) -> bool:
+    """True when the file's pixels can be read straight into the output (one 16-bit little-endian frame)."""
+    h = f.header
+    return (
+        not f.encapsulated and f.ts != ExplicitVRBigEndian and f.frames == 1
+        and h.bits_allocated == 16 and h.samples_per_pixel == 1 and f.problem is None
+    )
+
+
+def _stored(f: _File, *, check_only: bool = False) -> np.ndarray | None:
+    """Stored values of every frame of ``f``, shape (frames, rows, cols); raises DicomSeriesError.
+
+    With ``check_only`` nothing is read (sizes were checked when the header was parsed) and
+    None is returned; :func:`_read_direct` reads the pixels later.
+    """
+    h = f.header
+    if f.problem:
+        raise DicomSeriesError(f.problem)
+    if h.samples_per_pixel != 1:
+        raise DicomSeriesError(
+            f"{f.name}: (0028,0002) Samples per Pixel is {h.samples_per_pixel}; a CT slice has 1 (grey values). "
+            "This is a colour image (a screenshot or secondary capture?); remove it from the source."
+        )
+    if check_only:
+        return None
+    arr = _decoded(f) if f.encapsulated else _native(f)
+    return fast.keep_stored_bits(arr, bits_allocated=h.bits_allocated, bits_stored=h.bits_stored, signed=h.signed)
+
+
+def _native(f: _File) -> np.ndarray:
+    """Uncompressed stored values, (frames, rows, cols), from memory or from the file."""
+    h = f.header
+    n = h.rows * h.columns * f.frames
+    dtype = np.dtype(f"{'i' if h.signed else 'u'}{h.bits_allocated // 8}")
+    dtype = dtype.newbyteorder(">" if f.ts == ExplicitVRBigEndian else "<")
+    if f.pixel is not None:
+        arr = np.frombuffer(f.pixel, dtype, count=n)
+    else:
+        try:
+            arr = np.fromfile(f.reader.path, dtype, count=n, offset=f.pixel_offset)
+        except OSError as exc:
+            raise DicomSeriesError(f"{f.name}: cannot read the pixel data: {exc.strerror or exc}") from None
+        if arr.size != n:
+            raise DicomSeriesError(f"{f.name}: the file became shorter while it was being read; load again.")
+    return arr.reshape(f.frames, h.rows, h.columns)
+
+
+def _decoded(f: _File) -> np.ndarray:
+    """Compressed pixels decoded, (frames, rows, cols), after checking the frames against the header."""
+    h = f.header
+    ds = f.ds if "PixelData" in f.ds else _whole_dataset(f)
+    encoded = _encoded_frames(f, ds)
+    try:
+        arr = np.asarray(fast.decode(ds, f.ts, encoded))
+    except Exception as exc:  # missing plugin or corrupt stream
+        raise _decode_error(f, exc) from None
+    n = h.rows * h.columns * f.frames
+    if arr.size != n:
+        raise DicomSeriesError(
+            f"{f.name}: the decoded pixel data has {arr.size} values but (0028,0010) Rows {h.rows} x "
+            f"(0028,0011) Columns {h.columns} x {f.frames} frame(s) = {n} were expected; the header is wrong."
+        )
+    return arr.reshape(f.frames, h.rows, h.columns)
+
+
+def _whole_dataset(f: _File):
+    """The whole data set of ``f``, pixels included (its header was parsed without them)."""
+    try:
+        data = f.data if f.data is not None else f.reader.read()[0]
+        return pydicom.dcmread(BytesIO(data), force=True)
+    except DicomSeriesError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a zip member failing its CRC, a data set cut short...
+        raise DicomSeriesError(_unparseable(f.name, exc)) from None
+
+
+def _encoded_frames(f: _File, ds) -> list[bytes] | None:
+    """The compressed frames, checked against the header before anything is decoded.
+
+    There must be at least (0028,0008) Number of Frames of them; a JPEG, JPEG-LS or JPEG 2000
+    codestream must declare the header's Rows x Columns, and an RLE frame must be large enough
+    for them.  None when the fragments cannot be split (the decoder then says what is wrong).
+    """
+    from pydicom.encaps import generate_frames
+
+    h = f.header
+    try:
+        frames = []
+        for frame in generate_frames(ds.PixelData, number_of_frames=f.frames):
+            frames.append(frame)
+            if len(frames) == f.frames:
+                break
+    except Exception:
+        return None
+    if len(frames) < f.frames:
+        raise DicomSeriesError(
+            f"{f.name}: (0028,0008) Number of Frames is {f.frames} but (7FE0,0010) Pixel Data holds "
+            f"{len(frames)} compressed frame(s). Nothing was decoded. {_REPAIR}"
+        )
+    frame_bytes = h.pixels_per_frame * h.bits_allocated // 8
+    for k, frame in enumerate(frames):
+        shape = fast.codestream_shape(frame)
+        if shape is not None and shape != (h.rows, h.columns):
+            raise DicomSeriesError(
+                f"{f.name}: compressed frame {k + 1} is a {shape[0]} x {shape[1]} image but (0028,0010) Rows x "
+                f"(0028,0011) Columns say {h.rows} x {h.columns}. Nothing was decoded. {_REPAIR}"
+            )
+        if f.ts == RLELossless and frame_bytes > RLE_MAX_EXPANSION * len(frame):
+            raise DicomSeriesError(
+                f"{f.name}: RLE frame {k + 1} holds {len(frame)} bytes, too few for the {h.rows} x {h.columns} "
+                f"image the header declares (RLE expands at most {RLE_MAX_EXPANSION}x). Nothing was decoded. {_REPAIR}"
+            )
+    return frames
+
+
+def _decode_error(f: _File, exc: Exception) -> DicomSeriesError:
+    """An unknown transfer syntax, no decoder installed for it, or a stream that a decoder rejected."""
+    if not f.ts.is_transfer_syntax:
+        return DicomSeriesError(
+            f"{f.name}: (0002,0010) Transfer Syntax UID is {str(f.ts)!r}, which is not a DICOM transfer syntax, "
+            "so its pixel data cannot be read. The file meta header is damaged; copy the file again, or pass "
+            "on_error='skip' to leave it out."
+        )
+    if not _decoder_available(f.ts):
+        return DicomSeriesError(
+            f"{f.name}: cannot decode pixel data compressed with (0002,0010) Transfer Syntax UID "
+            f"{_ts_text(f.ts)}: no installed decoder handles it; it needs {_decoder_hint(f.ts)}. "
+            "Install that into this environment (pip install ...), or convert the files to "
+            "uncompressed DICOM (e.g. gdcmconv --raw in.dcm out.dcm)."
+        )
+    text = str(exc)
+    return DicomSeriesError(
+        f"{f.name}: the compressed pixel data ((0002,0010) Transfer Syntax UID {_ts_text(f.ts)}) "
+        f"could not be decoded ({type(exc).__name__}: {text.splitlines()[0] if text else ''}). "
+        "The file is probably truncated or corrupt; copy it again, or pass on_error='skip'."
+    )
+
+
+def _decoder_available(ts: UID) -> bool:
+    """Whether pydicom has a working plugin for ``ts``, or imagecodecs decodes it."""
+    try:
+        from pydicom.pixels.decoders.base import get_decoder
+
+        if get_decoder(ts).is_available:
+            return True
+    except Exception:  # no decoder at all for this syntax
+        pass
+    if ts in IMAGECODECS_SYNTAXES:
+        try:
+            import imagecodecs
+
+            return hasattr(imagecodecs, IMAGECODECS_SYNTAXES[ts])
+        except ImportError:
+            return False
+    return False
+
+
+def _decoder_hint(ts: UID) -> str:
+    for prefix, pkg in _DECODERS:
+        if str(ts).startswith(prefix):
+            return pkg
+    return "a pydicom pixel-data plugin for this transfer syntax"
+
+
+# ----------------------------------------------------------------- step 7: order and space
+def _order_and_space(frames: list[_Frame], chosen: SeriesInfo, notes: _Notes) -> _Stack:
+    """Step 7: sort by position along the slice normal; measure the spacing; report gaps and tilt."""
     row_cos, col_cos = frames[0].iop[:3], frames[0].iop[3:]
     normal = np.cross(row_cos, col_cos)
     normal /= np.linalg.norm(normal)
     pos = np.array([fr.ipp for fr in frames])
-    along = pos @ normal
-    order = np.argsort(along, kind="stable")
+    order = np.argsort(pos @ normal, kind="stable")
     frames = [frames[i] for i in order]
-    pos, along = pos[order], along[order]
+    pos = pos[order]
+    along = pos @ normal
     steps = np.diff(along)
+    _check_distinct_positions(frames, along, steps, chosen)
+    if steps.size:
+        dz = float(np.median(steps))
+        _report_steps(frames, along, steps, dz, chosen, notes)
+        _report_tilt(pos, normal, chosen, notes)
+    else:
+        dz = _single_slice_spacing(frames[0], chosen, notes)
+    return _Stack(frames, pos, normal, dz)
+
+
+def _check_distinct_positions(frames: list[_Frame], along: np.ndarray, steps: np.ndarray, chosen: SeriesInfo) -> None:
     same = np.nonzero(steps < SAME_POSITION_MM)[0]
     if same.size:
         a, b = frames[same[0]], frames[same[0] + 1]
@@ -1159,130 +1576,155 @@ def load_series(
             + ". Expected one slice per position; the series may mix two acquisitions "
             "((0020,0012) Acquisition Number). Pass a list of paths holding one of them."
         )
-    if steps.size:
-        dz = float(np.median(steps))
-        for k in np.nonzero(steps > GAP_FACTOR * dz)[0]:
-            warn(
-                f"gap in series {chosen.series_uid}: {steps[k]:.2f} mm between slice {k} (at {along[k]:.2f} mm, "
-                f"{frames[k].file.name}) and slice {k + 1} (at {along[k + 1]:.2f} mm, {frames[k + 1].file.name}) "
-                f"where {dz:.2f} mm is expected; about {round(steps[k] / dz) - 1} slice(s) missing. "
-                "Volume.positions keeps the real positions; resample by position before measuring along z."
-            )
-        uneven = np.abs(steps - dz) > UNEVEN_SPACING_MM
-        uneven &= steps <= GAP_FACTOR * dz
-        if uneven.any():
-            warn(
-                f"uneven slice spacing in series {chosen.series_uid}: steps from {steps.min():.3f} to "
-                f"{steps.max():.3f} mm (median {dz:.3f} mm used as spacing). Volume.positions keeps the "
-                "real positions."
-            )
-        span = pos[-1] - pos[0]
-        length = float(np.linalg.norm(span))
-        if length > 0:
-            angle = math.degrees(math.acos(min(1.0, abs(float(span @ normal)) / length)))
-            if angle > TILT_TOLERANCE_DEG:
-                warn(
-                    f"series {chosen.series_uid} is tilted/sheared: the slices are stacked {angle:.1f} degrees "
-                    "away from the slice normal (gantry tilt?). The volume's axes assume a straight stack, so "
-                    "shapes are sheared by that angle; Volume.positions keeps the real positions."
-                )
-    else:
-        thick = _floats(frames[0].file.ds.get("SliceThickness"), 1)
-        dz = thick[0] if thick and thick[0] > 0 else 1.0
-        warn(f"series {chosen.series_uid} has a single slice; slice spacing set to {dz} mm ((0018,0050) Slice Thickness).")
 
-    # ------------------------------------------------------------ rescale into the output
+
+def _runs(steps: np.ndarray) -> list[tuple[int, int]]:
+    """``(first, stop)`` index ranges of consecutive steps that differ by at most :data:`UNEVEN_SPACING_MM`."""
+    cuts = (np.nonzero(np.abs(np.diff(steps)) > UNEVEN_SPACING_MM)[0] + 1).tolist()
+    return list(zip([0, *cuts], [*cuts, len(steps)]))
+
+
+def _report_steps(frames: list[_Frame], along: np.ndarray, steps: np.ndarray, dz: float,
+                  chosen: SeriesInfo, notes: _Notes) -> None:
+    """One warning for a change of spacing (with where), one per gap, one for uneven steps."""
+    changes = [(a, b) for a, b in _runs(steps)
+               if b - a >= SPACING_CHANGE_MIN_STEPS and abs(float(np.median(steps[a:b])) - dz) > UNEVEN_SPACING_MM]
+    in_change = np.zeros(steps.size, bool)
+    for a, b in changes:
+        in_change[a:b] = True
+    if changes:
+        notes.warn(
+            f"the slice spacing of series {chosen.series_uid} changes: "
+            + "; ".join(f"{float(np.median(steps[a:b])):.2f} mm from slice {a} (at {along[a]:.2f} mm, "
+                        f"{frames[a].file.name}) to slice {b} (at {along[b]:.2f} mm, {frames[b].file.name})"
+                        for a, b in changes)
+            + f"; {dz:.2f} mm (the median step, used as the spacing) elsewhere. Volume.positions keeps the "
+            "real positions; resample by position before measuring along z."
+        )
+    for k in np.nonzero((steps > GAP_FACTOR * dz) & ~in_change)[0]:
+        notes.warn(
+            f"gap in series {chosen.series_uid}: {steps[k]:.2f} mm between slice {k} (at {along[k]:.2f} mm, "
+            f"{frames[k].file.name}) and slice {k + 1} (at {along[k + 1]:.2f} mm, {frames[k + 1].file.name}) "
+            f"where {dz:.2f} mm is expected; about {round(steps[k] / dz) - 1} slice(s) missing. "
+            "Volume.positions keeps the real positions; resample by position before measuring along z."
+        )
+    uneven = (np.abs(steps - dz) > UNEVEN_SPACING_MM) & (steps <= GAP_FACTOR * dz) & ~in_change
+    if uneven.any():
+        rest = steps[~in_change]
+        notes.warn(
+            f"uneven slice spacing in series {chosen.series_uid}: steps from {rest.min():.3f} to "
+            f"{rest.max():.3f} mm (median {dz:.3f} mm used as spacing). Volume.positions keeps the "
+            "real positions."
+        )
+
+
+def _report_tilt(pos: np.ndarray, normal: np.ndarray, chosen: SeriesInfo, notes: _Notes) -> None:
+    span = pos[-1] - pos[0]
+    length = float(np.linalg.norm(span))
+    if length > 0:
+        angle = math.degrees(math.acos(min(1.0, abs(float(span @ normal)) / length)))
+        if angle > TILT_TOLERANCE_DEG:
+            notes.warn(
+                f"series {chosen.series_uid} is tilted/sheared: the slices are stacked {angle:.1f} degrees "
+                "away from the slice normal (gantry tilt?). The volume's axes assume a straight stack, so "
+                "shapes are sheared by that angle; Volume.positions keeps the real positions."
+            )
+
+
+def _single_slice_spacing(fr: _Frame, chosen: SeriesInfo, notes: _Notes) -> float:
+    thick = _floats(_get(fr.file.ds, "SliceThickness"), 1)
+    dz = thick[0] if thick and math.isfinite(thick[0]) and thick[0] > 0 else 1.0
+    notes.warn(f"series {chosen.series_uid} has a single slice; slice spacing set to {dz} mm ((0018,0050) Slice Thickness).")
+    return dz
+
+
+# ----------------------------------------------------------------- step 8: to HU
+def _to_hu(stack: _Stack, chosen: SeriesInfo, *, direct: bool, dtype, padding_hu: float,
+           notes: _Notes) -> tuple[np.ndarray, int]:
+    """Step 8: HU = stored x slope + intercept per slice, padding to ``padding_hu``; (array, padded voxels)."""
+    frames = stack.frames
     slopes = np.array([fr.slope for fr in frames])
     inters = np.array([fr.intercept for fr in frames])
-    if not all(fr.has_rescale for fr in frames) and chosen.modality == "CT":
+    if chosen.modality == "CT" and not all(fr.has_rescale for fr in frames):
         miss = next(fr for fr in frames if not fr.has_rescale)
-        warn(f"{miss.file.name} has no {_tag_text('RescaleIntercept')}; used slope 1 and intercept 0.")
-    integer = bool(np.all(slopes == np.round(slopes)) and np.all(inters == np.round(inters)))
-    rows, cols = frames[0].rows, frames[0].cols
-    raw = None
-    if direct:  # sizes were checked against the files above: now allocate and read in slice order
-        signed = (frames[0].file.h["PixelRepresentation"] or 0) == 1
-        raw = np.empty((len(frames), rows, cols), "<i2" if signed else "<u2")
-
-        def fill(k: int) -> None:
-            _read_into(frames[k].file, raw[k])
-            _keep_stored_bits(frames[k].file, raw[k], inplace=True)
-
-        if len(frames) > 8 and workers > 1:
-            with ThreadPoolExecutor(workers) as pool:
-                list(pool.map(fill, range(len(frames))))
-        else:
-            for k in range(len(frames)):
-                fill(k)
-        for k, fr in enumerate(frames):
-            fr.stored = raw[k]
-    want_int = dtype in ("int16", np.int16) or (dtype is None and integer and float(padding_hu).is_integer())
+        notes.warn(f"{miss.file.name} has no {_tag_text('RescaleIntercept')}; used slope 1 and intercept 0.")
+    raw = _read_direct(frames) if direct else None
     ranges = [_value_range(fr) for fr in frames]
-    if want_int:
-        ends = [e for (mn, mx), s_, b_ in zip(ranges, slopes, inters) for e in (mn * s_ + b_, mx * s_ + b_)]
-        lo, hi = min(ends), max(ends)
-        if lo < -32768 or hi > 32767:  # the declared range is too wide: look at the actual values
-            ranges = [(int(fr.stored.min()), int(fr.stored.max())) for fr in frames]
-            ends = [e for (mn, mx), s_, b_ in zip(ranges, slopes, inters) for e in (mn * s_ + b_, mx * s_ + b_)]
-            lo, hi = min(ends), max(ends)
-        if not integer or lo < -32768 or hi > 32767:
-            if dtype is not None:
-                raise DicomSeriesError(
-                    f"dtype='int16' asked but the HU of series {chosen.series_uid} "
-                    + ("are not integers (non-integer rescale slope/intercept)" if not integer else f"span {lo}..{hi}")
-                    + "; use dtype=None or 'float32'."
-                )
-            want_int = False
+    want_int = _int16_output(frames, ranges, slopes, inters, chosen, dtype=dtype, padding_hu=padding_hu)
     # int16 results computed in place in the stored-value array when every factor fits int16
-    inplace = raw is not None and want_int and bool(
-        np.all(np.abs(slopes) <= 32767) and np.all(np.abs(inters) <= 32767)
-    )
+    inplace = raw is not None and want_int and bool(np.all(np.abs(slopes) <= 32767) and np.all(np.abs(inters) <= 32767))
+    rows, cols = frames[0].rows, frames[0].cols
     hu = raw.view(np.int16) if inplace else np.empty((len(frames), rows, cols), np.int16 if want_int else np.float32)
     mask = np.empty((rows, cols), bool)
     padded = 0
     for k, fr in enumerate(frames):
-        s, b, st, out = slopes[k], inters[k], fr.stored, hu[k]
-        have = _padding_before(fr, st, ranges[k], s, b, mask)  # needs the stored values: before the rescale
-        if inplace:
-            # Every result fits int16 (checked above), so int16 arithmetic that wraps is exact.
-            if s != 1:
-                np.multiply(out, np.int16(s), out=out)
-            if b:
-                np.add(out, np.int16(b), out=out)
-        elif want_int:
-            if s == 1:
-                np.add(st, np.int16(b), out=out, dtype=np.int16, casting="unsafe")
-            else:
-                np.multiply(st, np.int16(s), out=out, dtype=np.int16, casting="unsafe")
-                out += np.int16(b)
-        else:
-            if s == 1:
-                np.add(st, np.float32(b), out=out, dtype=np.float32, casting="unsafe")
-            else:
-                np.multiply(st, np.float32(s), out=out, dtype=np.float32, casting="unsafe")
-                out += np.float32(b)
-        if _padding_after(fr, out, ranges[k], s, b, mask, have):
+        have = _padding_before(fr, fr.stored, ranges[k], slopes[k], inters[k], mask)  # needs the stored values
+        fast.rescale_into(fr.stored, hu[k], slopes[k], inters[k], inplace=inplace)
+        if _padding_after(fr, hu[k], ranges[k], slopes[k], inters[k], mask, have):
             n = int(np.count_nonzero(mask))
             if n:
-                np.copyto(out, padding_hu, where=mask, casting="unsafe")
+                np.copyto(hu[k], padding_hu, where=mask, casting="unsafe")
                 padded += n
         fr.stored = None
-    del raw
+    return hu, padded
 
-    # ------------------------------------------------------------ volume
-    ds0 = frames[0].file.ds
-    ps = frames[0].pixel_spacing
-    direction = np.column_stack([normal, col_cos, row_cos])
-    meta = _meta(ds0, chosen, root, frames, skipped, notes, padded, padding_hu)
-    return Volume(hu, spacing=(dz, ps[0], ps[1]), origin=tuple(pos[0]), direction=direction, positions=pos, meta=meta)
+
+def _read_direct(frames: list[_Frame]) -> np.ndarray:
+    """Stored values of single-frame 16-bit files read in slice order straight into one array."""
+    h = frames[0].file.header
+    raw = np.empty((len(frames), h.rows, h.columns), "<i2" if h.signed else "<u2")
+
+    def fill(k: int) -> None:
+        f = frames[k].file
+        if f.pixel is not None:
+            raw[k] = np.frombuffer(f.pixel, raw.dtype, count=raw[k].size).reshape(raw[k].shape)
+        else:
+            try:
+                got = fast.read_into(f.reader.path, f.pixel_offset, raw[k])
+            except OSError as exc:
+                raise DicomSeriesError(f"{f.name}: cannot read the pixel data: {exc.strerror or exc}") from None
+            if got != raw[k].nbytes:
+                raise DicomSeriesError(f"{f.name}: the file became shorter while it was being read; load again.")
+        fast.keep_stored_bits(raw[k], bits_allocated=16, bits_stored=f.header.bits_stored,
+                              signed=f.header.signed, inplace=True)
+
+    _parallel(fill, range(len(frames)))
+    for k, fr in enumerate(frames):
+        fr.stored = raw[k]
+    return raw
+
+
+def _int16_output(frames, ranges, slopes, inters, chosen: SeriesInfo, *, dtype, padding_hu: float) -> bool:
+    """Whether the output is int16: asked for, or (by default) every HU value is an integer that fits."""
+    integer = bool(np.all(slopes == np.round(slopes)) and np.all(inters == np.round(inters)))
+    want_int = dtype in ("int16", np.int16) or (dtype is None and integer and float(padding_hu).is_integer())
+    if not want_int:
+        return False
+    lo, hi = _hu_span(ranges, slopes, inters)
+    if lo < -32768 or hi > 32767:  # the declared range is too wide: look at the actual values
+        lo, hi = _hu_span([(int(fr.stored.min()), int(fr.stored.max())) for fr in frames], slopes, inters)
+    if integer and -32768 <= lo and hi <= 32767:
+        return True
+    if dtype is not None:
+        raise DicomSeriesError(
+            f"dtype='int16' asked but the HU of series {chosen.series_uid} "
+            + ("are not integers (non-integer rescale slope/intercept)" if not integer else f"span {lo}..{hi}")
+            + "; use dtype=None or 'float32'."
+        )
+    return False
+
+
+def _hu_span(ranges, slopes, inters) -> tuple[float, float]:
+    ends = [e for (mn, mx), s, b in zip(ranges, slopes, inters) for e in (mn * s + b, mx * s + b)]
+    return min(ends), max(ends)
 
 
 def _value_range(fr: _Frame) -> tuple[int, int]:
     """Smallest and largest stored value the slice can hold (declared for native data, actual otherwise)."""
-    h = fr.file.h
-    if fr.file.ts in _NATIVE:
-        bits = int(h["BitsStored"] or h["BitsAllocated"] or 16)
-        if (h["PixelRepresentation"] or 0) == 1:
+    h = fr.file.header
+    if not fr.file.encapsulated:
+        bits = h.bits_stored or 16
+        if h.signed:
             return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
         return 0, (1 << bits) - 1
     return int(fr.stored.min()), int(fr.stored.max())
@@ -1295,26 +1737,23 @@ def _padding_before(fr: _Frame, stored, value_range, slope, intercept, out) -> b
     when present; else, on signed data, stored values at or below
     :data:`PADDING_STORED_AT_OR_BELOW` that the HU rule would not catch.
     """
-    h = fr.file.h
-    ppv = h["PixelPaddingValue"]
-    signed = (h["PixelRepresentation"] or 0) == 1
-    if ppv is not None:
-        bits = int(h["BitsAllocated"] or 16)
+    h = fr.file.header
+    if h.padding_value is not None:
+        bits = h.bits_allocated or 16
 
         def as_signed(v):
             v = int(v)
-            return v - (1 << bits) if signed and v >= 1 << (bits - 1) else v
+            return v - (1 << bits) if h.signed and v >= 1 << (bits - 1) else v
 
-        ppv = as_signed(ppv)
-        limit = h["PixelPaddingRangeLimit"]
-        if limit is None:
+        ppv = as_signed(h.padding_value)
+        if h.padding_limit is None:
             np.equal(stored, ppv, out=out)
         else:
-            lo, hi = sorted((ppv, as_signed(limit)))
+            lo, hi = sorted((ppv, as_signed(h.padding_limit)))
             np.greater_equal(stored, lo, out=out)
             out &= stored <= hi
         return True
-    stored_rule = signed and value_range[0] <= PADDING_STORED_AT_OR_BELOW and (
+    stored_rule = h.signed and value_range[0] <= PADDING_STORED_AT_OR_BELOW and (
         PADDING_STORED_AT_OR_BELOW * slope + intercept >= PADDING_BELOW_HU  # not already caught in HU
     )
     if stored_rule:
@@ -1324,7 +1763,7 @@ def _padding_before(fr: _Frame, stored, value_range, slope, intercept, out) -> b
 
 def _padding_after(fr: _Frame, hu, value_range, slope, intercept, out, have: bool) -> bool:
     """Add the HU rule (below :data:`PADDING_BELOW_HU`, when no padding tag) to ``out``."""
-    if fr.file.h["PixelPaddingValue"] is not None:
+    if fr.file.header.padding_value is not None:
         return have
     lo_st, hi_st = value_range
     if min(lo_st * slope + intercept, hi_st * slope + intercept) >= PADDING_BELOW_HU:
@@ -1336,26 +1775,43 @@ def _padding_after(fr: _Frame, hu, value_range, slope, intercept, out, have: boo
     return True
 
 
+# ----------------------------------------------------------------- step 9: metadata
+def _metadata(hu: np.ndarray, stack: _Stack, chosen: SeriesInfo, root: str, *, skipped: list[str],
+              notes: _Notes, padded: int, padding_hu: float) -> Volume:
+    """Step 9: the :class:`Volume`, with DICOM's (x, y, z) geometry turned into (z, y, x)."""
+    first = stack.frames[0]
+    row_cos, col_cos = first.iop[:3], first.iop[3:]
+    ps = first.pixel_spacing
+    return Volume(
+        hu,
+        spacing=(stack.spacing_z, ps[0], ps[1]),
+        origin=tuple(stack.positions[0]),
+        direction=np.column_stack([stack.normal, col_cos, row_cos]),
+        positions=stack.positions,
+        meta=_meta(first.file.ds, chosen, root, stack.frames, skipped, notes, padded, padding_hu),
+    )
+
+
 def _meta(ds, chosen: SeriesInfo, root, frames, skipped, notes, padded, padding_hu) -> dict:
-    centers = _floats(ds.get("WindowCenter"))
-    widths = _floats(ds.get("WindowWidth"))
-    names = ds.get("WindowCenterWidthExplanation")
+    centers = _floats(_get(ds, "WindowCenter"))
+    widths = _floats(_get(ds, "WindowWidth"))
+    names = _get(ds, "WindowCenterWidthExplanation")
     if isinstance(names, str):
         names = [names]
     windows = []
     if centers and widths:
         for i, (c, w) in enumerate(zip(centers, widths)):
             windows.append({"name": str(names[i]) if names and i < len(names) else f"window {i + 1}", "center": c, "width": w})
-    thick = _floats(ds.get("SliceThickness"), 1)
+    thick = _floats(_get(ds, "SliceThickness"), 1)
     files = [fr.file.name for fr in frames]
     return {
         "modality": chosen.modality,
         "series_description": chosen.description,
         "series_uid": chosen.series_uid,
         "series_number": chosen.series_number,
-        "study_uid": str(ds.get("StudyInstanceUID", "")),
-        "frame_of_reference_uid": str(ds.get("FrameOfReferenceUID", "")),
-        "manufacturer": str(ds.get("Manufacturer", "")) or None,
+        "study_uid": str(_get(ds, "StudyInstanceUID", "")),
+        "frame_of_reference_uid": str(_get(ds, "FrameOfReferenceUID", "")),
+        "manufacturer": str(_get(ds, "Manufacturer", "")) or None,
         "kernel": chosen.kernel or None,
         "slice_thickness": thick[0] if thick else None,
         "file_count": len(dict.fromkeys(files)),
@@ -1371,6 +1827,6 @@ def _meta(ds, chosen: SeriesInfo, root, frames, skipped, notes, padded, padding_
         "padding_voxels": padded,
         "padding_hu": padding_hu,
         "windows": windows,
-        "patient_name": str(ds.get("PatientName", "")),
-        "patient_id": str(ds.get("PatientID", "")),
+        "patient_name": str(_get(ds, "PatientName", "")),
+        "patient_id": str(_get(ds, "PatientID", "")),
     }

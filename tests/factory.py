@@ -255,3 +255,97 @@ def tree_hash(folder: os.PathLike) -> str:
             h.update(p.read_bytes())
         h.update(f"dirs:{dirs}".encode())
     return h.hexdigest()
+
+
+def write_vr_mismatch(datasets: Iterable[Dataset], folder: os.PathLike) -> list[Path]:
+    """Files whose meta header says Explicit VR Little Endian while the data set is Implicit VR.
+
+    Some PACS exports write such files; pydicom and SimpleITK read them as they are
+    really encoded.
+    """
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset, write_file_meta_info
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, ds in enumerate(datasets):
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        head = DicomBytesIO()
+        head.is_little_endian, head.is_implicit_VR = True, False
+        head.write(b"\0" * 128 + b"DICM")
+        write_file_meta_info(head, ds.file_meta, enforce_standard=True)
+        body = DicomBytesIO()
+        body.is_little_endian, body.is_implicit_VR = True, True
+        write_dataset(body, ds)
+        p = folder / f"slice_{i:03d}.dcm"
+        p.write_bytes(head.getvalue() + body.getvalue())
+        paths.append(p)
+    return paths
+
+
+def with_steps(datasets: Sequence[Dataset], steps: Sequence[float]) -> list[Dataset]:
+    """Place the slices along the normal with these steps (mm) between neighbours (len(datasets) - 1 of them)."""
+    z = ORIGIN[2] + np.concatenate([[0.0], np.cumsum(steps)])
+    for ds, zk in zip(datasets, z):
+        ds.ImagePositionPatient = [ORIGIN[0], ORIGIN[1], round(float(zk), 4)]
+    return list(datasets)
+
+
+#: Header values a corrupted file may be given (text for string VRs, raw bytes otherwise).
+HOSTILE_TEXT = [
+    "", "0", "-1", "NaN", "nan\\nan\\nan", "inf", "-inf", "1e309", "1e-320", "0\\0", "0\\0\\0\\0\\0\\0",
+    "1\\0\\0\\1\\0\\0", "99999999999", "-99999999999", "1\\2", "abc", "1\\2\\3\\4\\5\\6\\7", "\\\\\\", "3.5",
+    "2147483648", "-2147483649", " ", "1.2.3", "LOCALIZER",
+]
+HOSTILE_US = [b"\x00\x00", b"\xff\xff", b"\x01\x00", b"\x08\x00", b"\x20\x00", b"\x00\x80", b"\x03\x00", b"\x00"]
+#: Header tags of a CT slice worth corrupting (those the loader reads, and some it does not).
+CORRUPTIBLE = [
+    "SOPClassUID", "SOPInstanceUID", "ImageType", "Modality", "SeriesInstanceUID", "ImagePositionPatient",
+    "ImageOrientationPatient", "PixelSpacing", "SamplesPerPixel", "Rows", "Columns", "BitsAllocated",
+    "BitsStored", "HighBit", "PixelRepresentation", "RescaleIntercept", "RescaleSlope", "SliceThickness",
+    "WindowCenter", "WindowWidth", "SeriesNumber", "ConvolutionKernel", "NumberOfFrames", "PixelPaddingValue",
+]
+
+
+def corrupted(ds: Dataset, rng: np.random.Generator) -> bytes:
+    """The bytes of ``ds`` as a file with one to three header values, or a few header bytes, made hostile.
+
+    Half the cases replace element values in the written bytes (hostile text for string
+    VRs, hostile 2-byte values, odd lengths included, for US), adding (0028,0008) Number of
+    Frames or (0028,0120) Pixel Padding Value first when they are picked; the other half
+    overwrite one to four random bytes between the preamble and (7FE0,0010) Pixel Data.
+    """
+    import copy
+    import io
+    import struct
+
+    import pydicom
+    from pydicom.datadict import tag_for_keyword
+
+    ds = copy.deepcopy(ds)
+    picked = [CORRUPTIBLE[k] for k in rng.choice(len(CORRUPTIBLE), size=int(rng.integers(1, 4)), replace=False)]
+    if "NumberOfFrames" in picked:
+        ds.NumberOfFrames = 1
+    if "PixelPaddingValue" in picked:
+        ds.PixelPaddingValue = -2000
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    raw = bytearray(buf.getvalue())
+    if rng.random() < 0.5:
+        end = raw.rfind(b"\xe0\x7f\x10\x00")
+        for _ in range(int(rng.integers(1, 5))):
+            raw[int(rng.integers(132, end))] = int(rng.integers(256))
+        return bytes(raw)
+    parsed = pydicom.dcmread(io.BytesIO(bytes(raw)), stop_before_pixels=True)
+    edits = []
+    for kw in picked:
+        elem = parsed._dict[tag_for_keyword(kw)]  # a RawDataElement: where its value is in the file
+        if elem.VR in ("US", "SS"):
+            new = HOSTILE_US[int(rng.integers(len(HOSTILE_US)))]
+        else:
+            new = HOSTILE_TEXT[int(rng.integers(len(HOSTILE_TEXT)))].encode("latin-1")
+        edits.append((elem.value_tell, elem.length, new))
+    for at, old_length, new in sorted(edits, reverse=True):  # explicit VR, short length field
+        raw[at - 2 : at + old_length] = struct.pack("<H", len(new)) + new
+    return bytes(raw)

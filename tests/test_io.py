@@ -12,11 +12,16 @@ encoded with imagecodecs (``factory.compress_with_imagecodecs``).
 from __future__ import annotations
 
 import io
+import os
 import random
+import re
 import shutil
+import signal
 import sys
+import tracemalloc
 import warnings
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +47,37 @@ from helpers.errors import DicomSeriesError, SeriesWarning  # noqa: E402
 from helpers.io import SeriesInfo, SeriesTable, list_series, load_series  # noqa: E402
 
 B40F_UID = "1.3.6.1.4.1.14519.5.2.1.6655.2359.207154000096236603057216610983"
+
+
+@contextmanager
+def no_hang(seconds: float = 20.0):
+    """Fail instead of hanging (Unix: SIGALRM in the main thread)."""
+    if not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def stop(*_):
+        raise TimeoutError(f"still running after {seconds} s: the loader hangs")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@contextmanager
+def peak_traced():
+    """``[peak bytes]`` allocated through Python and numpy inside the block (tracemalloc)."""
+    out = [0]
+    tracemalloc.start()
+    try:
+        yield out
+    finally:
+        out[0] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
 
 
 def load_quiet(*args, **kw):
@@ -309,7 +345,7 @@ class TestLoadSeries:
         import imagecodecs
         from pydicom.encaps import encapsulate
 
-        from helpers.io import _decode_imagecodecs
+        from helpers._fastpath import decode_imagecodecs as _decode_imagecodecs
 
         rng = np.random.default_rng(bits_stored)
         raw = rng.integers(0, 1 << bits_stored, (2, 64, 48)).astype(np.uint16)  # every stored bit pattern
@@ -489,6 +525,174 @@ class TestLoadSeries:
         with pytest.raises(DicomSeriesError, match=r"slice_003\.dcm: \(7FE0,0010\) Pixel Data holds 8092 bytes"):
             load_series(tmp_path / "clean")
 
+    # ---------------------------------------------------------------- hostile input, one test per class
+    def test_absurd_number_of_frames_refused_before_any_per_frame_loop(self, tmp_path):
+        enhanced = F.enhanced(F.clean_datasets(n=4))
+        enhanced.NumberOfFrames = 10**9  # the loop over frames would never end; 4 frames of bytes are there
+        F.write([enhanced], tmp_path / "case")
+        F.write(F.clean_datasets(series="other"), tmp_path / "other")
+        with no_hang(), pytest.raises(DicomSeriesError, match=(
+            r"slice_000\.dcm: \(7FE0,0010\) Pixel Data holds 32768 bytes .* x \(0028,0008\) Number of Frames "
+            r"1000000000 = 8192000000000 bytes were expected")):
+            load_series(tmp_path / "case")
+        with no_hang():
+            assert [s.slices for s in list_series(tmp_path)] == [F.N]  # the lying file is left out, not 10**9 slices
+
+    @pytest.mark.parametrize("frames,match", [
+        (40, r"\(0028,0008\) Number of Frames is 40 but \(7FE0,0010\) Pixel Data holds 1 compressed frame\(s\)"),
+        (5000, r"\(0028,0008\) Number of Frames is 5000 but the \d+ bytes of compressed .* can hold at most"),
+    ], ids=["more-than-fragments", "more-than-bytes"])
+    def test_compressed_number_of_frames_checked_against_the_data(self, tmp_path, frames, match):
+        dss = F.clean_datasets(n=3)
+        for ds in dss:
+            ds.compress(RLELossless)
+            ds.NumberOfFrames = frames
+        F.write(dss, tmp_path)
+        with no_hang(), pytest.raises(DicomSeriesError, match=r"slice_00\d\.dcm: " + match + r".*Nothing was"):
+            load_series(tmp_path)
+
+    @pytest.mark.parametrize("syntax", [JPEG2000Lossless, JPEGLSLossless, RLELossless], ids=["jpeg2000", "jpeg-ls", "rle"])
+    def test_compressed_rows_columns_checked_against_the_codestream(self, tmp_path, syntax):
+        dss = F.clean_datasets(n=3)
+        for ds in dss:
+            ds.compress(syntax)
+            ds.Rows, ds.Columns = 4096, 4096  # 32 MB a slice if believed; under the old 256 MB plausibility cap
+        F.write(dss, tmp_path)
+        with peak_traced() as peak, pytest.raises(DicomSeriesError, match=(
+                r"slice_00\d\.dcm: (compressed frame 1 is a 64 x 64 image but \(0028,0010\) Rows x \(0028,0011\) "
+                r"Columns say 4096 x 4096|RLE frame 1 holds \d+ bytes, too few for the 4096 x 4096 image)"
+                r".*Nothing was decoded")):
+            load_series(tmp_path)
+        assert peak[0] < 16 * 2**20  # nothing of the declared size was allocated
+
+    def test_zip_member_with_implausible_size_refused_unread(self, clean, tmp_path, monkeypatch):
+        import helpers.io as hio
+
+        monkeypatch.setattr(hio, "MAX_PLAUSIBLE_BYTES", 2**20)  # so that an 8 MB member stands for a 2 GB one
+        archive = tmp_path / "case.zip"
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+            for p in sorted(clean.iterdir()):
+                zf.write(p, p.name)
+            zf.writestr("zeros.dcm", bytes(8 * 2**20))  # packs about 1030:1
+        with peak_traced() as peak, pytest.raises(DicomSeriesError, match=(
+                r"zeros\.dcm: the zip archive declares this member as 8 MB unpacked from 0\.01 MB .*Nothing was unpacked")):
+            load_series(archive)
+        assert peak[0] < 4 * 2**20
+        with pytest.warns(SeriesWarning, match=r"zeros\.dcm"):
+            vol = load_series(archive, on_error="skip")
+        np.testing.assert_array_equal(vol.hu, F.expected_hu())
+        assert [s.slices for s in list_series(archive)] == [F.N]
+
+    def test_deflate_bomb_refused_before_inflating(self, tmp_path, monkeypatch):
+        import helpers.io as hio
+
+        monkeypatch.setattr(hio, "MAX_FILE_BYTES", 4 * 2**20)  # so that 8 MB stand for a few GB
+        dss = F.clean_datasets(n=3)
+        for ds in dss:
+            ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+        dss[1].add_new(0x00091010, "OB", bytes(8 * 2**20))  # a private element of zeros: ~8 KB deflated
+        paths = F.write(dss, tmp_path)
+        assert paths[1].stat().st_size < 64 * 2**10
+        with peak_traced() as peak, pytest.raises(DicomSeriesError, match=(
+                r"slice_001\.dcm: the deflated data set inflates to more than 4 MB .*Nothing was unpacked")):
+            load_series(tmp_path)
+        assert peak[0] < 6 * 2**20
+
+    def test_zip_members_read_in_bounded_chunks(self, tmp_path):
+        from helpers.io import _zip_items
+
+        archive = tmp_path / "big.zip"
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("big.bin", bytes(64 * 2**20))
+        [(name, member)] = _zip_items(archive)
+        with peak_traced() as peak:
+            data, size = member.read(4096)
+        assert name.endswith("::big.bin") and len(data) == 4096 and size == 64 * 2**20
+        assert peak[0] < 4 * 2**20  # a 4 KB read does not unpack the 64 MB member
+
+    @pytest.mark.parametrize("keyword,value,match", [
+        ("ImagePositionPatient", [float("nan"), -22.4, -70.0],
+         r"\(0020,0032\) Image Position \(Patient\) is \[nan, -22\.4, -70\.0\]; expected three finite numbers \(mm\)"),
+        ("PixelSpacing", [0, 0], r"\(0028,0030\) Pixel Spacing is \[0\.0, 0\.0\]; expected two positive finite numbers"),
+        ("ImageOrientationPatient", [0] * 6,
+         (r"\(0020,0037\) Image Orientation \(Patient\) is \[0\.0(, 0\.0){5}\]; expected two perpendicular unit vectors"
+          r".*lengths 0 and 0")),
+        ("ImageOrientationPatient", [1, 0, 0, 0.6, 0.8, 0],
+         r"\(0020,0037\) Image Orientation \(Patient\) is .*found lengths 1 and 1 and dot product 0\.6"),
+    ], ids=["nan-position", "zero-spacing", "zero-orientation", "skewed-orientation"])
+    def test_corrupt_geometry_names_file_tag_and_value(self, tmp_path, keyword, value, match):
+        dss = F.clean_datasets()
+        setattr(dss[7], keyword, value)
+        F.write(dss, tmp_path)
+        with pytest.raises(DicomSeriesError, match=r"slice_007\.dcm: " + match + r".*remove the file"):
+            load_series(tmp_path)
+
+    def test_zero_rescale_slope_refused(self, tmp_path):
+        dss = F.clean_datasets()
+        dss[4].RescaleSlope = 0  # every voxel would silently be the intercept, -1024 HU
+        F.write(dss, tmp_path)
+        with pytest.raises(DicomSeriesError, match=(
+                r"slice_004\.dcm: \(0028,1053\) Rescale Slope is 0\.0; expected a finite, non-zero number")):
+            load_series(tmp_path)
+
+    def test_declared_explicit_vr_read_as_implicit_like_pydicom(self, tmp_path):
+        paths = F.write_vr_mismatch(F.clean_datasets(), tmp_path)
+        with pytest.warns(SeriesWarning, match=(
+                r"24 file\(s\) of the series .*Explicit VR Little Endian.*encoded otherwise")) as rec:
+            vol = load_series(tmp_path)
+        np.testing.assert_array_equal(vol.hu, F.expected_hu())
+        assert sum("encoded otherwise" in str(w.message) for w in rec) == 1  # once, not per file
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            np.testing.assert_array_equal(pydicom.dcmread(paths[0]).pixel_array, F.stored_of(F.clean_datasets()[0]))
+
+    @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+    def test_named_pipe_skipped_without_opening(self, clean):
+        os.mkfifo(clean / "pipe")  # opening it would block until someone writes
+        with no_hang():
+            vol = load_series(clean)
+            table = list_series(clean)
+            vol_from_list = load_series(sorted(clean.iterdir()))
+        assert vol.meta["skipped_files"] == 1 and vol.shape[0] == F.N and vol_from_list.shape[0] == F.N
+        assert [s.slices for s in table] == [F.N]
+        with no_hang(), pytest.raises(DicomSeriesError, match=r"pipe is a named pipe \(FIFO\), not a file or folder"):
+            load_series(clean / "pipe")
+
+    def test_dangling_and_looping_symlinks_say_what_to_do(self, clean):
+        (clean / "link.dcm").symlink_to(clean / "gone.dcm")
+        with pytest.raises(DicomSeriesError, match=(
+                r"link\.dcm is a symbolic link to .*gone\.dcm, which does not exist\. Point the link at the file, "
+                r"delete the link, or pass on_error='skip'")):
+            load_series(clean)
+        (clean / "link.dcm").unlink()
+        (clean / "a").symlink_to("b")
+        (clean / "b").symlink_to("a")
+        with pytest.raises(DicomSeriesError, match=r"a is a symbolic link to b, which cannot be followed"):
+            load_series(clean)
+        with pytest.warns(SeriesWarning, match=r"symbolic link"):
+            assert load_series(clean, on_error="skip").shape[0] == F.N
+
+    def test_one_gap_warning_per_missing_run(self, tmp_path):
+        dss = F.clean_datasets()
+        F.write([ds for k, ds in enumerate(dss) if k not in (5, 6, 7, 15)], tmp_path)
+        with pytest.warns(SeriesWarning) as rec:
+            load_series(tmp_path)
+        gaps = [str(w.message) for w in rec if "gap" in str(w.message)]
+        assert len(gaps) == 2
+        assert "10.00 mm between slice 4" in gaps[0] and "about 3 slice(s) missing" in gaps[0]
+        assert "5.00 mm between slice 11" in gaps[1] and "about 1 slice(s) missing" in gaps[1]
+
+    def test_spacing_change_reported_once_with_where(self, tmp_path):
+        dss = F.with_steps(F.clean_datasets(n=40), [5.0] * 12 + [2.5] * 27)  # 13 slices 5 mm apart, then 2.5 mm
+        F.write(dss, tmp_path)
+        with pytest.warns(SeriesWarning) as rec:
+            vol = load_series(tmp_path)
+        texts = [str(w.message) for w in rec]
+        assert len(texts) == 1 and "gap" not in texts[0]  # not 12 "gap ... 1 slice missing" warnings
+        assert re.search(r"slice spacing of series .* changes: 5\.00 mm from slice 0 \(at -100\.00 mm, \S*slice_000\.dcm\) "
+                         r"to slice 12 \(at -40\.00 mm, \S*slice_012\.dcm\); 2\.50 mm \(the median step", texts[0])
+        assert vol.spacing[0] == pytest.approx(2.5) and vol.positions[12, 2] == pytest.approx(-40.0)
+
     # ---------------------------------------------------------------- choosing a series
     def test_two_series_tied_raise_with_table(self, tmp_path):
         F.write(F.clean_datasets(series="a", description="soft"), tmp_path / "a")
@@ -559,6 +763,71 @@ class TestListSeries:
 
     def test_empty(self, tmp_path):
         assert len(list_series(tmp_path)) == 0
+
+
+class TestLoadSeriesCorruptedHeaders:
+    """Property-style: random damage to one file's header never ends in anything but a right
+    volume or a DicomSeriesError (SeriesWarnings allowed): no other exception, no hang, no
+    allocation above 1 GB."""
+
+    CASES = 300
+    SEED = 20261129
+
+    def test_random_header_damage(self, tmp_path):
+        resource = pytest.importorskip("resource")
+        if not hasattr(signal, "setitimer"):
+            pytest.skip("needs SIGALRM for the per-case timeout")
+        dss = F.clean_datasets(n=4, rows=16, cols=16)
+        clean = F.write(dss[:3], tmp_path / "clean")
+        truth = F.expected_hu(4, 16, 16)
+        clean_uids = {F.uid("sop", "clean", k): k for k in range(3)}
+        rng = np.random.default_rng(self.SEED)
+        target = tmp_path / "damaged.dcm"
+        # Above 1 GB of address space, numpy and Python raise MemoryError: counted as a failure.
+        with open("/proc/self/statm") as fh:
+            in_use = int(fh.read().split()[0]) * resource.getpagesize()
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        outcomes, failures = {"volume": 0, "error": 0}, []
+        resource.setrlimit(resource.RLIMIT_AS, (in_use + 2**30, hard))
+        try:
+            for case in range(self.CASES):
+                target.write_bytes(F.corrupted(dss[3], rng))
+                try:
+                    with no_hang(10), warnings.catch_warnings(record=True) as rec:
+                        warnings.simplefilter("always")
+                        vol = load_series([*clean, target])
+                    problem = self._wrong(vol, truth, clean_uids, rec)
+                    outcomes["volume"] += 1
+                except DicomSeriesError:
+                    outcomes["error"] += 1
+                    problem = None
+                except BaseException as exc:  # noqa: BLE001 - exactly what this test looks for
+                    problem = f"{type(exc).__name__}: {exc}"
+                if problem:
+                    failures.append(f"case {case}: {problem}")
+        finally:
+            resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+        assert not failures, "\n".join(failures[:10])
+        assert min(outcomes.values()) > self.CASES // 5  # both outcomes are exercised
+
+    @staticmethod
+    def _wrong(vol, truth, clean_uids, rec) -> str | None:
+        """What is wrong with a volume loaded despite the damage (None: nothing)."""
+        odd = [w for w in rec if not issubclass(w.category, SeriesWarning) and "pydicom" not in w.filename]
+        if odd:
+            return f"unexpected {odd[0].category.__name__}: {odd[0].message}"
+        if vol.shape[1:] != (16, 16) or vol.shape[0] not in (3, 4):
+            return f"shape {vol.shape}"
+        if not (np.isfinite(vol.hu).all() and np.isfinite(vol.positions).all()):
+            return "non-finite values"
+        if not (all(np.isfinite(vol.spacing)) and min(vol.spacing) > 0):
+            return f"spacing {vol.spacing}"
+        if not np.allclose(vol.direction.T @ vol.direction, np.eye(3), atol=0.05):
+            return f"direction {vol.direction.tolist()}"
+        for k, uid in enumerate(vol.meta["sop_instance_uids"]):
+            if uid in clean_uids and not np.array_equal(vol.hu[k], truth[clean_uids[uid]]):
+                return f"clean slice {clean_uids[uid]} changed"
+        return None
 
 
 @pytest.mark.realdata

@@ -47,6 +47,7 @@ this on a real-size five-scan mix, stage by stage.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import re
@@ -103,6 +104,12 @@ CHUNK_DEPTH = 32
 ZSTD_LEVEL = 3
 #: Bytes at offset 128 of a DICOM Part 10 file.
 DICOM_MAGIC = b"DICM"
+#: On Linux (glibc), allocations of at least this many bytes get their own memory
+#: map, so a freed array goes back to the operating system at once instead of
+#: staying in the heap for reuse (lowers a real-size case's peak by ~140 MB).
+MMAP_THRESHOLD_BYTES = 1 << 20
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+_malloc_tuned: bool | None = None
 
 #: Columns of the QC table, in order.
 QC_COLUMNS = [
@@ -314,8 +321,10 @@ def preprocess_case(
     resampled volume right after the crop, before the QC of the mask, which
     runs on the lungs' bounding box (plus one voxel, so "touches the border"
     is unchanged) instead of the whole grid; the crop of the mask reuses the
-    image's window.
-    :func:`case_memory` predicts the peak from the scan's size.
+    image's window.  On Linux the process's C library is asked (once) to give
+    freed arrays of :data:`MMAP_THRESHOLD_BYTES` or more back to the operating
+    system at once, rather than keep them for reuse.  :func:`case_memory`
+    predicts the peak from the scan's size.
     """
     from .io import load_series
     from .resample import crop_or_pad, resample, resize_to_shape
@@ -325,6 +334,7 @@ def preprocess_case(
         raise ValueError(f"mode must be 'crop' or 'resize'; got {mode!r}")
     shape = tuple(int(n) for n in shape)
     spacing = tuple(float(s) for s in spacing)
+    _return_freed_memory()
     stage = _Stages(on_stage)
     kwargs = {} if series_uid is None else {"series_uid": series_uid}
     vol = load_series(source, **kwargs)
@@ -387,6 +397,26 @@ def preprocess_case(
     return CaseResult(image=image, mask=mask, qc=qc)
 
 
+def _return_freed_memory() -> bool:
+    """Once per process: glibc maps every allocation of :data:`MMAP_THRESHOLD_BYTES` or more on its own.
+
+    By default glibc keeps freed blocks below a moving threshold (up to 32 MB) in
+    its heap for reuse, so a stage's freed work arrays still count in the
+    process's memory during the next stage.  No effect (returns False) where
+    ``mallopt`` does not exist (macOS, Windows, musl).
+    """
+    global _malloc_tuned
+    if _malloc_tuned is None:
+        try:
+            mallopt = ctypes.CDLL(None).mallopt
+        except (OSError, AttributeError, TypeError):
+            _malloc_tuned = False
+        else:
+            mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+            _malloc_tuned = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+    return _malloc_tuned
+
+
 class _Stages:
     """Calls ``on_stage(name, seconds since the previous stage)``; does nothing without a callback."""
 
@@ -443,13 +473,16 @@ def _crop_like(a: np.ndarray, start, shape, fill=0) -> np.ndarray:
 
 
 # ------------------------------------------------------------- memory per case
-#: Resident memory of a worker process once numpy, scipy, pydicom, zarr and Dask are
-#: imported, before any case (bytes; measured by ``bench/bench_cohort.py``).
-PROCESS_BASE_BYTES = 300e6
-#: Peak working memory of :func:`helpers.segment.segment_lungs`, per voxel of the volume it
-#: segments, on top of that volume and its uint8 labels (bytes per voxel; measured by
-#: ``bench/bench_cohort.py`` on the full-size sample and the tall 134-slice case).
-SEGMENT_BYTES_PER_VOXEL = 2.0
+#: Resident memory of a Dask worker process once numpy, scipy, pydicom, zarr and Dask are
+#: imported, before any case (bytes; measured by ``bench/bench_cohort.py``: ~155 MB; a
+#: plain Python process running ``workers=0`` needs ~90 MB).
+PROCESS_BASE_BYTES = 160e6
+#: Peak working memory of :func:`helpers.segment.segment_lungs` on top of the volume it
+#: segments and its uint8 labels: a fixed part (bytes) plus a part per voxel (bytes per
+#: voxel).  Fitted, rounded up, to ``bench/bench_cohort.py``'s stage profiles: 202 MB for
+#: the full-size sample at 1 mm (39 M voxels), 456 MB for the tall 134-slice case (122 M).
+SEGMENT_FIXED_BYTES = 100e6
+SEGMENT_BYTES_PER_VOXEL = 3.2
 #: Share of the machine's memory :func:`workers_that_fit` plans to use (the rest: the
 #: operating system, the scheduler, the notebook).
 MEMORY_SHARE = 0.8
@@ -477,7 +510,8 @@ def case_memory(scan_shape, scan_spacing, *, spacing=(1.0, 1.0, 1.0)) -> dict:
     Notes
     -----
     The largest stage is the lung mask: the resampled float32 volume, its
-    uint8 labels and :data:`SEGMENT_BYTES_PER_VOXEL` of working memory per voxel;
+    uint8 labels and the segmentation's working memory
+    (:data:`SEGMENT_FIXED_BYTES` + :data:`SEGMENT_BYTES_PER_VOXEL` per voxel);
     the loaded int16 scan is released after resampling.  Add
     :data:`PROCESS_BASE_BYTES` for the process itself.  The constants are
     measured by ``python -m bench --only cohort``, which also prints this
@@ -501,7 +535,7 @@ def case_memory(scan_shape, scan_spacing, *, spacing=(1.0, 1.0, 1.0)) -> dict:
     stages = {
         "load": 2 * n_in,  # int16 HU
         "resample": 2 * n_in + 4 * n_out + min(4 * n_out // 4, 48 * 2**20),  # + one slab of scratch
-        "segment": 4 * n_out + n_out + int(SEGMENT_BYTES_PER_VOXEL * n_out),
+        "segment": 4 * n_out + n_out + int(SEGMENT_FIXED_BYTES + SEGMENT_BYTES_PER_VOXEL * n_out),
     }
     peak = int(PROCESS_BASE_BYTES + max(stages.values()))
     text = (f"{'x'.join(map(str, scan_shape))} scan -> {'x'.join(map(str, out))} at "

@@ -221,7 +221,7 @@ class TestMemoryPlanning:
 
         m = case_memory((134, 512, 512), (3.0, 550 / 512, 550 / 512))
         assert m["resampled_shape"] == (402, 550, 550)
-        assert m["peak_bytes"] <= min(3 * m["resampled_bytes"], 1.2e9)
+        assert m["peak_bytes"] <= 3 * m["resampled_bytes"]  # issue 16's bound (measured: bench_cohort)
         assert "GB per worker" in m["text"]
 
     def test_workers_that_fit(self):

@@ -474,9 +474,9 @@ def _crop_like(a: np.ndarray, start, shape, fill=0) -> np.ndarray:
 
 # ------------------------------------------------------------- memory per case
 #: Resident memory of a Dask worker process once numpy, scipy, pydicom, zarr and Dask are
-#: imported, before any case (bytes; measured by ``bench/bench_cohort.py``: ~155 MB; a
+#: imported, before any case (bytes; measured by ``bench/bench_cohort.py``: 110 MB; a
 #: plain Python process running ``workers=0`` needs ~90 MB).
-PROCESS_BASE_BYTES = 160e6
+PROCESS_BASE_BYTES = 120e6
 #: Peak working memory of :func:`helpers.segment.segment_lungs` on top of the volume it
 #: segments and its uint8 labels: a fixed part (bytes) plus a part per voxel (bytes per
 #: voxel).  Fitted, rounded up, to ``bench/bench_cohort.py``'s stage profiles: 202 MB for

@@ -381,7 +381,6 @@ if __name__ == "__main__":
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--scratch", default=None)
     ap.add_argument("--no-stages", action="store_true")
-    ap.add_argument("--pythonpath", default=None, help="import helpers from this checkout (e.g. the code before a change)")
     a = ap.parse_args()
     if a.make_mix:
         print(json.dumps(make_mix(Path(a.make_mix), quick=a.quick)[1]))
@@ -392,10 +391,9 @@ if __name__ == "__main__":
     if a.mix:
         src = Path(a.mix)
         scratch = Path(a.scratch or common.scratch_dir())
-        env = {"PYTHONPATH": a.pythonpath} if a.pythonpath else None
         stage_case = None if a.no_stages else ("sample_s0" if a.quick else "tall_134x3mm")
         res = measure(src, scratch, spacing=cfg["spacing"], shape=cfg["shape"], repeats=cfg["repeats"],
-                      stage_case=stage_case, env=env)
+                      stage_case=stage_case)
         print(json.dumps({"summary": summarise(res, len(list(src.iterdir()))), "raw": res}, default=str))
     else:
         for r in run(quick=a.quick):

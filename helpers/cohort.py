@@ -538,9 +538,9 @@ def case_memory(scan_shape, scan_spacing, *, spacing=(1.0, 1.0, 1.0)) -> dict:
         "segment": 4 * n_out + n_out + int(SEGMENT_FIXED_BYTES + SEGMENT_BYTES_PER_VOXEL * n_out),
     }
     peak = int(PROCESS_BASE_BYTES + max(stages.values()))
-    text = (f"{'x'.join(map(str, scan_shape))} scan -> {'x'.join(map(str, out))} at "
-            f"{'x'.join(f'{t:g}' for t in spacing)} mm: float32 {4 * n_out / 1e6:.0f} MB, "
-            f"peak about {peak / 1e9:.2f} GB per worker")
+    sp = f"{spacing[0]:g}" if len(set(spacing)) == 1 else "x".join(f"{t:g}" for t in spacing)
+    text = (f"{'x'.join(map(str, scan_shape))} -> {'x'.join(map(str, out))} ({sp} mm): "
+            f"float32 {4 * n_out / 1e6:.0f} MB, peak about {peak / 1e9:.2f} GB per worker")
     return {"resampled_shape": out, "resampled_bytes": 4 * n_out, "peak_bytes": peak, "stages": stages,
             "text": text}
 
@@ -1202,6 +1202,20 @@ def default_threads(workers: int) -> int:
     return max(1, cores // max(1, int(workers)))
 
 
+@contextlib.contextmanager
+def _quiet_logger(name: str, level: int = 40):
+    """Only errors (level 40) from logger ``name`` inside the block."""
+    import logging
+
+    log = logging.getLogger(name)
+    old = log.level
+    log.setLevel(max(level, old))
+    try:
+        yield
+    finally:
+        log.setLevel(old)
+
+
 def _run_on_dask(todo, out, task_kw, rows, ordered, qc_path, bar, *, client, scheduler, workers,
                  memory_limit) -> None:
     from distributed import as_completed
@@ -1240,7 +1254,8 @@ def _run_on_dask(todo, out, task_kw, rows, ordered, qc_path, bar, *, client, sch
         if own_client is not None:
             own_client.close()
         if own_cluster is not None:
-            own_cluster.close()
+            with _quiet_logger("distributed.nanny"):  # "still alive after 4 s, killing": our own workers, on a busy machine
+                own_cluster.close()
 
 
 # ------------------------------------------------------------- reading back

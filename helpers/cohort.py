@@ -28,11 +28,26 @@ case whose folder exists *and* holds the marker is skipped by the next run.
 On network filesystems (NFS, Lustre, GPFS) a rename inside one directory is
 still atomic for the client that does it; object stores (S3) have no rename, so
 ``OUT`` must be a filesystem path.  Source folders are only ever read.
+
+Memory and throughput
+---------------------
+A case's memory peaks while its lung mask is computed: the mask must be the one
+:func:`~helpers.segment.segment_lungs` gives on the resampled grid, so the
+resampled float32 volume is the largest array; everything else is released as
+soon as no later stage needs it and the output is written one chunk at a time
+(see :func:`preprocess_case`).  :func:`case_memory` predicts the peak from a
+scan's size, :func:`workers_that_fit` turns it into a number of workers, and the
+QC table records each case's measured peak (``peak_rss_mb``).  A local cluster
+runs one case at a time per worker process and shares the cores out between
+the workers (:func:`default_threads`); the largest cases start first, so the
+last one to finish is a small one.  ``bench/bench_cohort.py`` measures all of
+this on a real-size five-scan mix, stage by stage.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import re
@@ -63,6 +78,10 @@ __all__ = [
     "write_case",
     "process_case",
     "run_cohort",
+    "default_threads",
+    "case_memory",
+    "workers_that_fit",
+    "stage_profile",
     "read_qc",
     "is_complete",
     "CohortDataset",
@@ -85,6 +104,12 @@ CHUNK_DEPTH = 32
 ZSTD_LEVEL = 3
 #: Bytes at offset 128 of a DICOM Part 10 file.
 DICOM_MAGIC = b"DICM"
+#: On Linux (glibc), allocations of at least this many bytes get their own memory
+#: map, so a freed array goes back to the operating system at once instead of
+#: staying in the heap for reuse (lowers a real-size case's peak by ~140 MB).
+MMAP_THRESHOLD_BYTES = 1 << 20
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+_malloc_tuned: bool | None = None
 
 #: Columns of the QC table, in order.
 QC_COLUMNS = [
@@ -101,6 +126,7 @@ QC_COLUMNS = [
     "warnings",
     "error",
     "seconds",
+    "peak_rss_mb",
     "source",
     "worker",
 ]
@@ -168,11 +194,12 @@ def discover_cases(source_root) -> list[Case]:
 
     Examples
     --------
-    >>> import tempfile, pathlib
+    >>> import shutil, tempfile, pathlib
     >>> root = pathlib.Path(tempfile.mkdtemp())
     >>> (root / "case 1").mkdir(); _ = (root / "case2.zip").write_bytes(b"")
     >>> [c.case_id for c in discover_cases(root)]
     ['case_1', 'case2']
+    >>> shutil.rmtree(root)  # leave nothing behind
     """
     root = Path(source_root)
     if not root.is_dir():
@@ -232,6 +259,7 @@ def preprocess_case(
     mode: str = "crop",
     series_uid: str | None = None,
     threads: int | None = None,
+    on_stage: Callable[[str, float], None] | None = None,
 ) -> CaseResult:
     """Load one case and bring it to a fixed spacing and shape with its lung mask.
 
@@ -259,6 +287,10 @@ def preprocess_case(
         Threads for the resampling (default: the resampler's choice).  The batch
         runner passes the Dask worker's thread count so two workers on two cores
         do not oversubscribe them.
+    on_stage : callable, optional
+        Called as ``on_stage(name, seconds)`` after each stage ("load",
+        "resample", "segment", "crop", "qc"), e.g. by ``bench/bench_cohort.py`` to
+        see where time and memory go.
 
     Returns
     -------
@@ -280,56 +312,305 @@ def preprocess_case(
     ``lung_outside_pct`` is the share of lung voxels the crop cut off (0 for
     "resize"), so a too small ``shape`` shows up in the QC table instead of
     silently truncating lungs.
+
+    Memory: the largest array is the resampled float32 volume, which the lung
+    mask needs at full resolution (the mask must stay the one
+    :func:`~helpers.segment.segment_lungs` gives on that grid).  Everything
+    else is released as soon as the next stage no longer needs it: the
+    loaded scan right after resampling (only its header facts are kept), the
+    resampled volume right after the crop, before the QC of the mask, which
+    runs on the lungs' bounding box (plus one voxel, so "touches the border"
+    is unchanged) instead of the whole grid; the crop of the mask reuses the
+    image's window.  On Linux the process's C library is asked (once) to give
+    freed arrays of :data:`MMAP_THRESHOLD_BYTES` or more back to the operating
+    system at once, rather than keep them for reuse.  :func:`case_memory`
+    predicts the peak from the scan's size.
     """
     from .io import load_series
     from .resample import crop_or_pad, resample, resize_to_shape
-    from .segment import lung_qc, segment_lungs
+    from .segment import segment_lungs
 
     if mode not in ("crop", "resize"):
         raise ValueError(f"mode must be 'crop' or 'resize'; got {mode!r}")
     shape = tuple(int(n) for n in shape)
     spacing = tuple(float(s) for s in spacing)
+    _return_freed_memory()
+    stage = _Stages(on_stage)
     kwargs = {} if series_uid is None else {"series_uid": series_uid}
     vol = load_series(source, **kwargs)
-    rkw = {} if threads is None else {"workers": threads}
-    res = resample(vol, spacing=spacing, **rkw)
-    labels = np.asarray(segment_lungs(res), dtype=np.uint8)
-    counts = np.bincount(labels.ravel(), minlength=3)
-    lqc = lung_qc(labels, res, warn=False)
-    warn = [str(w) for w in vol.meta.get("warnings", [])]
-    if lqc["flags"]:
-        warn.append(f"lung_qc: {', '.join(lqc['flags'])}")
-    mask_vol = res.with_array(labels)
-    if mode == "crop":
-        center = "mask" if counts[1:].sum() else "body"
-        mkw = {"mask": labels} if center == "mask" else {}
-        image = crop_or_pad(res, shape, center=center, **mkw)
-        mask = crop_or_pad(mask_vol, shape, center=center, **mkw).hu.astype(np.uint8)
-        kept = int(np.count_nonzero(mask))
-        total = int(counts[1:].sum())
-        outside = 100.0 * (total - kept) / total if total else 0.0
-        if outside > 0.5:
-            warn.append(
-                f"the crop to {shape} cut off {outside:.1f}% of the lung voxels; "
-                "use a larger shape, a larger spacing or mode='resize'"
-            )
-    else:
-        image = resize_to_shape(res, shape)
-        mask = resize_to_shape(mask_vol, shape, order=0).hu.astype(np.uint8)
-        outside = 0.0
-    image = image.with_array(np.asarray(image.hu, dtype=np.float32))
-    qc = {
+    facts = {
         "series_uid": vol.meta.get("series_uid") or vol.meta.get("series_instance_uid") or "",
         "slices": int(vol.shape[0]),
-        "spacing_z_mm": round(vol.spacing[0], 4),
-        "spacing_y_mm": round(vol.spacing[1], 4),
-        "spacing_x_mm": round(vol.spacing[2], 4),
+        "spacing": tuple(vol.spacing),
+        "warnings": [str(w) for w in vol.meta.get("warnings", [])],
+    }
+    stage("load")
+    rkw = {} if threads is None else {"workers": threads}
+    res = resample(vol, spacing=spacing, **rkw)
+    del vol  # the int16 scan: only its header facts are needed from here on
+    stage("resample")
+    labels = np.asarray(segment_lungs(res), dtype=np.uint8)
+    stage("segment")
+    box = _lung_box(labels)
+    grid = {"shape": res.shape, "spacing": res.spacing}
+    if mode == "crop":
+        center = "mask" if box is not None else "body"
+        mkw = {"mask": labels} if center == "mask" else {}
+        image = crop_or_pad(res, shape, center=center, **mkw)
+        del res
+        mask = _crop_like(labels, image.meta["crop_or_pad"]["start_index"], shape)
+        kept = int(np.count_nonzero(mask))
+        total = int(np.count_nonzero(labels[box])) if box is not None else 0
+        outside = 100.0 * (total - kept) / total if total else 0.0
+    else:
+        mask_vol = res.with_array(labels)
+        image = resize_to_shape(res, shape)
+        del res
+        mask = resize_to_shape(mask_vol, shape, order=0).hu.astype(np.uint8)
+        del mask_vol
+        outside = 0.0
+    image = image.with_array(np.asarray(image.hu, dtype=np.float32))
+    stage("crop")
+    lqc = _lung_qc_in_box(labels, box, **grid)
+    del labels
+    warn = facts["warnings"]
+    if lqc["flags"]:
+        warn.append(f"lung_qc: {', '.join(lqc['flags'])}")
+    if mode == "crop" and outside > 0.5:
+        warn.append(
+            f"the crop to {shape} cut off {outside:.1f}% of the lung voxels; "
+            "use a larger shape, a larger spacing or mode='resize'"
+        )
+    stage("qc")
+    sz, sy, sx = facts["spacing"]
+    qc = {
+        "series_uid": facts["series_uid"],
+        "slices": facts["slices"],
+        "spacing_z_mm": round(sz, 4),
+        "spacing_y_mm": round(sy, 4),
+        "spacing_x_mm": round(sx, 4),
         "right_lung_ml": round(float(lqc["right_ml"]), 1),
         "left_lung_ml": round(float(lqc["left_ml"]), 1),
         "lung_outside_pct": round(outside, 2),
         "warnings": warn,
     }
     return CaseResult(image=image, mask=mask, qc=qc)
+
+
+def _return_freed_memory() -> bool:
+    """Once per process: glibc maps every allocation of :data:`MMAP_THRESHOLD_BYTES` or more on its own.
+
+    By default glibc keeps freed blocks below a moving threshold (up to 32 MB) in
+    its heap for reuse, so a stage's freed work arrays still count in the
+    process's memory during the next stage.  No effect (returns False) where
+    ``mallopt`` does not exist (macOS, Windows, musl).
+    """
+    global _malloc_tuned
+    if _malloc_tuned is None:
+        try:
+            mallopt = ctypes.CDLL(None).mallopt
+        except (OSError, AttributeError, TypeError):
+            _malloc_tuned = False
+        else:
+            mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+            _malloc_tuned = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+    return _malloc_tuned
+
+
+class _Stages:
+    """Calls ``on_stage(name, seconds since the previous stage)``; does nothing without a callback."""
+
+    def __init__(self, on_stage) -> None:
+        self.fn = on_stage
+        self.t = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        if self.fn is not None:
+            now = time.perf_counter()
+            self.fn(name, now - self.t)
+            self.t = time.perf_counter()  # the callback's own time is not charged to the next stage
+
+
+def _lung_box(labels: np.ndarray) -> tuple[slice, slice, slice] | None:
+    """Bounding box (slices) of the non-zero voxels, or None when there are none."""
+    zs = np.flatnonzero(labels.any(axis=(1, 2)))
+    if zs.size == 0:
+        return None
+    sub = labels[zs[0] : zs[-1] + 1]
+    ys = np.flatnonzero(sub.any(axis=(0, 2)))
+    xs = np.flatnonzero(sub.any(axis=(0, 1)))
+    return tuple(slice(int(v[0]), int(v[-1]) + 1) for v in (zs, ys, xs))  # type: ignore[return-value]
+
+
+def _lung_qc_in_box(labels: np.ndarray, box, *, shape, spacing) -> dict:
+    """:func:`helpers.segment.lung_qc` of ``labels`` on a grid of ``shape`` and ``spacing``, run on the
+    lungs' bounding box grown by one voxel: the same volumes, components and border flags (a lung
+    touches the array's border in the box exactly when it does in the whole grid), a fraction of
+    the memory (no CT needed: only the grid's voxel size counts)."""
+    from .segment import lung_qc
+
+    if box is not None:
+        box = _grow_box(box, labels.shape)
+        labels = labels[box]
+        shape = labels.shape
+    grid = Volume(np.broadcast_to(np.float32(0), shape), spacing=spacing)  # no memory: a grid only
+    return lung_qc(labels, grid, warn=False)
+
+
+def _grow_box(box, shape) -> tuple[slice, slice, slice]:
+    """``box`` grown by one voxel on every side, within the array."""
+    return tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(box, shape))  # type: ignore[return-value]
+
+
+def _crop_like(a: np.ndarray, start, shape, fill=0) -> np.ndarray:
+    """``a`` cut/padded to ``shape`` from index ``start`` (what crop_or_pad does to the array)."""
+    out = np.full(shape, fill, dtype=a.dtype)
+    src = tuple(slice(max(s, 0), min(s + m, n)) for s, m, n in zip(start, shape, a.shape))
+    dst = tuple(slice(sl.start - s, sl.stop - s) for sl, s in zip(src, start))
+    if all(sl.stop > sl.start for sl in src):
+        out[dst] = a[src]
+    return out
+
+
+# ------------------------------------------------------------- memory per case
+#: Resident memory of a Dask worker process once numpy, scipy, pydicom, zarr and Dask are
+#: imported, before any case (bytes; measured by ``bench/bench_cohort.py``: 110 MB; a
+#: plain Python process running ``workers=0`` needs ~90 MB).
+PROCESS_BASE_BYTES = 120e6
+#: Peak working memory of :func:`helpers.segment.segment_lungs` on top of the volume it
+#: segments and its uint8 labels: a fixed part (bytes) plus a part per voxel (bytes per
+#: voxel).  Fitted, rounded up, to ``bench/bench_cohort.py``'s stage profiles: 202 MB for
+#: the full-size sample at 1 mm (39 M voxels), 456 MB for the tall 134-slice case (122 M).
+SEGMENT_FIXED_BYTES = 100e6
+SEGMENT_BYTES_PER_VOXEL = 3.2
+#: Share of the machine's memory :func:`workers_that_fit` plans to use (the rest: the
+#: operating system, the scheduler, the notebook).
+MEMORY_SHARE = 0.8
+
+
+def case_memory(scan_shape, scan_spacing, *, spacing=(1.0, 1.0, 1.0)) -> dict:
+    """Peak memory of one worker running :func:`preprocess_case` on a scan, before running it.
+
+    Parameters
+    ----------
+    scan_shape : tuple of 3 int
+        The scan's array shape ``(slices, rows, columns)``.
+    scan_spacing : tuple of 3 float
+        Its voxel size ``(z, y, x)`` in mm.
+    spacing : tuple of 3 float, default (1.0, 1.0, 1.0)
+        The spacing it is resampled to (mm).
+
+    Returns
+    -------
+    dict
+        ``resampled_shape``, ``resampled_bytes`` (float32), ``peak_bytes`` (the
+        process's peak resident memory, imports included), ``stages`` (bytes of
+        arrays alive at the load, resample and segment stages) and ``text``.
+
+    Notes
+    -----
+    The largest stage is the lung mask: the resampled float32 volume, its
+    uint8 labels and the segmentation's working memory
+    (:data:`SEGMENT_FIXED_BYTES` + :data:`SEGMENT_BYTES_PER_VOXEL` per voxel);
+    the loaded int16 scan is released after resampling.  Add
+    :data:`PROCESS_BASE_BYTES` for the process itself.  The constants are
+    measured by ``python -m bench --only cohort``, which also prints this
+    prediction next to the measured peak.
+
+    Examples
+    --------
+    >>> m = case_memory((134, 512, 512), (3.0, 1.074, 1.074))
+    >>> m["resampled_shape"]
+    (402, 550, 550)
+    >>> round(m["resampled_bytes"] / 1e6)
+    486
+    >>> m["peak_bytes"] < 3 * m["resampled_bytes"]
+    True
+    """
+    scan_shape = tuple(int(n) for n in scan_shape)
+    scan_spacing = tuple(float(s) for s in scan_spacing)
+    spacing = tuple(float(t) for t in np.broadcast_to(np.asarray(spacing, dtype=float), (3,)))
+    out = tuple(max(1, int(np.floor(n * s / t + 0.5))) for n, s, t in zip(scan_shape, scan_spacing, spacing))
+    n_in, n_out = int(np.prod(scan_shape)), int(np.prod(out))
+    stages = {
+        "load": 2 * n_in,  # int16 HU
+        "resample": 2 * n_in + 4 * n_out + min(4 * n_out // 4, 48 * 2**20),  # + one slab of scratch
+        "segment": 4 * n_out + n_out + int(SEGMENT_FIXED_BYTES + SEGMENT_BYTES_PER_VOXEL * n_out),
+    }
+    peak = int(PROCESS_BASE_BYTES + max(stages.values()))
+    sp = f"{spacing[0]:g}" if len(set(spacing)) == 1 else "x".join(f"{t:g}" for t in spacing)
+    text = (f"{'x'.join(map(str, scan_shape))} -> {'x'.join(map(str, out))} ({sp} mm): "
+            f"float32 {4 * n_out / 1e6:.0f} MB, peak about {peak / 1e9:.2f} GB per worker")
+    return {"resampled_shape": out, "resampled_bytes": 4 * n_out, "peak_bytes": peak, "stages": stages,
+            "text": text}
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available for new work (``MemAvailable`` of ``/proc/meminfo``; None if unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def workers_that_fit(memory_bytes: float, peak_bytes: float, *, cores: int | None = None,
+                     share: float = MEMORY_SHARE) -> int:
+    """How many worker processes fit: ``share`` of ``memory_bytes`` over one worker's peak, at most ``cores``.
+
+    Parameters
+    ----------
+    memory_bytes : float
+        Memory you can give the run (a laptop's RAM, a Binder session's limit).
+    peak_bytes : float
+        One worker's peak (``case_memory(...)["peak_bytes"]`` or the QC table's
+        ``peak_rss_mb`` x 1e6).
+    cores : int, optional
+        Upper bound (more processes than cores do not go faster).
+    share : float, default 0.8
+        Part of the memory the workers may use.
+
+    Returns
+    -------
+    int
+        0 when not even one worker fits (run with ``workers=0`` on a bigger machine).
+
+    Examples
+    --------
+    >>> workers_that_fit(8e9, 1.0e9)
+    6
+    >>> workers_that_fit(8e9, 1.0e9, cores=2), workers_that_fit(2e9, 2.6e9)
+    (2, 0)
+    """
+    n = int(share * float(memory_bytes) // float(peak_bytes))
+    return max(0, min(n, cores) if cores is not None else n)
+
+
+def stage_profile(source, out, *, spacing=(1.0, 1.0, 1.0), shape=(128, 256, 256), mode: str = "crop",
+                  image_dtype: str = "int16", hook: Callable[[str, float], None] | None = None) -> dict:
+    """One case, stage by stage: :func:`preprocess_case` then :func:`write_case`, ``hook(name, seconds)`` after each.
+
+    Used by ``bench/bench_cohort.py`` (which reads the process's peak memory in
+    ``hook``) to show where time and memory go.  ``out`` must not exist.
+
+    Returns
+    -------
+    dict
+        ``case`` (a description) and ``resampled_mb`` (the float32 volume the
+        mask is computed on, MB) and ``predicted_peak_mb`` (:func:`case_memory`).
+    """
+    hook = hook or (lambda name, seconds: None)
+    result = preprocess_case(source, spacing=spacing, shape=shape, mode=mode, on_stage=hook)
+    t = time.perf_counter()
+    write_case(result, out, case_id=Path(source).name, image_dtype=image_dtype)
+    hook("write", time.perf_counter() - t)
+    scan = result.image.meta["resampling"][0]  # the first resampling: from the scan's grid
+    mem = case_memory(scan["from_shape"], scan["from_spacing"], spacing=spacing)
+    return {"case": f"{Path(source).name}: {tuple(scan['from_shape'])} -> {mem['resampled_shape']}",
+            "resampled_mb": mem["resampled_bytes"] / 1e6, "predicted_peak_mb": mem["peak_bytes"] / 1e6}
 
 
 # ------------------------------------------------------------- writing
@@ -395,18 +676,21 @@ def write_case(
     if image_dtype not in ("int16", "float32"):
         raise ValueError(f"image_dtype must be 'int16' or 'float32'; got {image_dtype!r}")
     folder = Path(folder)
-    img = np.asarray(result.image.hu, dtype=np.float32)
-    if image_dtype == "int16":
-        img = np.clip(np.rint(img), -32768, 32767).astype(np.int16)
+    img = np.asarray(result.image.hu)
     mask = np.asarray(result.mask, dtype=np.uint8)
     if mask.shape != img.shape:
         raise ValueError(f"mask shape {mask.shape} differs from image shape {img.shape}")
     chunks = (max(1, min(int(chunk_depth), img.shape[0])),) + img.shape[1:]
     g = zarr.open_group(str(folder), mode="w-")
+    dtypes = {"image": np.dtype(image_dtype), "mask": np.dtype(np.uint8)}
     for name, arr in (("image", img), ("mask", mask)):
         codec = BloscCodec(cname="zstd", clevel=ZSTD_LEVEL, shuffle="bitshuffle")
-        z = g.create_array(name, shape=arr.shape, dtype=arr.dtype, chunks=chunks, compressors=codec)
-        z[...] = arr
+        z = g.create_array(name, shape=arr.shape, dtype=dtypes[name], chunks=chunks, compressors=codec)
+        for k0 in range(0, arr.shape[0], chunks[0]):  # one chunk at a time: no whole-case copies
+            part = arr[k0 : k0 + chunks[0]]
+            if name == "image":
+                part = _image_values(part, image_dtype)
+            z[k0 : k0 + chunks[0]] = part
     vol = result.image
     g.attrs.update(
         {
@@ -424,6 +708,14 @@ def write_case(
         _fsync_tree(folder)
         _write_json_atomic(folder / MARKER_NAME, marker)
     return folder
+
+
+def _image_values(part: np.ndarray, image_dtype: str) -> np.ndarray:
+    """HU as stored: float32, or rounded to whole HU and clipped to int16."""
+    part = np.asarray(part, dtype=np.float32)
+    if image_dtype == "int16":
+        return np.clip(np.rint(part), -32768, 32767).astype(np.int16)
+    return part
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
@@ -472,6 +764,44 @@ def _worker_name() -> str:
         return f"{socket.gethostname()}:{os.getpid()}"
 
 
+class _PeakMemory:
+    """Peak resident memory (MB) of this process while a case runs (Linux ``/proc``; None elsewhere).
+
+    In a process of its own (a Dask worker) the kernel's high-water mark is
+    reset when the case starts, so the figure is the case's own peak.  In a
+    process we do not own (``workers=0``, e.g. a notebook kernel) the mark is
+    left alone: the figure is given only when the case raised it (else None).
+    """
+
+    def __init__(self) -> None:
+        self.reset = False
+        self.before = _status_mb("VmHWM")
+        if self.before is not None and _worker_threads() is not None:
+            try:
+                with open("/proc/self/clear_refs", "w") as f:
+                    f.write("5")
+                self.reset = True
+            except OSError:
+                pass
+
+    def peak_mb(self) -> float | None:
+        now = _status_mb("VmHWM")
+        if now is None or (not self.reset and now <= self.before):
+            return None
+        return round(now, 1)
+
+
+def _status_mb(key: str) -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024 / 1e6
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def _worker_threads() -> int | None:
     try:
         from distributed import get_worker
@@ -492,6 +822,7 @@ def process_case(
     image_dtype: str = "int16",
     chunk_depth: int = CHUNK_DEPTH,
     step: Callable[..., CaseResult] | None = None,
+    threads: int | None = None,
 ) -> dict:
     """Run one case end to end and return its QC row; never raises for a bad case.
 
@@ -514,6 +845,9 @@ def process_case(
     step : callable, optional
         Replaces :func:`preprocess_case` (same keyword arguments, returns a
         :class:`CaseResult`), to plug in another per-case recipe.
+    threads : int, optional
+        Threads for the case's resampling.  Default: the Dask worker's thread
+        count inside a worker, the resampler's own choice (every core) outside.
 
     Returns
     -------
@@ -522,6 +856,7 @@ def process_case(
         ``error`` holds the message of what went wrong.
     """
     t0 = time.perf_counter()
+    mem = _PeakMemory()
     out = Path(out)
     row: dict[str, Any] = {c: None for c in QC_COLUMNS}
     row.update(case_id=case_id, source=str(source), worker=_worker_name(), warnings="", error="")
@@ -531,7 +866,7 @@ def process_case(
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            threads = _worker_threads()
+            threads = threads or _worker_threads()
             kw = {"threads": threads} if (threads and step is preprocess_case) else {}
             result = step(source, spacing=spacing, shape=shape, mode=mode, **kw)
         qc = dict(result.qc)
@@ -544,6 +879,7 @@ def process_case(
         row["warnings"] = " | ".join(warns)
         row["status"] = "done"
         row["seconds"] = round(time.perf_counter() - t0, 2)
+        row["peak_rss_mb"] = mem.peak_mb()
         tmp.parent.mkdir(parents=True, exist_ok=True)
         write_case(result, tmp, case_id=case_id, image_dtype=image_dtype, chunk_depth=chunk_depth, marker=row)
         try:
@@ -560,6 +896,7 @@ def process_case(
         shutil.rmtree(tmp, ignore_errors=True)
         row["status"] = "failed"
         row["error"] = _error_text(exc)
+        row["peak_rss_mb"] = mem.peak_mb()
     row["seconds"] = round(time.perf_counter() - t0, 2)
     return row
 
@@ -679,7 +1016,7 @@ def _progress_bar(total: int, initial: int, enabled: bool):
     return tqdm(total=total, initial=initial, unit="case", desc="preprocess", file=sys.stderr)
 
 
-def _make_client(scheduler, workers: int, memory_limit, threads_per_worker: int):
+def _make_client(scheduler, workers: int, memory_limit):
     """(client, cluster) — cluster is None when connecting to an existing scheduler."""
     from distributed import Client, LocalCluster
 
@@ -687,7 +1024,7 @@ def _make_client(scheduler, workers: int, memory_limit, threads_per_worker: int)
         return Client(scheduler), None
     cluster = LocalCluster(
         n_workers=workers,
-        threads_per_worker=threads_per_worker,
+        threads_per_worker=1,  # one case at a time per process; the case's own threads: process_case(threads=)
         processes=True,
         memory_limit=memory_limit,
         dashboard_address=":0",
@@ -707,7 +1044,7 @@ def run_cohort(
     scheduler: str | None = None,
     client=None,
     workers: int = 2,
-    threads_per_worker: int = 1,
+    threads_per_worker: int | None = None,
     memory_limit="auto",
     progress: bool = True,
     step: Callable[..., CaseResult] | None = None,
@@ -732,9 +1069,16 @@ def run_cohort(
         Use this client (and its cluster) instead; it is not closed.
     workers : int, default 2
         Worker processes of the local cluster.  ``0`` runs the cases one after
-        the other in this process, without Dask (handy for debugging).
-    threads_per_worker : int, default 1
-        One case at a time per worker process (the steps are memory-bound).
+        the other in this process, without Dask (handy for debugging); so does a
+        run with a single case left to do.  Plan the number with
+        :func:`case_memory` and :func:`workers_that_fit`.
+    threads_per_worker : int, optional
+        Threads each worker process uses inside a case (the resampling); every
+        worker runs one case at a time.  Default for a local cluster
+        :func:`default_threads`: the usable cores divided among the workers, so
+        two workers on two cores get one thread each and never fight over a
+        core, and one worker gets both.  Default with ``scheduler`` or
+        ``client``: each Dask worker's own thread count.
     memory_limit : str or int, default "auto"
         Per-worker memory limit of the local cluster ("auto" = RAM / workers).
     progress : bool, default True
@@ -805,29 +1149,80 @@ def run_cohort(
         try:
             if not todo:
                 pass
-            elif client is None and scheduler is None and workers == 0:
+            elif client is None and scheduler is None and (workers == 0 or len(todo) == 1):
+                # no Dask: asked for, or one case left (a cluster would only add its start-up time)
                 for case in todo:
                     rows[case.case_id] = process_case(str(case.source), case.case_id, str(out), **task_kw)
                     _write_qc(ordered(), qc_path)
                     if bar is not None:
                         bar.update(1)
             else:
-                _run_on_dask(todo, out, task_kw, rows, ordered, qc_path, bar,
-                             client=client, scheduler=scheduler, workers=workers,
-                             threads_per_worker=threads_per_worker, memory_limit=memory_limit)
+                if threads_per_worker is None and client is None and scheduler is None:
+                    threads_per_worker = default_threads(workers)
+                if threads_per_worker:
+                    task_kw["threads"] = int(threads_per_worker)
+                _run_on_dask(_largest_first(todo), out, task_kw, rows, ordered, qc_path, bar,
+                             client=client, scheduler=scheduler, workers=workers, memory_limit=memory_limit)
         finally:
             if bar is not None:
                 bar.close()
         return _write_qc(ordered(), qc_path)
 
 
+def _source_bytes(path: Path) -> int:
+    """Bytes of a case's files (its size on disk: a proxy for its processing time)."""
+    try:
+        if path.is_file():
+            return path.stat().st_size
+        return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path, followlinks=True)
+                   for f in files)
+    except OSError:
+        return 0
+
+
+def _largest_first(todo: list[Case]) -> list[Case]:
+    """Largest cases first, so the last case to finish is a small one (shorter total time on N workers)."""
+    return sorted(todo, key=lambda c: -_source_bytes(c.source))
+
+
+def default_threads(workers: int) -> int:
+    """Threads per worker process: the usable cores divided among ``workers`` processes (at least 1).
+
+    Examples
+    --------
+    >>> default_threads(10_000)
+    1
+    >>> default_threads(1) == default_threads(0) >= 1
+    True
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, int(workers)))
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str, level: int = 40):
+    """Only errors (level 40) from logger ``name`` inside the block."""
+    import logging
+
+    log = logging.getLogger(name)
+    old = log.level
+    log.setLevel(max(level, old))
+    try:
+        yield
+    finally:
+        log.setLevel(old)
+
+
 def _run_on_dask(todo, out, task_kw, rows, ordered, qc_path, bar, *, client, scheduler, workers,
-                 threads_per_worker, memory_limit) -> None:
+                 memory_limit) -> None:
     from distributed import as_completed
 
     own_client = own_cluster = None
     if client is None:
-        own_client, own_cluster = _make_client(scheduler, workers, memory_limit, threads_per_worker)
+        own_client, own_cluster = _make_client(scheduler, workers, memory_limit)
         client = own_client
     futures = {}
     try:
@@ -859,7 +1254,8 @@ def _run_on_dask(todo, out, task_kw, rows, ordered, qc_path, bar, *, client, sch
         if own_client is not None:
             own_client.close()
         if own_cluster is not None:
-            own_cluster.close()
+            with _quiet_logger("distributed.nanny"):  # "still alive after 4 s, killing": our own workers, on a busy machine
+                own_cluster.close()
 
 
 # ------------------------------------------------------------- reading back

@@ -161,12 +161,93 @@ class TestPreprocessCase:
             preprocess_case(source / "patient 0", mode="stretch")
 
 
+class TestSameResults:
+    """The memory and throughput work (issue 16) leaves every written value as it was."""
+
+    @staticmethod
+    def _check(name, tmp_path):
+        import cohort_reference as ref
+
+        want = json.loads((Path(__file__).parent / "cohort_reference.json").read_text())
+        if name not in want:
+            pytest.skip(f"{name} is not in cohort_reference.json (the real case was absent when it was written)")
+        got = ref.compute([name], scratch=tmp_path)
+        if name not in got:
+            pytest.skip(f"{name}: its source is absent here")
+        assert got[name] == want[name], (
+            f"{name} differs from tests/cohort_reference.json; if the change is meant (a new lung mask, "
+            "a loader change), rewrite the file as its docstring says")
+
+    def test_sample_2mm_crop(self, tmp_path):
+        self._check("sample-2mm-crop", tmp_path)
+
+    def test_small_resize(self, tmp_path):
+        self._check("small-4mm-resize", tmp_path)
+
+    @pytest.mark.slow
+    def test_sample_1mm_crop(self, tmp_path):  # the issue's real-size setting: ~10 s, ~1 GB
+        self._check("sample-1mm-crop", tmp_path)
+
+    @pytest.mark.realdata
+    def test_real_1mm_crop(self, tmp_path, real_case):
+        self._check("real-1mm-crop", tmp_path)
+
+    def test_same_as_the_steps_by_hand(self, source):
+        """Independent of the stored checksums: the case equals resample -> segment -> crop_or_pad done by hand."""
+        from helpers.io import load_series
+        from helpers.resample import crop_or_pad, resample
+        from helpers.segment import lung_qc, segment_lungs
+
+        shape = (24, 48, 40)  # crops some lung: lung_outside_pct > 0 is compared too
+        r = preprocess_case(source / "patient 1", spacing=SPACING, shape=shape)
+        res = resample(load_series(source / "patient 1"), spacing=SPACING)
+        labels = segment_lungs(res)
+        qc = lung_qc(labels, res, warn=False)
+        image = crop_or_pad(res, shape, center="mask", mask=labels)
+        mask = crop_or_pad(res.with_array(labels), shape, center="mask", mask=labels).hu
+        np.testing.assert_array_equal(r.image.hu, image.hu)
+        np.testing.assert_array_equal(r.mask, mask)
+        assert r.image.origin == image.origin and r.image.spacing == image.spacing
+        assert r.qc["right_lung_ml"] == round(qc["right_ml"], 1) and r.qc["left_lung_ml"] == round(qc["left_ml"], 1)
+        total = np.count_nonzero(labels)
+        assert r.qc["lung_outside_pct"] == round(100 * (total - np.count_nonzero(mask)) / total, 2) > 0
+        flags = [w for w in r.qc["warnings"] if w.startswith("lung_qc")]
+        assert flags == ([f"lung_qc: {', '.join(qc['flags'])}"] if qc["flags"] else [])
+
+
+class TestMemoryPlanning:
+    def test_case_memory_issue_scan(self):
+        from helpers.cohort import case_memory
+
+        m = case_memory((134, 512, 512), (3.0, 550 / 512, 550 / 512))
+        assert m["resampled_shape"] == (402, 550, 550)
+        assert m["peak_bytes"] <= 3 * m["resampled_bytes"]  # issue 16's bound (measured: bench_cohort)
+        assert "GB per worker" in m["text"]
+
+    def test_workers_that_fit(self):
+        from helpers.cohort import workers_that_fit
+
+        assert workers_that_fit(8e9, 1e9) == 6 and workers_that_fit(8e9, 1e9, cores=2) == 2
+        assert workers_that_fit(1e9, 2e9) == 0
+
+    def test_stages_reported(self, source, tmp_path):
+        from helpers.cohort import stage_profile
+
+        seen = []
+        info = stage_profile(source / "patient 0", tmp_path / "case", spacing=SPACING, shape=SHAPE,
+                             hook=lambda name, s: seen.append((name, s)))
+        assert [n for n, _ in seen] == ["load", "resample", "segment", "crop", "qc", "write"]
+        assert all(s >= 0 for _, s in seen) and info["resampled_mb"] > 0 and info["predicted_peak_mb"] > 0
+        assert is_complete(tmp_path / "case") is False and (tmp_path / "case" / "zarr.json").is_file()
+
+
 class TestProcessCase:
     def test_broken_case_is_a_row_not_an_exception(self, source, tmp_path):
         row = process_case(source / "broken", "broken", tmp_path, spacing=SPACING, shape=SHAPE)
         assert row["status"] == "failed" and "broken" in row["error"]
         assert set(row) == set(QC_COLUMNS)
         assert not (tmp_path / "cohort.zarr" / "broken").exists()
+        assert row["peak_rss_mb"] is None or row["peak_rss_mb"] > 0
         tmp = tmp_path / ".tmp"
         assert not tmp.exists() or not any(tmp.iterdir())  # no temporary folder left behind
 
@@ -183,6 +264,7 @@ class TestRunCohort:
         assert (ok["slices"] > 0).all() and (ok["right_lung_ml"] > 0).all() and (ok["left_lung_ml"] > 0).all()
         assert ok["series_uid"].str.len().min() > 10 and (ok["seconds"] > 0).all()
         assert ok["worker"].nunique() >= 1 and ok["worker"].str.startswith("tcp://").all()
+        assert (ok["peak_rss_mb"] > 50).all()  # each worker's own peak while it ran the case (Linux)
         bad = df.set_index("case_id").loc["broken"]
         assert bad["status"] == "failed"
         assert "broken" in bad["error"] and "IM0001" in bad["error"]  # the loader's message: which file

@@ -409,10 +409,11 @@ def main(argv=None) -> int:
     b.add_argument("--out", default=str(NOTEBOOK_DIR), help="output folder (default: notebooks/)")
     b.add_argument("--solutions", choices=SOLUTION_MODES, default="details",
                    help="details: collapsed, click to show (default); omit: left out")
-    sub.add_parser("install-config", help="copy jupyter/ settings into this Python environment")
+    c = sub.add_parser("install-config", help="copy jupyter/ settings into this Python environment")
+    c.add_argument("--prefix", default=None, help="environment root (default: this Python's sys.prefix)")
     a = ap.parse_args(argv)
     if a.cmd == "install-config":
-        for t in install_jupyter_config():
+        for t in install_jupyter_config(a.prefix):
             print(f"wrote {t}")
         return 0
     t0 = time.perf_counter()

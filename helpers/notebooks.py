@@ -18,7 +18,7 @@ The chapters in ``book/`` (MyST markdown, read with jupytext) stay the one sourc
 A directive the converter does not know stops the conversion with a message that names the file,
 the line and the directive: raw MyST syntax never reaches a notebook silently.
 
-The JupyterLab side (:func:`install_jupyter_config`) copies the repository's ``jupyter/`` settings
+The JupyterLab side (:func:`install_jupyter_config`) merges the repository's ``jupyter/`` settings
 into the running environment: idle kernels culled after 10 minutes, a closed notebook's kernel shut
 down, and ``.md`` chapters opened as notebooks (jupytext) by default.
 
@@ -360,10 +360,11 @@ def write_notebooks(paths=None, out_dir=None, *, solutions: str = "details") -> 
 def install_jupyter_config(prefix=None) -> list[Path]:
     """Copy the repository's Jupyter settings into an environment (a venv, Binder's conda env).
 
-    Writes ``<prefix>/etc/jupyter/jupyter_server_config.d/dicom-book.json`` (kernel culling)
-    and merges ``jupyter/overrides.json`` into ``<prefix>/share/jupyter/lab/settings/overrides.json``
-    (JupyterLab's defaults: ``.md`` opens as a notebook, a closed notebook's kernel shuts down).
-    Running it again changes nothing.
+    Merges ``jupyter/jupyter_server_config.json`` (kernel culling) into
+    ``<prefix>/etc/jupyter/jupyter_server_config.json`` and ``jupyter/overrides.json`` into
+    ``<prefix>/share/jupyter/lab/settings/overrides.json`` (JupyterLab's defaults: ``.md`` opens
+    as a notebook, a closed notebook's kernel shuts down, no news requests). Settings already
+    there for other keys are kept; running it again changes nothing.
 
     Parameters
     ----------
@@ -374,24 +375,29 @@ def install_jupyter_config(prefix=None) -> list[Path]:
     -------
     list of Path
         The two files written.
+
+    Notes
+    -----
+    Jupyter Server reads ``jupyter_server_config.d/*.json`` only for extension switches, so the
+    culling settings go into the environment's ``jupyter_server_config.json`` itself.
     """
     from .export import _atomic
 
     prefix = Path(prefix or sys.prefix)
-    server = json.loads((JUPYTER_CONFIG_DIR / "jupyter_server_config.json").read_text())
-    lab = json.loads((JUPYTER_CONFIG_DIR / "overrides.json").read_text())
-    targets = [prefix / "etc" / "jupyter" / "jupyter_server_config.d" / "dicom-book.json",
+    targets = [prefix / "etc" / "jupyter" / "jupyter_server_config.json",
                prefix / "share" / "jupyter" / "lab" / "settings" / "overrides.json"]
-    merged = {}
-    if targets[1].is_file():
-        try:
-            merged = json.loads(targets[1].read_text())
-        except ValueError:
-            merged = {}
-    for plugin, settings in lab.items():
-        merged.setdefault(plugin, {}).update(settings)
-    for target, data in zip(targets, (server, merged)):
-        text = json.dumps(data, indent=2) + "\n"
+    sources = [JUPYTER_CONFIG_DIR / "jupyter_server_config.json", JUPYTER_CONFIG_DIR / "overrides.json"]
+    for target, source in zip(targets, sources):
+        merged = {}
+        if target.is_file():
+            try:
+                merged = json.loads(target.read_text())
+            except ValueError:
+                raise ValueError(f"{target} is not valid JSON: fix or remove it, then run "
+                                 "python -m helpers.notebooks install-config again") from None
+        for section, settings in json.loads(source.read_text()).items():
+            merged.setdefault(section, {}).update(settings)
+        text = json.dumps(merged, indent=2) + "\n"
         _atomic(target, lambda tmp, text=text: Path(tmp).write_text(text, encoding="utf-8"))
     return targets
 

@@ -658,7 +658,7 @@ class TestPostBuild:
         assert "postBuild: prefetching" not in done.stdout
         assert re.search(r"\d+ notebooks written", done.stdout), done.stdout
         assert (tmp_path / "nb" / "02_normalize.ipynb").is_file()
-        assert (tmp_path / "env" / "etc" / "jupyter" / "jupyter_server_config.d" / "dicom-book.json").is_file()
+        assert (tmp_path / "env" / "etc" / "jupyter" / "jupyter_server_config.json").is_file()
 
     def test_a_failed_prefetch_is_a_note_not_an_error(self, repo, tmp_path):
         done = self._run(repo, tmp_path, HELPERS_PREFETCH_DATASET="no-such-case")

@@ -295,12 +295,22 @@ class TestInstallJupyterConfig:
         lab = tmp_path / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
         lab.parent.mkdir(parents=True)
         lab.write_text(json.dumps({"@jupyterlab/apputils-extension:themes": {"theme": "JupyterLab Dark"}}))
-        server, lab2 = notebooks.install_jupyter_config(tmp_path)
-        assert lab2 == lab
+        server = tmp_path / "etc" / "jupyter" / "jupyter_server_config.json"
+        server.parent.mkdir(parents=True)
+        server.write_text(json.dumps({"ServerApp": {"ip": "0.0.0.0"}}))
+        assert notebooks.install_jupyter_config(tmp_path) == [server, lab]
         cfg = json.loads(server.read_text())
         assert cfg["MappingKernelManager"]["cull_idle_timeout"] == 600
+        assert cfg["ServerApp"] == {"ip": "0.0.0.0"}  # kept
         merged = json.loads(lab.read_text())
         assert merged["@jupyterlab/apputils-extension:themes"] == {"theme": "JupyterLab Dark"}  # kept
         assert merged["@jupyterlab/docmanager-extension:plugin"]["defaultViewers"]["markdown"] == "Jupytext Notebook"
         assert notebooks.install_jupyter_config(tmp_path) == [server, lab]  # again: same files
         assert json.loads(lab.read_text()) == merged
+
+    def test_invalid_json_already_there(self, tmp_path):
+        bad = tmp_path / "etc" / "jupyter" / "jupyter_server_config.json"
+        bad.parent.mkdir(parents=True)
+        bad.write_text("{not json")
+        with pytest.raises(ValueError, match=r"jupyter_server_config\.json is not valid JSON: fix or remove it"):
+            notebooks.install_jupyter_config(tmp_path)

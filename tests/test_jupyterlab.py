@@ -161,6 +161,7 @@ def open_notebook(browser, base, token, path, *, markdown=True):
     while not any(k["id"] not in before and k.get("execution_state") == "idle" for k in kernels(base, token)):
         assert time.monotonic() < deadline, f"no idle kernel after {KERNEL_TIMEOUT_MS / 1000:.0f} s"
         page.wait_for_timeout(250)  # polling interval of the REST check
+    page.kernel_id = next(k["id"] for k in kernels(base, token) if k["id"] not in before)
     return ctx, page
 
 
@@ -284,7 +285,8 @@ def test_chapter_md_opens_as_a_notebook(lab, browser):
 
 
 def test_chapter_5_viewer_fits(lab, browser):
-    """The live slice viewer shows its image at its own size, slider and image on one screen."""
+    """The live slice viewer shows its image at its own size, slider and image on one screen;
+    closing the notebook's tab shuts its kernel down (kernelShutdown in jupyter/overrides.json)."""
     base, token, _root, _log = lab
     ctx, page = open_notebook(browser, base, token, "viewer.ipynb", markdown=False)
     try:
@@ -300,5 +302,15 @@ def test_chapter_5_viewer_fits(lab, browser):
         assert img["width"] <= natural + 1, (img, natural)
         # both on one 900 px screen
         assert max(img["y"] + img["height"], slider["y"] + slider["height"]) - min(img["y"], slider["y"]) <= VIEWPORT["height"]
+        # closing the tab shuts its kernel down (kernelShutdown in jupyter/overrides.json)
+        page.locator(".lm-TabBar-tab.lm-mod-current .lm-TabBar-tabCloseIcon").first.click()
+        page.wait_for_function("() => !!document.querySelector('.jp-Dialog') || !document.querySelector('.jp-NotebookPanel')",
+                               timeout=KERNEL_TIMEOUT_MS)
+        if page.locator(".jp-Dialog").count():  # "save your changes?" (the kernel added language_info)
+            page.locator(".jp-Dialog button", has_text="Discard").click()
+        deadline = time.monotonic() + 60
+        while any(k["id"] == page.kernel_id for k in kernels(base, token)):
+            assert time.monotonic() < deadline, "the kernel of a closed notebook is still running after 60 s"
+            page.wait_for_timeout(250)  # polling interval of the REST check
     finally:
         ctx.close()

@@ -3,6 +3,8 @@
 #   ./tasks.sh book    set up .venv, generate the sample, build the executed book
 #                      (--student: without solutions, into _build/student)
 #   ./tasks.sh test    set up, then run every test (unit, doctests, book build, browser)
+#   ./tasks.sh lab     set up, generate the chapter notebooks, start JupyterLab on 127.0.0.1
+#                      (LAB_PORT=8888 by default; extra arguments go to jupyter-lab)
 #   ./tasks.sh bench   set up, then run the benchmarks and write docs/benchmarks.md
 #   ./tasks.sh setup   only the set-up (system packages, .venv, sample)
 set -euo pipefail
@@ -77,6 +79,38 @@ book() {
   echo "Serve it:  $PY -m http.server --bind 127.0.0.1 --directory $out 8000   then open http://127.0.0.1:8000"
 }
 
+lab() {
+  setup
+  if ! "$PY" -c 'import jupyterlab' >/dev/null 2>&1; then
+    echo "tasks.sh lab: JupyterLab is not installed in .venv: run ./tasks.sh setup (it installs the pinned jupyterlab from requirements.txt)" >&2
+    exit 1
+  fi
+  "$PY" -m helpers.notebooks build              # notebooks/<chapter>.ipynb from book/*.md (solutions collapsed)
+  "$PY" -m helpers.notebooks install-config >/dev/null   # jupyter/: kernel culling, .md opens as a notebook
+  local port token root_flag=()
+  port=$("$PY" - "${LAB_PORT:-8888}" <<'PYEOF'
+import socket, sys
+want = int(sys.argv[1])
+for port in range(want, want + 50):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        print(port)
+        break
+else:
+    sys.exit(f"tasks.sh lab: ports {want}-{want + 49} on 127.0.0.1 are all in use; set LAB_PORT to a free one")
+PYEOF
+)
+  token=$("$PY" -c 'import secrets; print(secrets.token_hex(24))')
+  [ "$(id -u)" = 0 ] && root_flag=(--allow-root)
+  echo "== JupyterLab (Ctrl-C stops it). Open:"
+  echo "   http://127.0.0.1:$port/lab/tree/notebooks/01_load.ipynb?token=$token"
+  exec "$VENV/bin/jupyter-lab" --no-browser --ip=127.0.0.1 --port="$port" --ServerApp.port_retries=0 \
+    --IdentityProvider.token="$token" --ServerApp.root_dir="$ROOT" "${root_flag[@]}" "$@"
+}
+
 run_tests() {
   setup
   "$PY" -m pytest "$@"
@@ -88,7 +122,8 @@ task=${1:-help}; shift || true
 case "$task" in
   book) book "$@" ;;
   test) run_tests "$@" ;;
+  lab) lab "$@" ;;
   bench) bench "$@" ;;
   setup) setup ;;
-  *) sed -n '2,7p' "$0"; exit 2 ;;
+  *) sed -n '2,9p' "$0"; exit 2 ;;
 esac

@@ -735,6 +735,53 @@ def still_png(
     return buf.getvalue()
 
 
+def png_size(png: bytes) -> tuple[int, int]:
+    """(width, height) in pixels of a PNG, read from its header.
+
+    Examples
+    --------
+    >>> png_size(still_png(Volume(np.zeros((3, 20, 10)), spacing=(1, 1, 1))))
+    (10, 20)
+    """
+    import struct
+
+    if png[:8] != b"\x89PNG\r\n\x1a\n" or png[12:16] != b"IHDR":
+        raise ValueError("not a PNG image (no IHDR header)")
+    return struct.unpack(">II", png[16:24])
+
+
+def image_layout(png: bytes, *, width_px: int | None = None):
+    """An ``ipywidgets.Layout`` that shows an ``Image`` widget at the PNG's own size (or ``width_px``).
+
+    Inside a ``VBox`` (a flex column) an image widget without a width is stretched to the
+    output's full width: a 384 px slice became ~960 px wide and pushed its slider off screen.
+    This layout fixes the width to the image's pixels (never wider than the output) and keeps
+    the aspect ratio.
+
+    Parameters
+    ----------
+    png : bytes
+        The image the widget shows first.
+    width_px : int, optional, keyword-only
+        Displayed width in CSS pixels (default: the PNG's width).
+
+    Returns
+    -------
+    ipywidgets.Layout
+
+    Examples
+    --------
+    >>> lay = image_layout(still_png(Volume(np.zeros((3, 20, 10)), spacing=(1, 1, 1))))
+    >>> lay.width, lay.max_width, lay.height
+    ('10px', '100%', 'auto')
+    """
+    import ipywidgets as widgets
+
+    w = int(width_px) if width_px is not None else png_size(png)[0]
+    return widgets.Layout(width=f"{w}px", max_width="100%", height="auto", align_self="flex-start",
+                          object_fit="contain")
+
+
 def widget_viewer(
     volume,
     *,
@@ -789,8 +836,8 @@ def widget_viewer(
     slider = widgets.IntSlider(value=index, min=0, max=n - 1, description=_AXIS_PLANE[axis],
                                continuous_update=True)
     dropdown = widgets.Dropdown(options=options, value=window, description="window")
-    image = widgets.Image(format="png", value=still_png(vol, axis=axis, index=index, window=window,
-                                                         max_size_px=max_size_px))
+    first = still_png(vol, axis=axis, index=index, window=window, max_size_px=max_size_px)
+    image = widgets.Image(format="png", value=first, layout=image_layout(first))
     caption = widgets.HTML()
     lps_axis = int(np.argmax(np.abs(vol.direction[:, axis])))
     positions = vol.index_to_lps(np.eye(3)[axis][None] * np.arange(n)[:, None])[:, lps_axis]

@@ -574,8 +574,10 @@ def window_level_viewer(image_hu, *, level: float = -600.0, width: float = 1500.
                             description="level (HU)")
     wid = widgets.IntSlider(value=int(width), min=width_range[0], max=width_range[1], step=50,
                             description="width (HU)")
+    from .display import image_layout
+
     first = png(level, width)
-    img = widgets.Image(value=first, format="png", width=size_px)
+    img = widgets.Image(value=first, format="png", width=size_px, layout=image_layout(first, width_px=size_px))
 
     def update(*_):
         img.value = png(lev.value, wid.value)

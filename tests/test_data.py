@@ -639,23 +639,29 @@ class TestDefaultDicomDir:
 
 
 class TestPostBuild:
-    """The Binder hook is opt-in and never fails the build (no network used here)."""
+    """The Binder hook: the student notebooks and Jupyter settings always; the prefetch is opt-in
+    and never fails the build (no network used here)."""
 
-    def _run(self, repo, **env):
+    def _run(self, repo, tmp_path, **env):
         import subprocess
         import sys
 
         path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-        full = {"PATH": path, "HOME": os.environ.get("HOME", "/tmp"), **env}
+        full = {"PATH": path, "HOME": os.environ.get("HOME", "/tmp"), "NOTEBOOK_DIR": str(tmp_path / "nb"),
+                "JUPYTER_PREFIX": str(tmp_path / "env"), **env}
         return subprocess.run(["bash", str(repo / "postBuild")], env=full, capture_output=True,
-                              text=True, timeout=60)
+                              text=True, timeout=120)
 
-    def test_does_nothing_unless_asked(self, repo):
-        done = self._run(repo)
-        assert done.returncode == 0 and done.stdout == ""
+    def test_no_prefetch_unless_asked(self, repo, tmp_path):
+        done = self._run(repo, tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert "postBuild: prefetching" not in done.stdout
+        assert re.search(r"\d+ notebooks written", done.stdout), done.stdout
+        assert (tmp_path / "nb" / "02_normalize.ipynb").is_file()
+        assert (tmp_path / "env" / "etc" / "jupyter" / "jupyter_server_config.json").is_file()
 
-    def test_a_failed_prefetch_is_a_note_not_an_error(self, repo):
-        done = self._run(repo, HELPERS_PREFETCH_DATASET="no-such-case")
+    def test_a_failed_prefetch_is_a_note_not_an_error(self, repo, tmp_path):
+        done = self._run(repo, tmp_path, HELPERS_PREFETCH_DATASET="no-such-case")
         assert done.returncode == 0
         assert "note: could not prefetch no-such-case" in done.stdout
         assert "no dataset called 'no-such-case'" in done.stderr

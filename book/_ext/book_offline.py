@@ -12,19 +12,38 @@
   state would only add weight (it repeats every image a widget captured).
 * Drops the theme's 1.5 MB ``fontawesome.js`` (its CSS web font draws the same icons).
 * Student build: with the environment variable ``BOOK_STUDENT=1`` the
-  sphinx-exercise solutions are removed from the pages (they still execute).
+  sphinx-exercise solutions are removed from the pages (they still execute), no
+  source or notebook is copied into the site (``_sources``, download buttons), the
+  executed notebooks and doctrees are deleted after the build, and the tag
+  ``student`` is set (``{only} student`` text in the index).
+* Repository buttons only for a real repository: while ``repository.url`` in
+  ``_config.yml`` is empty or a placeholder (``github.com/example/...``) no page shows
+  a GitHub or Binder button and the build says so in one line; with a real URL the
+  tag ``binder`` is set and each chapter's Binder button opens the generated student
+  notebook ``notebooks/<chapter>.ipynb`` (``helpers.notebooks``, made by ``postBuild``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from sphinx.util import logging
+
+LOGGER = logging.getLogger(__name__)
 
 PLOTLY_JS = "vendor/plotly.min.js"  # relative to _static
 PLOTLY_MARKER = "plotly-graph-div"
 STUDENT_ENV = "BOOK_STUDENT"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+# owners that mark a repository URL as a placeholder, not a real repository
+PLACEHOLDER_OWNERS = {"example", "your-name", "your-org", "username", "user", "owner", "org"}
+PLACEHOLDER_HOSTS = {"example.com", "example.org", "example.net"}
+NOTEBOOK_FOLDER = "notebooks"  # helpers.notebooks.NOTEBOOK_DIR, relative to the repository root
+CHAPTER = re.compile(r"^\d\d_")
 
 
 def plotly_js_source() -> Path:
@@ -44,8 +63,64 @@ def student_mode() -> bool:
     return os.environ.get(STUDENT_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
+def is_placeholder_repository(url) -> bool:
+    """True when ``url`` is empty or a placeholder (``https://github.com/example/...``)."""
+    url = (url or "").strip()
+    if not url or "<" in url:
+        return True
+    parts = urlsplit(url)
+    owner = parts.path.strip("/").split("/")[0].lower()
+    return (parts.hostname or "").lower() in PLACEHOLDER_HOSTS or owner in PLACEHOLDER_OWNERS or not owner
+
+
 def _config_inited(app, config):
     _drop_fontawesome_js(app, config)
+    _repository_buttons(app, config)
+    if student_mode():
+        app.tags.add("student")
+        config.html_copy_source = False      # no _sources/*.md or .ipynb with the solutions
+        config.html_show_sourcelink = False
+
+
+def _repository_buttons(app, config):
+    """Buttons to GitHub/Binder only when ``repository.url`` names a real repository."""
+    opts = dict(config.html_theme_options or {})
+    url = opts.get("repository_url", "")
+    if is_placeholder_repository(url) or student_mode():
+        for key in ("use_repository_button", "use_issues_button", "use_edit_page_button", "use_source_button"):
+            opts[key] = False
+        opts.pop("launch_buttons", None)
+        opts.pop("repository_url", None)
+        if student_mode():
+            opts["use_download_button"] = False  # it would offer the sources with the solutions
+        config.html_theme_options = opts
+        why = ("the student build has none" if student_mode() and not is_placeholder_repository(url) else
+               f"repository.url in _config.yml is {'unset' if not url else 'a placeholder (' + url + ')'}; "
+               "set it to the published repository to add them (README: Publishing)")
+        LOGGER.info(f"book: no GitHub or Binder buttons: {why}")
+    else:
+        opts["use_repository_button"] = True
+        config.html_theme_options = opts
+        app.tags.add("binder")
+        LOGGER.info(f"book: GitHub and Binder buttons point to {url} "
+                    f"(Binder opens {NOTEBOOK_FOLDER}/<chapter>.ipynb)")
+
+
+def _launch_to_student_notebook(pagename, context):
+    """Point the page's Binder button at ``notebooks/<chapter>.ipynb`` (drop it on other pages)."""
+    buttons = context.get("header_buttons")
+    if not buttons:
+        return
+    name = pagename.rsplit("/", 1)[-1]
+    for group in list(buttons):
+        if not isinstance(group, dict) or group.get("label") != "launch-buttons":
+            continue
+        if not CHAPTER.match(name):
+            buttons.remove(group)
+            continue
+        for b in group.get("buttons", []):
+            if b.get("url") and "urlpath=" in b["url"]:
+                b["url"] = re.sub(r"urlpath=([^/]*/tree)/.*$", rf"urlpath=\1/{NOTEBOOK_FOLDER}/{name}.ipynb", b["url"])
 
 
 def _remove_solutions(app, doctree, docname):
@@ -96,6 +171,7 @@ def _drop_fontawesome_js(app, config):
 
 
 def _page_context(app, pagename, templatename, context, doctree):
+    _launch_to_student_notebook(pagename, context)
     body = context.get("body") or ""
     if PLOTLY_MARKER in body:
         app.add_js_file(PLOTLY_JS, priority=400)
@@ -121,6 +197,10 @@ def _page_context(app, pagename, templatename, context, doctree):
 def _build_finished(app, exc):
     if exc is not None or app.builder.format != "html":
         return
+    if student_mode():
+        # the executed notebooks (myst-nb) and the pickled doctrees still hold every solution
+        for folder in (Path(app.outdir).parent / "jupyter_execute", Path(app.doctreedir)):
+            shutil.rmtree(folder, ignore_errors=True)
     dest = Path(app.outdir) / "_static" / PLOTLY_JS
     dest.parent.mkdir(parents=True, exist_ok=True)
     src = plotly_js_source()

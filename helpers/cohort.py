@@ -49,6 +49,7 @@ from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 
+from ._arrays import bincount_blocks
 from .errors import DicomSeriesError
 from .export import _atomic
 from .volume import Volume
@@ -294,7 +295,7 @@ def preprocess_case(
     rkw = {} if threads is None else {"workers": threads}
     res = resample(vol, spacing=spacing, **rkw)
     labels = np.asarray(segment_lungs(res), dtype=np.uint8)
-    counts = np.bincount(labels.ravel(), minlength=3)
+    counts = bincount_blocks(labels, minlength=3)
     lqc = lung_qc(labels, res, warn=False)
     warn = [str(w) for w in vol.meta.get("warnings", [])]
     if lqc["flags"]:

@@ -3,6 +3,9 @@
 #   ./tasks.sh book    set up .venv, generate the sample, build the executed book
 #                      (--student: without solutions, into _build/student)
 #   ./tasks.sh test    set up, then run every test (unit, doctests, book build, browser)
+#   ./tasks.sh pdf     build the book, then print it to _build/pdf/book.pdf with Chromium
+#                      (--student: without solutions, to _build/pdf/book-student.pdf;
+#                       --no-build: print the existing HTML build as it is)
 #   ./tasks.sh bench   set up, then run the benchmarks and write docs/benchmarks.md
 #   ./tasks.sh setup   only the set-up (system packages, .venv, sample)
 set -euo pipefail
@@ -18,10 +21,12 @@ as_root() {
 }
 
 system_packages() {
-  # Debian packages: a venv-capable Python and the chromium the browser tests drive.
+  # Debian packages: a venv-capable Python, the chromium the browser tests drive and the PDF is
+  # printed with, and poppler-utils (pdftoppm, pdftotext) to look at the PDF's pages.
   local missing=()
   python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
   [ -x /usr/bin/chromium ] || missing+=(chromium)
+  command -v pdftoppm >/dev/null 2>&1 || missing+=(poppler-utils)
   if [ ${#missing[@]} -gt 0 ]; then
     if command -v apt-get >/dev/null 2>&1; then
       echo "== installing Debian packages: ${missing[*]}"
@@ -65,6 +70,21 @@ book() {
   echo "Serve it:  $PY -m http.server --bind 127.0.0.1 --directory $out 8000   then open http://127.0.0.1:8000"
 }
 
+pdf() {
+  local build=1 student=() html=_build/html out=_build/pdf/book.pdf
+  local args=()
+  for a in "$@"; do
+    case "$a" in
+      --student) student=(--student); html=_build/student/_build/html; out=_build/pdf/book-student.pdf ;;
+      --no-build) build=0 ;;
+      *) args+=("$a") ;;
+    esac
+  done
+  if [ "$build" = 1 ]; then book "${student[@]}" "${args[@]}"; else setup; fi
+  echo "== printing the book to $out (Chromium, one page at a time)"
+  "$PY" -m helpers.pdfbook "$html" "$out" "${student[@]}"
+}
+
 run_tests() {
   setup
   "$PY" -m pytest "$@"
@@ -76,7 +96,8 @@ task=${1:-help}; shift || true
 case "$task" in
   book) book "$@" ;;
   test) run_tests "$@" ;;
+  pdf) pdf "$@" ;;
   bench) bench "$@" ;;
   setup) setup ;;
-  *) sed -n '2,7p' "$0"; exit 2 ;;
+  *) sed -n '2,10p' "$0"; exit 2 ;;
 esac

@@ -75,10 +75,10 @@ img, .pdf-figure { max-width: 100% !important; max-height: 235mm !important; hei
 h1, h2, h3, h4 { break-after: avoid; page-break-after: avoid; }
 /* a code cell, its output, an exercise or a solution moves whole to the next page when it fits on one */
 .cell, .cell_input, .cell_output, div.highlight, div.exercise, div.solution { break-inside: avoid; }
-/* opened drop-downs (solutions), admonitions kept readable */
+/* drop-downs (solutions) opened; an exercise's title stays with its text */
 .toggle-hidden, .toggle-details__container, details > * { display: block !important; visibility: visible !important;
   height: auto !important; opacity: 1 !important; }
-.admonition, div.admonition { break-inside: auto; }
+.admonition-title, p.admonition-title { break-after: avoid; page-break-after: avoid; }
 """
 
 #: JavaScript run in each page before printing: plotly figures to PNG, drop-downs opened.

@@ -11,7 +11,9 @@ Chromium through Playwright, in ``_toc.yml`` order, and prints it to PDF:
   lines instead of cutting them at the margin, and keeps every figure on one
   page; solution drop-downs are opened (the student build has none);
 * a title page and a table of contents with the first page of every chapter
-  come first; the PDF also gets an outline (bookmarks) and page footers.
+  come first; every page's footer shows its chapter and its number in the
+  merged PDF (the number the contents give and a PDF viewer shows), and the
+  PDF gets an outline (bookmarks).
 
 Pages are merged with ``pypdf``.  The output is written atomically.  Without
 Chromium the command prints one line saying what to install (exit code 2).
@@ -245,15 +247,30 @@ class _Server:
         self.httpd.server_close()
 
 
-def _footer(text: str) -> str:
-    return (
-        '<div style="font-size:8px; width:100%; margin:0 15mm; color:#666; display:flex; justify-content:space-between;">'
-        f"<span>{html_lib.escape(text)}</span>"
-        '<span><span class="pageNumber"></span> / <span class="totalPages"></span></span></div>'
-    )
+def _css_string(text: str) -> str:
+    r"""``text`` as a CSS string literal (quotes and backslashes escaped).
+
+    >>> print(_css_string('say "hi"'))
+    "say \"hi\""
+    """
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
 
 
-def _print_page(browser, url: str, out: Path, footer: str) -> dict:
+def page_css(footer: str, first_page: int) -> str:
+    """``@page`` rules: A4 margins, ``footer`` bottom left, the page number in the merged PDF bottom right.
+
+    The page counter starts at ``first_page`` (``html { counter-reset }``), so the
+    numbers printed on the pages are those of the contents page and the PDF viewer.
+    """
+    m = MARGINS
+    font = 'font-family: "Liberation Sans", Arial, sans-serif; font-size: 7.5pt; color: #666;'
+    return (f"html {{ counter-reset: page {int(first_page) - 1}; }}\n"
+            f"@page {{ size: {PAPER}; margin: {m['top']} {m['right']} {m['bottom']} {m['left']};\n"
+            f"  @bottom-left {{ content: {_css_string(footer)}; {font} }}\n"
+            f"  @bottom-right {{ content: counter(page); {font} }} }}\n")
+
+
+def _print_page(browser, url: str, out: Path, footer: str, first_page: int) -> dict:
     context = browser.new_context(viewport=VIEWPORT, service_workers="block")
     try:
         page = context.new_page()
@@ -262,12 +279,11 @@ def _print_page(browser, url: str, out: Path, footer: str) -> dict:
         page.goto(url, wait_until="load", timeout=RENDER_TIMEOUT_MS)
         if page.query_selector(".plotly-graph-div"):
             page.wait_for_function("() => window.Plotly !== undefined", timeout=RENDER_TIMEOUT_MS)
-        page.add_style_tag(content=PRINT_CSS)
+        page.add_style_tag(content=PRINT_CSS + page_css(footer, first_page))
         found, drawn = page.evaluate(PREPARE_JS, PLOTLY_SCALE)
         page.evaluate("() => document.fonts.ready.then(() => true)")
         page.emulate_media(media="print")
-        page.pdf(path=str(out), format=PAPER, margin=MARGINS, print_background=True,
-                 display_header_footer=True, header_template="<div></div>", footer_template=_footer(footer))
+        page.pdf(path=str(out), prefer_css_page_size=True, print_background=True)
         return {"plotly": found, "plotly_images": drawn}
     finally:
         context.close()
@@ -322,34 +338,33 @@ def build_pdf(html_dir: os.PathLike, out: os.PathLike, *, student: bool = False,
         with _Server(html_dir) as base, sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
             try:
-                parts = []
-                for i, bp in enumerate(pages):
-                    f = work / f"{i:02d}.pdf"
-                    s = _print_page(browser, f"{base}/{bp.doc}.html", f, bp.title)
-                    stats["plotly"] += s["plotly"]
-                    stats["plotly_images"] += s["plotly_images"]
-                    parts.append(f)
-                    log(f"  printed {bp.doc}.html ({s['plotly']} plotly figures as images)")
-                counts = [len(PdfReader(f).pages) for f in parts]
                 front = work / "front.pdf"
                 title = cfg.get("title") or "The book"
                 edition = "Student edition: exercises without solutions" if student else "With solutions"
-                # two passes: the contents' own length decides where the chapters start
-                n_front = 2
-                for _ in range(2):
-                    starts, n = [], n_front + 1
-                    for c in counts:
-                        starts.append(n)
-                        n += c
+
+                def print_front(starts):
                     ctx = browser.new_context()
                     pg = ctx.new_page()
                     pg.set_content(toc_html(pages, starts, title=title, author=cfg.get("author") or "", edition=edition))
                     pg.pdf(path=str(front), format=PAPER, margin=MARGINS, print_background=True)
                     ctx.close()
-                    got = len(PdfReader(front).pages)
-                    if got == n_front:
-                        break
-                    n_front = got
+                    return len(PdfReader(front).pages)
+
+                # the contents' length (not its numbers) decides where the first page starts; each
+                # page is printed knowing its first page number, then the contents get the numbers
+                n_front = print_front([0] * len(pages))
+                parts, starts, n = [], [], n_front + 1
+                for i, bp in enumerate(pages):
+                    f = work / f"{i:02d}.pdf"
+                    s = _print_page(browser, f"{base}/{bp.doc}.html", f, bp.title, n)
+                    stats["plotly"] += s["plotly"]
+                    stats["plotly_images"] += s["plotly_images"]
+                    parts.append(f)
+                    starts.append(n)
+                    n += len(PdfReader(f).pages)
+                    log(f"  printed {bp.doc}.html ({s['plotly']} plotly figures as images)")
+                if print_front(starts) != n_front:  # pragma: no cover - numbers never add a line
+                    raise PdfBookError("the contents changed length when the page numbers were filled in")
             finally:
                 browser.close()
         writer = PdfWriter()

@@ -7,6 +7,8 @@ session) and prints it with Chromium into ``tmp_path``: about a minute here.
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 import unicodedata
 from pathlib import Path
 
@@ -71,6 +73,20 @@ class TestPdf:
         assert not missing, f"titles not in the PDF text: {missing}"
         contents = _flat(reader.pages[1].extract_text() or "")
         assert "Contents" in contents and all(_flat(t) in contents for t in chapter_titles()[1:])
+
+    def test_page_numbers_match_contents(self, printed):
+        """Each chapter's first page carries the number the contents page gives it (bottom right)."""
+        out, stats = printed
+        if shutil.which("pdftotext") is None:
+            pytest.fail("pdftotext is missing: ./tasks.sh setup installs Debian's poppler-utils")
+        wrong = []
+        for doc, start in stats["starts"].items():
+            text = subprocess.run(["pdftotext", "-layout", "-f", str(start), "-l", str(start), str(out), "-"],
+                                  capture_output=True, text=True, check=True).stdout
+            footer = [ln for ln in text.splitlines() if ln.strip()][-1]  # pypdf does not read @page boxes
+            if not footer.rstrip().endswith(f" {start}"):
+                wrong.append(f"{doc}: page {start} ends with {footer.strip()!r}")
+        assert not wrong, wrong
 
     def test_plotly_figures_became_images(self, printed):
         _, stats = printed

@@ -5,6 +5,9 @@
 #   ./tasks.sh test    set up, then run every test (unit, doctests, book build, browser)
 #   ./tasks.sh lab     set up, generate the chapter notebooks, start JupyterLab on 127.0.0.1
 #                      (LAB_PORT=8888 by default; extra arguments go to jupyter-lab)
+#   ./tasks.sh pdf     build the book, then print it to _build/pdf/book.pdf with Chromium
+#                      (--student: without solutions, to _build/pdf/book-student.pdf;
+#                       --no-build: print the existing HTML build as it is)
 #   ./tasks.sh bench   set up, then run the benchmarks and write docs/benchmarks.md
 #   ./tasks.sh setup   only the set-up (system packages, .venv, sample)
 set -euo pipefail
@@ -20,10 +23,12 @@ as_root() {
 }
 
 system_packages() {
-  # Debian packages: a venv-capable Python, the chromium the browser tests drive, Orthanc (chapter 0).
+  # Debian packages: a venv-capable Python, the chromium the browser tests drive and the PDF is
+  # printed with, poppler-utils (pdftoppm, pdftotext) to look at the PDF's pages, Orthanc (chapter 0).
   local missing=()
   python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
   [ -x /usr/bin/chromium ] || missing+=(chromium)
+  command -v pdftoppm >/dev/null 2>&1 || missing+=(poppler-utils)
   if [ ${#missing[@]} -gt 0 ]; then
     if command -v apt-get >/dev/null 2>&1; then
       echo "== installing Debian packages: ${missing[*]}"
@@ -111,6 +116,21 @@ PYEOF
     --IdentityProvider.token="$token" --ServerApp.root_dir="$ROOT" "${root_flag[@]}" "$@"
 }
 
+pdf() {
+  local build=1 student=() html=_build/html out=_build/pdf/book.pdf
+  local args=()
+  for a in "$@"; do
+    case "$a" in
+      --student) student=(--student); html=_build/student/_build/html; out=_build/pdf/book-student.pdf ;;
+      --no-build) build=0 ;;
+      *) args+=("$a") ;;
+    esac
+  done
+  if [ "$build" = 1 ]; then book "${student[@]}" "${args[@]}"; else setup; fi
+  echo "== printing the book to $out (Chromium, one page at a time)"
+  "$PY" -m helpers.pdfbook "$html" "$out" "${student[@]}"
+}
+
 run_tests() {
   setup
   "$PY" -m pytest "$@"
@@ -123,7 +143,8 @@ case "$task" in
   book) book "$@" ;;
   test) run_tests "$@" ;;
   lab) lab "$@" ;;
+  pdf) pdf "$@" ;;
   bench) bench "$@" ;;
   setup) setup ;;
-  *) sed -n '2,9p' "$0"; exit 2 ;;
+  *) sed -n '2,12p' "$0"; exit 2 ;;
 esac

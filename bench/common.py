@@ -368,6 +368,7 @@ def render_markdown(rows: list[dict], facts: dict, command: str, runs: dict[str,
                 _fmt(r.get("peak_mb"), ".0f"), notes,
             )) + " |"
         )
+    lines += chapter_memory_table(rows)
     v = facts.get("versions", {})
     check = facts.get("memory_check")
     lines += [
@@ -393,6 +394,32 @@ def render_markdown(rows: list[dict], facts: dict, command: str, runs: dict[str,
     payload = json.dumps({"rows": rows, "runs": runs or {}}, default=str)
     lines += ["", f"<!-- bench-data {payload} -->", ""]
     return "\n".join(lines)
+
+
+def chapter_memory_table(rows: list[dict]) -> list[str]:
+    """Markdown lines: kernel peak RSS per chapter, before/after, sample and real case (``bench_chapters`` rows)."""
+    from . import bench_chapters as bc
+
+    rows = [r for r in rows if r.get("module") == "bench_chapters" and r.get("chapter")]
+    if not rows:
+        return []
+    now = {(r["dataset"], r["chapter"]): r.get("peak_mb") for r in rows}
+    chapters = sorted({r["chapter"] for r in rows})
+
+    def cell(ds, ch):
+        before, after = bc.BEFORE.get(ds, {}).get(ch), now.get((ds, ch))
+        return ("" if before is None else f"{before:.0f}"), ("" if after is None else f"{after:.0f}")
+
+    out = ["", f"## Kernel peak memory per chapter (MB; target {bc.TARGET_MB:.0f})", "",
+           "The kernel's whole resident-memory high-water mark (imports included), one fresh kernel per chapter; "
+           "chapter 8 adds its Dask worker processes.  Before: commit 455395d; after: this run.", "",
+           "| chapter | sample before | sample after | real case before | real case after |",
+           "|---|---:|---:|---:|---:|"]
+    for ch in chapters:
+        sb, sa = cell("sample", ch)
+        rb, ra = cell("real", ch)
+        out.append(f"| {ch} | {sb} | {sa} | {rb} | {ra} |")
+    return out
 
 
 def read_previous(path: os.PathLike) -> dict:

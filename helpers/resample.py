@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from ._arrays import bincount_blocks
 from .volume import Volume
 
 __all__ = ["resample", "output_grid", "estimate_memory", "resize_to_shape", "crop_or_pad"]
@@ -524,7 +525,7 @@ def _body_centre(volume: Volume, threshold_hu: float) -> np.ndarray:
             f"no voxel above the body threshold {threshold_hu} HU: is this a CT in HU? "
             "Pass center='array', or a mask with center='mask'"
         )
-    sizes = np.bincount(lab.ravel())
+    sizes = bincount_blocks(lab)  # np.bincount would copy the labels to int64 first
     sizes[0] = 0
     sl = ndimage.find_objects(lab)[int(sizes.argmax()) - 1]
     return np.array([(s.start + s.stop - 1) / 2 for s in sl])

@@ -62,6 +62,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from ._arrays import bincount_blocks
 from .errors import SeriesWarning
 from .volume import Volume
 
@@ -166,7 +167,7 @@ def _block_mean(hu: np.ndarray, f: tuple[int, int, int], *, chunk_slices: int = 
 def _largest(labels: np.ndarray, n: int) -> np.ndarray:
     if n == 0:
         return np.zeros(labels.shape, bool)
-    counts = np.bincount(labels.ravel(), minlength=n + 1)
+    counts = bincount_blocks(labels, minlength=n + 1)
     counts[0] = 0
     return labels == int(np.argmax(counts))
 
@@ -916,19 +917,21 @@ def lung_qc(labels, volume, *, total_ml_range=QC_TOTAL_ML, ratio_range=QC_RATIO,
     labels = np.asarray(labels)
     if labels.shape != vol.shape:
         raise ValueError(f"labels shape {labels.shape} differs from the volume's {vol.shape}")
-    counts = np.bincount(labels.ravel(), minlength=3)
+    counts = bincount_blocks(labels, minlength=3)  # no full-size int64 copy of the labels
     v = vol.voxel_volume_ml
     right, left = float(counts[RIGHT_LUNG] * v), float(counts[LEFT_LUNG] * v)
     total = right + left
     ratio = left / right if right > 0 else float("nan")
     comps = {}
     min_vox = min_component_ml / v
+    # each lung's components are counted in its bounding box (every voxel of it lies there)
+    boxes = ndimage.find_objects(labels.view(np.uint8) if labels.dtype == bool else labels)
     for l in (RIGHT_LUNG, LEFT_LUNG):
         if not counts[l]:
             comps[l] = 0
             continue
-        lab, n = ndimage.label(labels == l, structure=_SIX)
-        sizes = np.bincount(lab.ravel())[1:]
+        lab, n = ndimage.label(labels[boxes[l - 1]] == l, structure=_SIX)
+        sizes = bincount_blocks(lab)[1:]
         comps[l] = int((sizes >= min_vox).sum())
     flags = []
     if not (total_ml_range[0] <= total <= total_ml_range[1]):

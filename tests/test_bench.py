@@ -43,3 +43,15 @@ class TestReport:
 
     def test_discovers_the_benchmark_modules(self):
         assert "bench_resample" in discover()
+
+    def test_chapter_memory_table(self):
+        """bench_chapters rows become one before/after line per chapter (MB)."""
+        from bench import bench_chapters
+
+        rows = [common.row(step="chapter 03 kernel peak RSS", implementation="k", data="sample", peak_mb=900.4,
+                           module="bench_chapters", chapter="03", dataset="sample"),
+                common.row(step="chapter 03 kernel peak RSS", implementation="k", data="real", peak_mb=700.0,
+                           module="bench_chapters", chapter="03", dataset="real")]
+        text = common.render_markdown(rows, {"versions": {}}, "python -m bench --only chapters")
+        before = bench_chapters.BEFORE
+        assert f"| 03 | {before['sample']['03']:.0f} | 900 | {before['real']['03']:.0f} | 700 |" in text

@@ -165,3 +165,24 @@ class TestCheckMeshBudget:
         assert "level 300" in check_mesh_budget(m, 300, level=-300).message
         assert check_mesh_budget("mesh", 300).ok is False
         assert check_mesh_budget(..., 300).ok is None
+
+
+class TestEdgeCrossings:
+    def test_blocks_count_like_whole_volume_diffs(self):
+        """Counting in blocks of slices gives the whole-volume count (the earlier formula)."""
+        from helpers.mesh import _edge_crossings
+
+        rng = np.random.default_rng(1)
+        a = rng.normal(size=(37, 20, 23)).astype(np.float32)
+        inside = a > 0.3
+        want = sum(int(np.count_nonzero(np.diff(inside, axis=ax))) for ax in range(3))
+        assert {_edge_crossings(a, 0.3, block=b) for b in (1, 2, 5, 16, 36, 37, 100)} == {want}
+
+    def test_padding_crossings_counted_without_padding(self):
+        """surface_mesh pads once, after choosing the step: the count it uses equals the padded array's."""
+        from helpers.mesh import _edge_crossings, _face_crossings
+
+        rng = np.random.default_rng(2)
+        a = rng.normal(size=(9, 12, 11)).astype(np.float32)
+        padded = np.pad(a, 1, mode="constant", constant_values=float(a.min()) - 1)
+        assert _edge_crossings(padded, 0.2) == _edge_crossings(a, 0.2) + _face_crossings(a, 0.2)

@@ -84,3 +84,19 @@ class TestHausdorff95:
         b = _box((10, 10), (3, 3), (7, 7))  # inside a, 1 pixel smaller all round (2-D works too)
         da, db = surface_distances(a, b)
         assert da.max() == pytest.approx(np.sqrt(2)) and db.max() == pytest.approx(1.0)
+
+    def test_surface_distances_match_a_distance_transform(self):
+        """The k-d tree search gives the distances of an exact EDT of the box (the earlier method)."""
+        from scipy import ndimage
+
+        rng = np.random.default_rng(0)
+        a = ndimage.binary_opening(rng.random((18, 30, 26)) > 0.55, iterations=1)
+        b = ndimage.binary_closing(rng.random((18, 30, 26)) > 0.5, iterations=1)
+        spacing = (2.5, 0.7, 0.9)
+        da, db = surface_distances(a, b, spacing=spacing)
+        ero = ndimage.generate_binary_structure(3, 1)
+        sa = a & ~ndimage.binary_erosion(a, ero, border_value=0)
+        sb = b & ~ndimage.binary_erosion(b, ero, border_value=0)
+        np.testing.assert_allclose(da, ndimage.distance_transform_edt(~sb, sampling=spacing)[sa], rtol=1e-12)
+        np.testing.assert_allclose(db, ndimage.distance_transform_edt(~sa, sampling=spacing)[sb], rtol=1e-12)
+        assert da.size == np.count_nonzero(sa) and db.size == np.count_nonzero(sb)

@@ -130,6 +130,26 @@ class TestSegmentLungs:
 
 
 class TestLungQC:
+    def test_component_counts_and_volumes_like_full_volume_labelling(self):
+        """Counting within each lung's box (no int64 copy of the labels) gives the full-volume answer."""
+        from scipy import ndimage
+
+        lab = np.zeros((30, 40, 50), np.uint8)
+        lab[2:10, 5:20, 3:12] = 1
+        lab[15:25, 5:20, 3:12] = 1          # a second right-lung piece
+        lab[20, 30, 5] = 1                   # a crumb below min_component_ml
+        lab[5:28, 22:38, 30:48] = 2
+        vol = Volume(np.zeros(lab.shape, np.float32), spacing=(2.0, 1.0, 1.0))
+        qc = lung_qc(lab, vol, warn=False, min_component_ml=0.01)
+        six = ndimage.generate_binary_structure(3, 1)
+        want = {}
+        for l in (RIGHT_LUNG, LEFT_LUNG):
+            full, _ = ndimage.label(lab == l, structure=six)
+            want[l] = int((np.bincount(full.ravel())[1:] * vol.voxel_volume_ml >= 0.01).sum())
+        assert qc["components"] == want == {RIGHT_LUNG: 2, LEFT_LUNG: 1}
+        assert qc["right_ml"] == pytest.approx(np.count_nonzero(lab == 1) * vol.voxel_volume_ml)
+        assert lung_qc(lab.astype(bool), vol, warn=False)["components"][RIGHT_LUNG] == 3  # bool: every lung is label 1
+
     def test_volumes_and_plausible(self, phantom):
         vol, _, labels, _ = phantom
         with warnings.catch_warnings():

@@ -23,8 +23,8 @@ from .metrics import dice, hausdorff95
 from .export import load_npy, save_dicom_seg, save_nifti, save_npy
 
 _SUBMODULES = (
-    "checks", "cohort", "data", "display", "export", "histogram", "intensity", "io",
-    "legacy", "mesh", "metrics", "notebook", "resample", "sample", "segment", "volume",
+    "annotations", "checks", "cohort", "data", "display", "export", "histogram", "intensity", "io",
+    "legacy", "mesh", "metrics", "notebook", "resample", "sample", "segment", "tumour", "volume",
 )
 
 

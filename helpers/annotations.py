@@ -44,6 +44,7 @@ __all__ = [
     "TumourBoxes",
     "ANNOTATION_FOLDER",
     "boxes_from_mask",
+    "case_boxes",
     "find_annotations",
     "read_boxes",
     "read_box_table",
@@ -652,3 +653,55 @@ def boxes_from_mask(mask, volume: Volume, *, label: str = "A", source: str = "a 
         boxes.append(_place(volume, int(k), (rows[0], rows[-1]), (cols[0], cols[-1]), label=label,
                             sop=uids[k] if len(uids) == volume.shape[0] else "", source=source))
     return _result(boxes, volume, source)
+
+
+def case_boxes(dicom_dir, volume: Volume, *, truth_mask=None) -> tuple[TumourBoxes | None, str]:
+    """The tumour boxes a chapter shows for the folder it reads, and one line saying where they come from.
+
+    The annotation files found by :func:`find_annotations` (files of another
+    series left out silently: the line says how many); else, when the caller
+    knows the tumour (the bundled sample's ground truth), boxes drawn around it
+    with :func:`boxes_from_mask`; else ``None``.
+
+    Parameters
+    ----------
+    dicom_dir : path
+        The series folder the chapter loaded.
+    volume : Volume
+        The volume loaded from it.
+    truth_mask : ndarray of bool, optional
+        A known tumour (the sample's), used when there are no annotation files.
+
+    Returns
+    -------
+    boxes : TumourBoxes or None
+    description : str
+        One line for the reader ("10 boxes from tumour-boxes/ ...", or why there are none).
+
+    Raises
+    ------
+    DicomSeriesError
+        Annotation files that are broken or all belong to another series.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from helpers.volume import Volume
+    >>> v = Volume(np.zeros((3, 8, 8), np.int16), spacing=(2, 1, 1))
+    >>> case_boxes("/nonexistent/series", v)[0] is None
+    True
+    """
+    folder = find_annotations(dicom_dir)
+    if folder is not None:
+        boxes = read_voc_boxes(folder, volume, unmatched="ignore")
+        text = f"{len(boxes)} tumour box(es) from {folder.name}/ (PASCAL-VOC XML files named by SOP Instance UID)"
+        if boxes.unmatched:
+            text += (f"; {len(boxes.unmatched)} more file(s) there name slices of another series "
+                     "(another reconstruction) and are left out")
+        return boxes, text
+    if truth_mask is not None and np.any(truth_mask):
+        boxes = boxes_from_mask(truth_mask, volume, source="the ground-truth tumour")
+        return boxes, (f"{len(boxes)} tumour box(es) drawn around the ground-truth tumour (no annotation files: "
+                       "the sample's generator knows the tumour voxel by voxel)")
+    return None, (f"no tumour annotations for this scan (no {ANNOTATION_FOLDER}/ folder in or beside "
+                  f"{Path(dicom_dir).name})")

@@ -8,6 +8,7 @@ import pytest
 import factory
 from helpers import DicomSeriesError, SeriesWarning, load_series
 from helpers.annotations import (
+    case_boxes,
     find_annotations,
     read_box_table,
     read_boxes,
@@ -221,3 +222,22 @@ class TestRealBoxes:
         assert all(b.cols[1] < vol.shape[2] // 2 for b in boxes)
         hu = vol.hu[boxes.mask()]
         assert np.mean(hu > -400) > 0.5  # mostly solid tissue inside the boxes
+
+
+class TestCaseBoxes:
+    def test_files_then_truth_then_nothing(self, case, tmp_path):
+        series = tmp_path / "case" / "ct"
+        series.mkdir(parents=True)
+        truth = np.zeros(case.shape, bool)
+        truth[3, 5:9, 6:10] = True
+        assert case_boxes(series, case) == (None, "no tumour annotations for this scan (no tumour-boxes/ "
+                                                  "folder in or beside ct)")
+        boxes, text = case_boxes(series, case, truth_mask=truth)
+        assert [b.rows for b in boxes] == [(5, 8)] and "ground-truth" in text
+        d = write_boxes(tmp_path / "case" / "tumour-boxes", case, {4: voc(1, 1, 2, 2)})
+        (d / f"{factory.uid('sop', 'other', 3)}.xml").write_text(voc(1, 1, 2, 2))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            boxes, text = case_boxes(series, case, truth_mask=truth)
+        assert len(boxes) == 1 and text.startswith("1 tumour box(es) from tumour-boxes/")
+        assert "1 more file(s) there name slices of another series" in text

@@ -44,6 +44,7 @@ __all__ = [
     "TumourBoxes",
     "ANNOTATION_FOLDER",
     "boxes_from_mask",
+    "boxes_table",
     "case_boxes",
     "find_annotations",
     "read_boxes",
@@ -705,3 +706,59 @@ def case_boxes(dicom_dir, volume: Volume, *, truth_mask=None) -> tuple[TumourBox
                        "the sample's generator knows the tumour voxel by voxel)")
     return None, (f"no tumour annotations for this scan (no {ANNOTATION_FOLDER}/ folder in or beside "
                   f"{Path(dicom_dir).name})")
+
+
+def boxes_table(boxes: TumourBoxes, volume: Volume):
+    """One row per box: the three "slice numbers" a reader may mean, and the box in pixels and mm.
+
+    Parameters
+    ----------
+    boxes : TumourBoxes
+    volume : Volume
+        The volume the boxes were placed on; its ``meta["files"]`` (z order, as
+        :func:`helpers.load_series` keeps them) give each slice's file and its
+        (0020,0013) Instance Number.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``k`` (array index, feet to head), ``z_mm``, ``instance_number``
+        (None when the file cannot be read), ``file``, ``rows``, ``cols``
+        (first-last, inclusive), ``width_mm``, ``height_mm``, ``label``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from helpers.volume import Volume
+    >>> v = Volume(np.zeros((3, 8, 8), np.int16), spacing=(2.0, 0.5, 0.5))
+    >>> m = np.zeros(v.shape, bool); m[1, 2:4, 3:7] = True
+    >>> boxes_table(boxes_from_mask(m, v), v)[["k", "z_mm", "rows", "cols", "width_mm", "height_mm"]].to_dict("records")
+    [{'k': 1, 'z_mm': 2.0, 'rows': '2-3', 'cols': '3-6', 'width_mm': 2.0, 'height_mm': 1.0}]
+    """
+    import pandas as pd
+    import pydicom
+
+    files = list(volume.meta.get("files") or [])
+    rows = []
+    for b in boxes:
+        f = files[b.slice_index] if len(files) == volume.shape[0] else None
+        inst = None
+        if f is not None:
+            try:
+                value = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["InstanceNumber"]).get(
+                    "InstanceNumber")
+                inst = int(value) if value is not None else None
+            except Exception:  # a zip member, a moved file: the number is only informative
+                inst = None
+        rows.append({
+            "k": b.slice_index,
+            "z_mm": round(b.z_mm, 2),
+            "instance_number": inst,
+            "file": str(f).replace("\\", "/").rsplit("/", 1)[-1] if f is not None else "",
+            "rows": f"{b.rows[0]}-{b.rows[1]}",
+            "cols": f"{b.cols[0]}-{b.cols[1]}",
+            "width_mm": round((b.cols[1] - b.cols[0] + 1) * volume.spacing[2], 1),
+            "height_mm": round((b.rows[1] - b.rows[0] + 1) * volume.spacing[1], 1),
+            "label": b.label,
+        })
+    return pd.DataFrame(rows)

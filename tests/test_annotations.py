@@ -8,6 +8,7 @@ import pytest
 import factory
 from helpers import DicomSeriesError, SeriesWarning, load_series
 from helpers.annotations import (
+    boxes_table,
     case_boxes,
     find_annotations,
     read_box_table,
@@ -241,3 +242,15 @@ class TestCaseBoxes:
             boxes, text = case_boxes(series, case, truth_mask=truth)
         assert len(boxes) == 1 and text.startswith("1 tumour box(es) from tumour-boxes/")
         assert "1 more file(s) there name slices of another series" in text
+
+
+class TestBoxesTable:
+    def test_rows_instance_numbers_and_mm(self, case, tmp_path):
+        d = write_boxes(tmp_path / "b", case, {2: voc(10, 20, 19, 29), 3: voc(0, 0, 63, 63)})
+        t = boxes_table(read_voc_boxes(d, case), case)
+        assert t["k"].tolist() == [2, 3]
+        # the factory numbers instances head to feet: index 2 of 24 is Instance Number 22
+        assert t["instance_number"].tolist() == [22, 21]
+        assert t["rows"].tolist() == ["20-29", "0-63"] and t["cols"].tolist() == ["10-19", "0-63"]
+        assert t["width_mm"].tolist() == [pytest.approx(10 * 0.7), pytest.approx(64 * 0.7)]
+        assert all(f.endswith(".dcm") for f in t["file"])

@@ -679,10 +679,11 @@ def case_boxes(dicom_dir, volume: Volume, *, truth_mask=None) -> tuple[TumourBox
     description : str
         One line for the reader ("10 boxes from tumour-boxes/ ...", or why there are none).
 
-    Raises
-    ------
-    DicomSeriesError
-        Annotation files that are broken or all belong to another series.
+    Notes
+    -----
+    Annotation files that cannot be used (broken, or all of another series) give
+    ``None`` and the error's message as the description, so a chapter says why
+    and carries on; :func:`read_boxes` raises instead.
 
     Examples
     --------
@@ -694,7 +695,10 @@ def case_boxes(dicom_dir, volume: Volume, *, truth_mask=None) -> tuple[TumourBox
     """
     folder = find_annotations(dicom_dir)
     if folder is not None:
-        boxes = read_voc_boxes(folder, volume, unmatched="ignore")
+        try:
+            boxes = read_voc_boxes(folder, volume, unmatched="ignore")
+        except DicomSeriesError as exc:  # shown to the reader, who can carry on without boxes
+            return None, f"the annotation files in {folder} cannot be used for this scan: {exc}"
         text = f"{len(boxes)} tumour box(es) from {folder.name}/ (PASCAL-VOC XML files named by SOP Instance UID)"
         if boxes.unmatched:
             text += (f"; {len(boxes.unmatched)} more file(s) there name slices of another series "

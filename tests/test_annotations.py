@@ -242,6 +242,9 @@ class TestCaseBoxes:
             boxes, text = case_boxes(series, case, truth_mask=truth)
         assert len(boxes) == 1 and text.startswith("1 tumour box(es) from tumour-boxes/")
         assert "1 more file(s) there name slices of another series" in text
+        (d / f"{case.meta['sop_instance_uids'][4]}.xml").unlink()  # only the other series' file is left
+        boxes, text = case_boxes(series, case, truth_mask=truth)
+        assert boxes is None and "cannot be used for this scan" in text and "another series" in text
 
 
 class TestBoxesTable:

@@ -35,6 +35,7 @@ __all__ = [
     "measure_tumour",
     "longest_axial_diameter",
     "kept_fraction",
+    "kept_table",
     "draw_tumour",
     "box_montage",
     "tumour_viewer",
@@ -89,6 +90,13 @@ class TumourRegion:
     voxels: int
     slices: int
     seeds: tuple = ()
+
+    def summary(self) -> str:
+        """The measurements, one per line, as a report would give them."""
+        return (f"volume                 {self.volume_ml:7.1f} mL ({self.voxels} voxels on {self.slices} slices)\n"
+                f"longest axial diameter {self.longest_axial_mm:7.1f} mm on slice {self.slice_index} "
+                f"(z {self.z_mm:+.1f} mm)\n"
+                f"mean density           {self.mean_hu:7.0f} HU")
 
     def __repr__(self) -> str:
         return (f"TumourRegion(volume={self.volume_ml:.1f} mL, longest axial diameter="
@@ -424,6 +432,36 @@ def kept_fraction(kept_mask, tumour_mask) -> float:
     if n == 0:
         raise ValueError("the tumour mask is empty")
     return float(np.count_nonzero(kept_mask[tumour_mask])) / n
+
+
+def kept_table(masks: dict, tumours: dict):
+    """Share (%) of each tumour mask kept by each mask: rows tumours, columns masks.
+
+    Parameters
+    ----------
+    masks : dict of str -> ndarray
+        Named masks (e.g. ``{"robust mask": lungs, "2017 mask": lungs_2017}``);
+        any non-zero voxel counts as kept.
+    tumours : dict of str -> ndarray of bool
+        Named tumour masks (a grown region, a ground truth, the solid tissue in boxes).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Percentages rounded to 0.1, index the tumour names, columns the mask names.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> t = np.zeros((1, 4, 4), bool); t[0, :2] = True
+    >>> lungs = np.zeros((1, 4, 4), np.uint8); lungs[0, 0] = 1
+    >>> kept_table({"lungs": lungs}, {"tumour": t}).to_dict()
+    {'lungs': {'tumour': 50.0}}
+    """
+    import pandas as pd
+
+    data = {name: [round(100 * kept_fraction(m, t), 1) for t in tumours.values()] for name, m in masks.items()}
+    return pd.DataFrame(data, index=list(tumours)).rename_axis("share kept (%)")
 
 
 # ----------------------------------------------------------------- drawing

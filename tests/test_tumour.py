@@ -12,6 +12,7 @@ from helpers.tumour import (
     draw_tumour,
     grow_tumour,
     kept_fraction,
+    kept_table,
     longest_axial_diameter,
     measure_tumour,
     tumour_viewer,
@@ -65,6 +66,8 @@ class TestMeasureTumour:
         assert r.slice_index == 20 and r.z_mm == pytest.approx(vol.slice_positions[20])
         assert r.mean_hu == pytest.approx(TUMOUR_HU, abs=2)
         assert r.slices == int(truth.any(axis=(1, 2)).sum())
+        lines = r.summary().splitlines()
+        assert len(lines) == 3 and lines[0].startswith("volume") and f"{r.longest_axial_mm:.1f} mm" in lines[1]
 
     def test_shape_mismatch(self, phantom):
         vol, _ = phantom
@@ -151,6 +154,17 @@ class TestKeptFraction:
         assert kept_fraction(lungs, t) == 0.25
         with pytest.raises(ValueError, match="empty"):
             kept_fraction(lungs, np.zeros(t.shape, bool))
+
+
+class TestKeptTable:
+    def test_percent_per_tumour_and_mask(self):
+        t = np.zeros((1, 4, 4), bool)
+        t[0, :2] = True
+        a = np.zeros(t.shape, np.uint8)
+        a[0, 0] = 1
+        table = kept_table({"a": a, "all": np.ones(t.shape)}, {"t": t, "row 0": a > 0})
+        assert table.loc["t", "a"] == 50.0 and table.loc["row 0", "a"] == 100.0
+        assert table["all"].tolist() == [100.0, 100.0]
 
 
 class TestDrawing:

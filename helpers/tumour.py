@@ -594,9 +594,9 @@ def box_montage(
     volume: Volume,
     boxes: TumourBoxes,
     *,
-    cols: int = 5,
+    cols: int = 4,
     window=TUMOUR_WINDOW,
-    margin_mm: float | None = 40.0,
+    margin_mm: float | None = 25.0,
     ax_size_in: float = 2.2,
     region: TumourRegion | None = None,
 ):
@@ -648,6 +648,9 @@ def box_montage(
     axes = fig.subplots(nrows, cols, squeeze=False, gridspec_kw={"wspace": 0.02, "hspace": 0.02})
     fig.subplots_adjust(left=0, right=1, bottom=0, top=1 - title_in / (nrows * tile_h + title_in))
     flips = _axial_flips(volume)
+    from matplotlib import patheffects
+
+    outline = [patheffects.withStroke(linewidth=2.5, foreground="black")]
     for t, ax in enumerate(axes.ravel()):
         ax.set_axis_off()
         if t >= len(ks):
@@ -661,11 +664,12 @@ def box_montage(
             ax.contour(np.arange(volume.shape[2]), np.arange(volume.shape[1]),
                        region.mask[k].astype(np.float32), levels=[0.5], colors=["#E69F00"], linewidths=1.0)
         ax.text(0.03, 0.97, f"{k}\n{volume.slice_positions[k]:+.1f} mm", transform=ax.transAxes,
-                ha="left", va="top", color="yellow", fontsize=max(6, 4 * ax_size_in), linespacing=1.1)
+                ha="left", va="top", color="yellow", fontsize=max(8, 4.5 * ax_size_in), linespacing=1.1,
+                path_effects=outline)
     lo, hi = boxes.z_range_mm
     letters = _letters_for(volume)
     fig.suptitle(f"{len(boxes)} box(es) on slices {ks[0]}..{ks[-1]} (z {lo:+.1f}..{hi:+.1f} mm); "
-                 f"image left = patient {letters['left']}; tiles: index, z", fontsize=9, va="top",
+                 f"image left = patient {letters['left']}; tiles: index, z", fontsize=11, va="top",
                  y=1 - 0.05 * title_in / (nrows * tile_h + title_in))
     return fig
 

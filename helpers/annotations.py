@@ -266,7 +266,8 @@ def _int_field(node, tag: str, path: Path) -> int:
         raise DicomSeriesError(f"{path}: <bndbox>/<{tag}> is {el.text!r}; expected a pixel number") from None
 
 
-def read_voc_boxes(source, volume: Volume, *, index_base: int = 0, unmatched: str = "warn") -> TumourBoxes:
+def read_voc_boxes(source, volume: Volume, *, index_base: int = 0, unmatched: str = "warn",
+                   other_series=(), z_tolerance_mm: float = Z_TOLERANCE_MM) -> TumourBoxes:
     """Read PASCAL-VOC XML tumour boxes and match each file to a slice by SOP Instance UID.
 
     Parameters
@@ -289,6 +290,15 @@ def read_voc_boxes(source, volume: Volume, *, index_base: int = 0, unmatched: st
         the B40f series and 8 on the B70f series), so by default they are left
         out with a :class:`~helpers.errors.SeriesWarning` and listed in
         :attr:`TumourBoxes.unmatched`; ``"raise"`` makes them an error.
+    other_series : sequence of Volume, optional
+        Other series of the same study (same (0020,0052) Frame of Reference UID),
+        loaded with :func:`helpers.load_series`.  A file naming one of *their*
+        slices is placed on ``volume`` **by position**: its box corners go through
+        patient coordinates (mm) to ``volume``'s grid, so the boxes drawn on one
+        reconstruction show on the other.
+    z_tolerance_mm : float
+        A box placed by position must land within this distance of a slice of
+        ``volume`` (capped at half its slice spacing).
 
     Returns
     -------
@@ -351,7 +361,18 @@ def read_voc_boxes(source, volume: Volume, *, index_base: int = 0, unmatched: st
         )
     uids = _volume_uids(volume, label_src)
     where = {u: k for k, u in enumerate(uids)}
-    if not any(f.stem in where for f in files):
+    elsewhere = {}
+    for other in other_series:
+        a, b = other.meta.get("frame_of_reference_uid"), volume.meta.get("frame_of_reference_uid")
+        if a and b and a != b:
+            raise DicomSeriesError(
+                f"other_series {other.meta.get('series_uid', '?')} has (0020,0052) Frame of Reference UID "
+                f"{a}, the volume {b}: their mm do not match, so boxes cannot be placed by position; "
+                "pass only series of the same study and frame of reference"
+            )
+        for k, u in enumerate(_volume_uids(other, label_src)):
+            elsewhere.setdefault(u, (other, k))
+    if not any(f.stem in where or f.stem in elsewhere for f in files):
         raise DicomSeriesError(
             f"none of the {len(files)} annotation files in {label_src} is named after a slice of the "
             f"loaded series {volume.meta.get('series_uid', '?')} "
@@ -362,7 +383,7 @@ def read_voc_boxes(source, volume: Volume, *, index_base: int = 0, unmatched: st
         )
     if unmatched not in ("warn", "ignore", "raise"):
         raise ValueError(f"unmatched must be 'warn', 'ignore' or 'raise'; got {unmatched!r}")
-    others = [f for f in files if f.stem not in where]
+    others = [f for f in files if f.stem not in where and f.stem not in elsewhere]
     if others:
         text = (
             f"{len(others)} of the {len(files)} annotation files in {label_src} name no slice of the "
@@ -375,16 +396,22 @@ def read_voc_boxes(source, volume: Volume, *, index_base: int = 0, unmatched: st
         if unmatched == "warn":
             warnings.warn(text + "; they were left out (TumourBoxes.unmatched lists them)",
                           SeriesWarning, stacklevel=2)
-    nz, ny, nx = volume.shape
+    zpos = volume.slice_positions
+    dz = float(np.min(np.abs(np.diff(zpos)))) if len(zpos) > 1 else float(volume.spacing[0])
+    tol = min(float(z_tolerance_mm), dz / 2)
     boxes: list[Box] = []
     for f in files:
-        if f.stem not in where:
+        if f.stem in where:
+            drawn_on, k = volume, where[f.stem]
+        elif f.stem in elsewhere:
+            drawn_on, k = elsewhere[f.stem]
+        else:
             continue
+        nz, ny, nx = drawn_on.shape
         try:
             root = ET.parse(f).getroot()
         except ET.ParseError as exc:
             raise DicomSeriesError(f"{f} is not valid XML ({exc}); expected a PASCAL-VOC annotation") from None
-        k = where[f.stem]
         size = root.find("size")
         if size is not None:
             w, h = size.findtext("width"), size.findtext("height")
@@ -402,8 +429,30 @@ def read_voc_boxes(source, volume: Volume, *, index_base: int = 0, unmatched: st
             if bb is None:
                 raise DicomSeriesError(f"{f}: an <object> has no <bndbox>; expected xmin, ymin, xmax, ymax")
             x0, x1, y0, y1 = (_int_field(bb, t, f) - index_base for t in ("xmin", "xmax", "ymin", "ymax"))
-            boxes.append(_place(volume, k, (y0, y1), (x0, x1), label=(obj.findtext("name") or "").strip(),
-                                sop=f.stem, source=f.name, what="<bndbox> ymin/ymax, xmin/xmax"))
+            label = (obj.findtext("name") or "").strip()
+            if drawn_on is volume:
+                boxes.append(_place(volume, k, (y0, y1), (x0, x1), label=label, sop=f.stem, source=f.name,
+                                    what="<bndbox> ymin/ymax, xmin/xmax"))
+                continue
+            # drawn on another series: pixel edges -> patient mm -> this volume's grid
+            _place(drawn_on, k, (y0, y1), (x0, x1), label=label, sop=f.stem, source=f.name)  # checks the box
+            corners = drawn_on.index_to_lps([(k, y0 - 0.5, x0 - 0.5), (k, y1 + 0.5, x1 + 0.5)])
+            idx = volume.lps_to_index(corners)
+            z = float(drawn_on.slice_positions[k])
+            kk = int(np.argmin(np.abs(zpos - z)))
+            if abs(zpos[kk] - z) > tol:
+                raise DicomSeriesError(
+                    f"{f}: its slice (series {drawn_on.meta.get('series_uid', '?')}, z = {z:.2f} mm) matches no "
+                    f"slice of the volume: the nearest is {kk} at {zpos[kk]:.2f} mm (tolerance {tol:g} mm); "
+                    "boxes can only be moved between series whose slices lie at the same positions"
+                )
+            j = np.sort(idx[:, 1])
+            i = np.sort(idx[:, 2])
+            # every pixel whose centre lies inside the box's edges (on an edge included)
+            rows = (int(np.ceil(j[0] - 1e-6)), int(np.floor(j[1] + 1e-6)))
+            cols = (int(np.ceil(i[0] - 1e-6)), int(np.floor(i[1] + 1e-6)))
+            boxes.append(_place(volume, kk, rows, cols, label=label, sop="",
+                                source=f"{f.name} (series {drawn_on.meta.get('series_uid', '?')}, by position)"))
     return _result(boxes, volume, label_src, [f.name for f in others])
 
 

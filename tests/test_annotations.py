@@ -257,3 +257,60 @@ class TestBoxesTable:
         assert t["rows"].tolist() == ["20-29", "0-63"] and t["cols"].tolist() == ["10-19", "0-63"]
         assert t["width_mm"].tolist() == [pytest.approx(10 * 0.7), pytest.approx(64 * 0.7)]
         assert all(f.endswith(".dcm") for f in t["file"])
+
+
+def _load(folder):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SeriesWarning)
+        return load_series(folder)
+
+
+class TestOtherSeries:
+    """Boxes drawn on another reconstruction are placed by position (patient mm)."""
+
+    def test_same_grid_lands_on_the_same_pixels(self, case, tmp_path):
+        other = _load(factory.write(factory.clean_datasets(series="recon2"), tmp_path / "recon2"))
+        d = write_boxes(tmp_path / "b", case, {5: voc(10, 20, 19, 29)})
+        write_boxes(d, other, {6: voc(12, 22, 30, 40)})
+        with pytest.warns(SeriesWarning, match="1 of the 2"):
+            assert len(read_voc_boxes(d, case)) == 1
+        boxes = read_voc_boxes(d, case, other_series=[other])
+        assert [(b.slice_index, b.rows, b.cols) for b in boxes] == [(5, (20, 29), (10, 19)), (6, (22, 40), (12, 30))]
+        assert "by position" in boxes.boxes[1].source and boxes.unmatched == ()
+
+    def test_coarser_pixels_are_converted_through_mm(self, case, tmp_path):
+        # half as many pixels of twice the size over the same field, same slices
+        coarse = _load(factory.write(factory.clean_datasets(rows=32, cols=32, series="coarse",
+                                                            spacing=(2.5, 1.4, 1.4),
+                                                            hu=factory.expected_hu(24, 32, 32)),
+                                     tmp_path / "coarse"))
+        d = write_boxes(tmp_path / "b", coarse, {3: voc(5, 6, 9, 10, width=32, height=32)})
+        b = read_voc_boxes(d, case, other_series=[coarse]).boxes[0]
+        # the shared origin is a pixel centre: coarse pixel p spans fine coordinates 2p-1 .. 2p+1,
+        # so coarse rows 6..10 cover fine pixel centres 11..21 (those on an edge included)
+        assert (b.slice_index, b.rows, b.cols) == (3, (11, 21), (9, 19))
+
+    def test_slices_at_other_positions(self, case, tmp_path):
+        shifted = _load(factory.write(factory.clean_datasets(series="shifted",
+                                                            origin=(-22.4, -22.4, -98.75)), tmp_path / "s"))
+        d = write_boxes(tmp_path / "b", shifted, {3: voc(1, 1, 2, 2)})
+        with pytest.raises(DicomSeriesError, match=r"matches no slice of the volume: the nearest is"):
+            read_voc_boxes(d, case, other_series=[shifted])
+
+    def test_another_frame_of_reference(self, case, tmp_path):
+        other = _load(factory.write(factory.clean_datasets(series="recon3"), tmp_path / "r3"))
+        other.meta["frame_of_reference_uid"] = "1.2.3.999"
+        d = write_boxes(tmp_path / "b", other, {3: voc(1, 1, 2, 2)})
+        with pytest.raises(DicomSeriesError, match=r"\(0020,0052\) Frame of Reference UID 1\.2\.3\.999"):
+            read_voc_boxes(d, case, other_series=[other])
+
+
+@pytest.mark.realdata
+def test_real_b70f_boxes_on_the_b40f_series(real_case):
+    b40, b70 = load_series(real_case / "ct-b40f"), load_series(real_case / "ct-b70f")
+    boxes = read_voc_boxes(real_case / "tumour-boxes", b40, other_series=[b70])
+    assert len(boxes) == 18 and boxes.unmatched == ()
+    assert boxes.slice_indices == list(range(12, 22)) and boxes.z_range_mm == (176.0, 248.0)
+    # the same geometry: a B70f box keeps its pixels on the B40f grid
+    moved = [b for b in boxes if "by position" in b.source]
+    assert len(moved) == 8 and all(12 <= b.slice_index <= 19 for b in moved)

@@ -23,9 +23,9 @@ from .metrics import dice, hausdorff95
 from .export import load_npy, save_dicom_seg, save_nifti, save_npy
 
 _SUBMODULES = (
-    "checks", "cohort", "data", "display", "export", "histogram", "intensity", "io",
-    "legacy", "mesh", "metrics", "notebook", "resample", "sample", "segment", "volume",
-    "deid", "pacs",
+    "annotations", "checks", "cohort", "data", "deid", "display", "export", "histogram", "intensity",
+    "io", "legacy", "mesh", "metrics", "notebook", "pacs", "resample", "sample", "segment", "tumour",
+    "volume",
 )
 
 

@@ -36,6 +36,8 @@ __all__ = [
     "check_dice",
     "check_query_keys",
     "check_pseudonym",
+    "check_annotated_slices",
+    "check_axial_diameter",
 ]
 
 
@@ -697,3 +699,73 @@ def check_pseudonym(answer, mapping) -> Feedback:
         return Feedback(True, f"{answer!r}. Whoever holds the mapping can undo the de-identification: keep "
                               "it apart from the data, like a key.")
     return Feedback(False, f"{answer!r} is not the new Patient ID.", hint)
+
+
+# ------------------------------------------------- chapter 7b: the tumour (added by the tumour engineer)
+def check_annotated_slices(answer, boxes) -> Feedback:
+    """Exercise 7b: how many slices a lesion spans, its first and last slice included.
+
+    Parameters
+    ----------
+    answer : int or ...
+        The resident's count.
+    boxes : helpers.annotations.TumourBoxes
+        The lesion's boxes (their first and last slice index).
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> boxes = SimpleNamespace(slice_indices=[97, 98, 112])
+    >>> check_annotated_slices(16, boxes).ok, check_annotated_slices(15, boxes).ok
+    (True, False)
+    """
+    ks = list(boxes.slice_indices)
+    expected = ks[-1] - ks[0] + 1
+    hint = (f"The first annotated slice is {ks[0]} and the last {ks[-1]}; count both ends "
+            "(last - first + 1).")
+    if not _unanswered(answer):
+        try:
+            if float(np.asarray(answer).item()) == expected - 1:
+                hint = (f"{expected - 1} = {ks[-1]} - {ks[0]} counts the gaps between slices, not the slices: "
+                        "slices 97 through 112 are 16 slices, not 15 (a fencepost error).")
+        except (TypeError, ValueError):
+            pass
+    return check_number(answer, float(expected), rtol=0, atol=0, unit="slices", hint=hint,
+                        why="A box on the first and the last slice means a lesion on every slice in between.")
+
+
+def check_axial_diameter(answer, endpoints, spacing) -> Feedback:
+    """Exercise 7b: the length in mm of a diameter given by its two ``(row, col)`` end points.
+
+    Parameters
+    ----------
+    answer : float or ...
+        The resident's length in mm.
+    endpoints : array-like, shape (2, 2)
+        ``(row, col)`` of both ends (``TumourRegion.endpoints``).
+    spacing : tuple of 3 float
+        ``(z, y, x)`` voxel size in mm: rows are ``spacing[1]`` apart, columns ``spacing[2]``.
+
+    Examples
+    --------
+    >>> check_axial_diameter(5.0, [[0, 0], [3, 4]], (5.0, 1.0, 1.0)).ok
+    True
+    >>> check_axial_diameter(5.0, [[0, 0], [3, 4]], (5.0, 0.5, 0.5)).hint.startswith("5 is in pixels")
+    True
+    """
+    (r0, c0), (r1, c1) = np.asarray(endpoints, dtype=float)
+    expected = float(np.hypot((r1 - r0) * spacing[1], (c1 - c0) * spacing[2]))
+    pixels = float(np.hypot(r1 - r0, c1 - c0))
+    hint = ("Multiply the row difference by spacing[1] and the column difference by spacing[2] "
+            "(both in mm), then take the hypotenuse: np.hypot(dr_mm, dc_mm).")
+    if not _unanswered(answer):
+        try:
+            value = float(np.asarray(answer).item())
+            if abs(value - pixels) < 0.01 * pixels and abs(pixels - expected) > 0.01 * expected:
+                hint = f"{value:.4g} is in pixels: convert each difference to mm with the pixel spacing first."
+            elif abs(value - abs(r1 - r0) * spacing[1] - abs(c1 - c0) * spacing[2]) < 0.01 * expected:
+                hint = "You added the two sides; the diameter is the hypotenuse: np.hypot(dr_mm, dc_mm)."
+        except (TypeError, ValueError):
+            pass
+    return check_number(answer, expected, rtol=0.01, unit="mm", hint=hint,
+                        why="RECIST follows a lesion by this longest axial diameter from scan to scan.")

@@ -29,6 +29,11 @@ How a fetch works
    the folder is moved into place with :func:`os.replace`: ``data/NAME/``
    either holds a complete, verified case or does not exist.
 
+A case may have several downloads, each into its own ``subdir``: the Lung-PET-CT-Dx
+entries add the collection's tumour-box archive (PASCAL-VOC XML, every subject),
+of which only the files listed for that case are kept, in ``tumour-boxes/``
+(read them with :func:`helpers.annotations.read_boxes`).
+
 A failure names the URL tried, the file, the expected and the actual hash, and
 what to do next.  Tests never use the internet: ``base_url=`` or the
 ``HELPERS_DATA_MIRROR`` environment variable sends every request to a mirror

@@ -154,3 +154,26 @@ class TestChapter0:
         assert checks.check_pseudonym("ZZ9", p).ok
         assert checks.check_pseudonym("A1", p).ok is False
         assert checks.check_pseudonym(..., p).ok is None
+
+
+class TestChapter7b:
+    def test_annotated_slices_fencepost(self):
+        from types import SimpleNamespace
+
+        boxes = SimpleNamespace(slice_indices=[97, 100, 112])
+        assert checks.check_annotated_slices(16, boxes).ok
+        fb = checks.check_annotated_slices(15, boxes)
+        assert fb.ok is False and "fencepost" in fb.hint
+        assert checks.check_annotated_slices(..., boxes).ok is None
+        assert "last - first + 1" in checks.check_annotated_slices(3, boxes).hint
+
+    def test_axial_diameter(self):
+        ends = [[10, 20], [40, 60]]  # 30 rows, 40 columns
+        spacing = (8.0, 0.5, 0.7)
+        right = float(np.hypot(30 * 0.5, 40 * 0.7))
+        assert checks.check_axial_diameter(right, ends, spacing).ok
+        fb = checks.check_axial_diameter(50.0, ends, spacing)  # the length in pixels
+        assert fb.ok is False and "in pixels" in fb.hint
+        fb = checks.check_axial_diameter(30 * 0.5 + 40 * 0.7, ends, spacing)
+        assert fb.ok is False and "hypotenuse" in fb.hint
+        assert checks.check_axial_diameter(..., ends, spacing).ok is None

@@ -467,12 +467,13 @@ class TestRealManifest:
         manifest = hd.load_manifest()
         for dl in manifest["datasets"]["lung-dx-a0002"]["downloads"]:
             folder = real_case / dl["id"]
+            pattern = "*.xml" if dl.get("kind") == "annotations" else "*.dcm"
             server.routes["/" + dl["mirror_path"]] = _zip(
-                {f"{dl['series_uid']}/{p.name}": p.read_bytes() for p in sorted(folder.glob("*.dcm"))}
+                {f"{dl.get('series_uid', 'A0002')}/{p.name}": p.read_bytes() for p in sorted(folder.glob(pattern))}
             )
         dest = hd.fetch("lung-dx-a0002", dest=tmp_path / "lung-dx-a0002", base_url=server.url,
                         progress=False, retries=0)
-        assert len(list(dest.rglob("*.dcm"))) == 60
+        assert len(list(dest.rglob("*.dcm"))) == 60 and len(list(dest.rglob("*.xml"))) == 18
         assert "10.7937/TCIA.2020.NNC2-0461" in capsys.readouterr().out
         assert hd.verify("lung-dx-a0002", dest=dest) == dest
 
@@ -480,11 +481,50 @@ class TestRealManifest:
         for name, entry in hd.load_manifest()["datasets"].items():
             assert entry["licence"] == "CC BY 4.0" and entry["doi"], name
             assert "Lung-PET-CT-Dx" in entry["citation"] and entry["annotations"], name
+            boxes = [dl for dl in entry["downloads"] if dl.get("kind") == "annotations"]
+            assert len(boxes) == 1 and boxes[0]["subdir"] == "tumour-boxes", name
+            assert boxes[0]["url"].startswith("https://www.cancerimagingarchive.net/"), name
+            assert all(f["name"].endswith(".xml") for f in boxes[0]["files"]), name
             for dl in entry["downloads"]:
+                if dl is boxes[0]:
+                    continue
                 assert dl["url"].startswith(
                     "https://services.cancerimagingarchive.net/nbia-api/services/v1/getImage?SeriesInstanceUID="
                 ) and dl["url"].endswith(dl["series_uid"]), name
                 assert len(dl["files"]) == 30, name
+
+    @pytest.mark.realdata
+    @pytest.mark.parametrize("name, series_dirs, n_boxes", [
+        ("lung-dx-a0002-b40f", ["ct-b40f"], 10),
+        ("lung-dx-a0002", ["ct-b40f", "ct-b70f"], 18),
+    ])
+    def test_tumour_boxes_come_with_the_case(self, real_case, server, tmp_path, name, series_dirs, n_boxes):
+        """The annotation archive (every subject) is fetched; this case's boxes land in tumour-boxes/."""
+        import warnings
+
+        from helpers.annotations import find_annotations, read_boxes
+        from helpers.io import load_series
+
+        entry = hd.load_manifest()["datasets"][name]
+        for dl in entry["downloads"]:
+            if dl.get("kind") == "annotations":
+                members = {f"Lung-PET-CT-Dx-Annotations-XML-Files-rev12222020/Annotation/A0002/{p.name}": p.read_bytes()
+                           for p in sorted((real_case / "tumour-boxes").glob("*.xml"))}
+                members["Lung-PET-CT-Dx-Annotations-XML-Files-rev12222020/Annotation/A0001/1.2.3.xml"] = b"<annotation/>"
+            else:
+                members = {p.name: p.read_bytes() for p in sorted((real_case / dl["id"]).glob("*.dcm"))}
+            server.routes["/" + dl["mirror_path"]] = _zip(members)
+        dest = hd.fetch(name, dest=tmp_path / name, base_url=server.url, progress=False, retries=0, quiet=True)
+        assert len(list((dest / "tumour-boxes").glob("*.xml"))) == n_boxes
+        assert not (dest / "tumour-boxes" / "1.2.3.xml").exists()  # another subject's box: left out
+        series = dest / ("ct-b40f" if len(series_dirs) > 1 else "")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the XML files beside the slices disturb nothing
+            vol = load_series(series)
+        assert find_annotations(series) == dest / "tumour-boxes"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the combined case also holds the B70f boxes
+            assert len(read_boxes(find_annotations(series), vol)) == 10
 
     def test_mirror_rewrites_scheme_and_host_only(self):
         dl = {"url": FAKE_URL}
@@ -555,9 +595,9 @@ class TestCitation:
         show_data_source(tmp_path)  # not a fetched case (the sample, your own folder): nothing
         assert len(shown) == 1
         assert CITE in shown[0]["text/plain"] and "CC BY 4.0" in shown[0]["text/html"]
-        chapters = sorted((Path(__file__).parents[1] / "book").glob("0[1-7]_*.md"))
+        chapters = sorted((Path(__file__).parents[1] / "book").glob("0[1-7]*_*.md"))  # 07b_tumour too
         missing = [c.name for c in chapters if "show_data_source(DICOM_DIR)" not in c.read_text()]
-        assert len(chapters) == 7 and not missing, missing
+        assert len(chapters) == 8 and not missing, missing
 
 
 class TestLoadManifest:

@@ -303,14 +303,16 @@ def student_notebook(path, *, solutions: str = "details"):
 
 
 def chapters(book_dir=None) -> list[Path]:
-    """The numbered chapters ``0N_*.md`` of ``book_dir`` (default: the repository's ``book/``).
+    """The numbered chapters ``NN*_*.md`` of ``book_dir`` (default: the repository's ``book/``).
 
     Examples
     --------
     >>> [p.name for p in chapters()][:2]
-    ['01_load.md', '02_normalize.md']
+    ['00_pacs.md', '01_load.md']
+    >>> "07b_tumour.md" in [p.name for p in chapters()]
+    True
     """
-    return sorted(Path(book_dir or REPO / "book").glob("[0-9][0-9]_*.md"))
+    return sorted(Path(book_dir or REPO / "book").glob("[0-9][0-9]*_*.md"))
 
 
 def write_notebooks(paths=None, out_dir=None, *, solutions: str = "details") -> list[Path]:

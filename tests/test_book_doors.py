@@ -55,11 +55,16 @@ def quick_build(out: Path, *, url: str, student: bool, only: list[str] | None = 
 
 
 def solution_lines() -> dict[str, list[str]]:
-    """Every code line of every solution, per chapter, that the chapter has nowhere else."""
+    """Every code line of every solution, per chapter, that no chapter has outside a solution.
+
+    (An import line such as ``from helpers.segment import segment_lungs`` in one chapter's
+    solution may stand in another chapter's set-up cell: that is no leak.)
+    """
+    solution = r"````\{solution-start\}.*?````\{solution-end\}"
+    outside = "\n".join(re.sub(solution, "", p.read_text(), flags=re.S) for p in chapters())
     found = {}
     for path in chapters():
         src = path.read_text()
-        outside = re.sub(r"````\{solution-start\}.*?````\{solution-end\}", "", src, flags=re.S)
         lines = []
         for block in re.findall(r"````\{solution-start\}.*?````\{solution-end\}", src, re.S):
             for cell in re.findall(r"```\{code-cell\}[^\n]*\n(.*?)```", block, re.S):

@@ -687,7 +687,7 @@ class TestPostBuild:
         import sys
 
         path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-        full = {"PATH": path, "HOME": os.environ.get("HOME", "/tmp"), "NOTEBOOK_DIR": str(tmp_path / "nb"),
+        full = {"PATH": path, "HOME": os.environ.get("HOME", str(tmp_path)), "NOTEBOOK_DIR": str(tmp_path / "nb"),
                 "JUPYTER_PREFIX": str(tmp_path / "env"), **env}
         return subprocess.run(["bash", str(repo / "postBuild")], env=full, capture_output=True,
                               text=True, timeout=120)

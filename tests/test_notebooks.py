@@ -273,21 +273,25 @@ class TestEveryChapter:
 
 
 class TestCommandLine:
-    def test_build_writes_notebooks(self, tmp_path):
-        r = subprocess.run([sys.executable, "-m", "helpers.notebooks", "build", str(REPO / "book" / "02_normalize.md"),
-                            "--out", str(tmp_path)], capture_output=True, text=True, cwd=REPO)
-        assert r.returncode == 0, r.stderr
-        assert "1 notebooks written" in r.stdout
+    """``python -m helpers.notebooks`` (its ``main``, called in-process to keep the suite fast)."""
+
+    def test_build_writes_notebooks(self, tmp_path, capsys):
+        assert notebooks.main(["build", str(REPO / "book" / "02_normalize.md"), "--out", str(tmp_path)]) == 0
+        assert "1 notebooks written" in capsys.readouterr().out
         nb = nbformat.read(tmp_path / "02_normalize.ipynb", as_version=4)
         nbformat.validate(nb)
         assert [p.name for p in tmp_path.iterdir()] == ["02_normalize.ipynb"]  # no temporary left
 
-    def test_missing_chapter_one_line_no_traceback(self, tmp_path):
-        r = subprocess.run([sys.executable, "-m", "helpers.notebooks", "build", str(tmp_path / "nope.md"),
-                            "--out", str(tmp_path)], capture_output=True, text=True, cwd=REPO)
-        assert r.returncode == 1
-        assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
-        assert "nope.md: no such chapter" in r.stderr
+    def test_missing_chapter_one_line_no_traceback(self, tmp_path, capsys):
+        assert notebooks.main(["build", str(tmp_path / "nope.md"), "--out", str(tmp_path)]) == 1
+        err = capsys.readouterr().err
+        assert err.strip().count("\n") == 0 and "Traceback" not in err
+        assert "nope.md: no such chapter" in err
+        assert not list(tmp_path.glob("*.ipynb"))
+
+    def test_module_entry_point(self):
+        r = subprocess.run([sys.executable, "-m", "helpers.notebooks", "--help"], capture_output=True, text=True, cwd=REPO)
+        assert r.returncode == 0 and "build" in r.stdout and "install-config" in r.stdout
 
 
 class TestInstallJupyterConfig:

@@ -83,10 +83,16 @@ h1, h2, h3, h4 { break-after: avoid; page-break-after: avoid; }
 .admonition-title, p.admonition-title { break-after: avoid; page-break-after: avoid; }
 """
 
-#: JavaScript run in each page before printing: plotly figures to PNG, drop-downs opened.
+#: JavaScript run in each page before printing: plotly figures to PNG, drop-downs opened,
+#: links to the other pages (of the temporary local server) unlinked.
 PREPARE_JS = """
 async (scale) => {
   document.querySelectorAll('details').forEach(d => d.open = true);
+  // links to other pages of the local server would be dead in the PDF: keep their text only
+  document.querySelectorAll('a[href]').forEach(a => {
+    const u = new URL(a.href, location.href);
+    if (u.origin === location.origin && u.pathname !== location.pathname) a.removeAttribute('href');
+  });
   document.querySelectorAll('.toggle-hidden').forEach(e => e.classList.remove('toggle-hidden'));
   const divs = Array.from(document.querySelectorAll('.plotly-graph-div'));
   let done = 0;

@@ -88,6 +88,20 @@ class TestPdf:
                 wrong.append(f"{doc}: page {start} ends with {footer.strip()!r}")
         assert not wrong, wrong
 
+    def test_no_link_to_the_local_server(self, printed):
+        """Pages are served on 127.0.0.1 while printing; no link in the PDF may point there."""
+        out, _ = printed
+        from pypdf import PdfReader
+
+        local = []
+        for i, page in enumerate(PdfReader(out).pages, start=1):
+            for annot in page.get("/Annots") or []:
+                action = annot.get_object().get("/A")
+                uri = str(action.get_object().get("/URI", "")) if action is not None else ""
+                if "127.0.0.1" in uri or "localhost" in uri:
+                    local.append(f"page {i}: {uri}")
+        assert not local, local[:5]
+
     def test_plotly_figures_became_images(self, printed):
         _, stats = printed
         assert stats["plotly"] > 0, "no plotly figure found in the book"

@@ -43,6 +43,7 @@ __all__ = [
     "Box",
     "TumourBoxes",
     "ANNOTATION_FOLDER",
+    "box_iou",
     "boxes_from_mask",
     "boxes_table",
     "case_boxes",
@@ -50,6 +51,7 @@ __all__ = [
     "read_boxes",
     "read_box_table",
     "read_voc_boxes",
+    "sibling_series",
 ]
 
 #: Name of the folder of XML boxes beside (or inside) a case's series folder.
@@ -815,3 +817,75 @@ def boxes_table(boxes: TumourBoxes, volume: Volume):
             "label": b.label,
         })
     return pd.DataFrame(rows)
+
+
+def box_iou(a: Box, b: Box) -> float:
+    """Intersection over union of two boxes on the same slice (0 when on different slices).
+
+    Examples
+    --------
+    >>> a = Box(3, 0.0, (0, 9), (0, 9)); b = Box(3, 0.0, (5, 14), (0, 9))
+    >>> round(box_iou(a, b), 3)      # 50 of 150 pixels
+    0.333
+    """
+    if a.slice_index != b.slice_index:
+        return 0.0
+    ir = max(0, min(a.rows[1], b.rows[1]) - max(a.rows[0], b.rows[0]) + 1)
+    ic = max(0, min(a.cols[1], b.cols[1]) - max(a.cols[0], b.cols[0]) + 1)
+
+    def area(x: Box) -> int:
+        return (x.rows[1] - x.rows[0] + 1) * (x.cols[1] - x.cols[0] + 1)
+
+    inter = ir * ic
+    return inter / float(area(a) + area(b) - inter)
+
+
+def sibling_series(dicom_dir, volume: Volume, *, max_series: int = 4) -> list[Volume]:
+    """The other CT series stored beside ``dicom_dir`` (in its parent folder), loaded.
+
+    For placing annotations drawn on another reconstruction of the same study
+    (``read_voc_boxes(..., other_series=sibling_series(folder, vol))``).
+
+    Parameters
+    ----------
+    dicom_dir : path
+        The series folder the volume was loaded from.
+    volume : Volume
+        That volume (its series is left out).
+    max_series : int
+        Load at most this many other series (largest first).
+
+    Returns
+    -------
+    list of Volume
+        Empty when the parent folder holds no other series (or cannot be read).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from helpers.volume import Volume
+    >>> sibling_series("/nonexistent/series", Volume(np.zeros((2, 2, 2)), spacing=(1, 1, 1)))
+    []
+    """
+    from .io import list_series, load_series
+
+    parent = Path(dicom_dir).parent
+    if not parent.is_dir():
+        return []
+    try:
+        table = list_series(parent)
+    except DicomSeriesError:
+        return []
+    out = []
+    for info in table:
+        if info.series_uid == volume.meta.get("series_uid") or info.modality != "CT":
+            continue
+        if len(out) >= max_series:
+            break
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SeriesWarning)
+            try:
+                out.append(load_series(parent, series_uid=info.series_uid))
+            except DicomSeriesError:
+                continue
+    return out

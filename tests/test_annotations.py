@@ -8,12 +8,14 @@ import pytest
 import factory
 from helpers import DicomSeriesError, SeriesWarning, load_series
 from helpers.annotations import (
+    box_iou,
     boxes_table,
     case_boxes,
     find_annotations,
     read_box_table,
     read_boxes,
     read_voc_boxes,
+    sibling_series,
 )
 
 
@@ -314,3 +316,21 @@ def test_real_b70f_boxes_on_the_b40f_series(real_case):
     # the same geometry: a B70f box keeps its pixels on the B40f grid
     moved = [b for b in boxes if "by position" in b.source]
     assert len(moved) == 8 and all(12 <= b.slice_index <= 19 for b in moved)
+
+
+class TestSiblingSeries:
+    def test_finds_the_other_series_beside(self, tmp_path):
+        factory.write(factory.clean_datasets(), tmp_path / "study" / "a")
+        factory.write(factory.clean_datasets(series="b", description="b"), tmp_path / "study" / "b")
+        vol = _load(tmp_path / "study" / "a")
+        others = sibling_series(tmp_path / "study" / "a", vol)
+        assert [o.meta["series_description"] for o in others] == ["b"]
+        assert sibling_series(tmp_path / "study" / "a", vol, max_series=0) == []
+
+    def test_box_iou(self):
+        from helpers.annotations import Box
+
+        a = Box(1, 0.0, (0, 9), (0, 9))
+        assert box_iou(a, a) == 1.0
+        assert box_iou(a, Box(1, 0.0, (10, 19), (0, 9))) == 0.0
+        assert box_iou(a, Box(2, 0.0, (0, 9), (0, 9))) == 0.0

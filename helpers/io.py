@@ -1502,6 +1502,12 @@ def _decode_error(f: _File, exc: Exception) -> DicomSeriesError:
             "so its pixel data cannot be read. The file meta header is damaged; copy the file again, or pass "
             "on_error='skip' to leave it out."
         )
+    if f.ts in _NATIVE:
+        return DicomSeriesError(
+            f"{f.name}: (7FE0,0010) Pixel Data is encapsulated (compressed) but (0002,0010) Transfer Syntax UID "
+            f"says {_ts_text(f.ts)}, an uncompressed syntax, so it cannot be read. The file meta header is damaged; "
+            "copy the file again, or pass on_error='skip' to leave it out."
+        )
     if not _decoder_available(f.ts):
         return DicomSeriesError(
             f"{f.name}: cannot decode pixel data compressed with (0002,0010) Transfer Syntax UID "

@@ -657,8 +657,12 @@ def _walk(folder: Path) -> tuple[list[tuple[str, Any]], list[str]]:
             continue
         if _entry_is(e.is_file):
             items.append((e.path, _Disk(e.path)))
-        elif e.is_symlink():  # dangling or looping
-            items.append(_entry(e.path))
+        elif e.is_symlink():  # dangling, looping, or a link to a pipe or device
+            entry = _entry(e.path)
+            if entry is None:
+                passed_over.append(e.path)
+            else:
+                items.append(entry)
         else:
             passed_over.append(e.path)
     for e in entries:

@@ -657,8 +657,12 @@ def _walk(folder: Path) -> tuple[list[tuple[str, Any]], list[str]]:
             continue
         if _entry_is(e.is_file):
             items.append((e.path, _Disk(e.path)))
-        elif e.is_symlink():  # dangling or looping
-            items.append(_entry(e.path))
+        elif e.is_symlink():  # dangling, looping, or a link to a pipe or device
+            entry = _entry(e.path)
+            if entry is None:
+                passed_over.append(e.path)
+            else:
+                items.append(entry)
         else:
             passed_over.append(e.path)
     for e in entries:
@@ -1501,6 +1505,12 @@ def _decode_error(f: _File, exc: Exception) -> DicomSeriesError:
             f"{f.name}: (0002,0010) Transfer Syntax UID is {str(f.ts)!r}, which is not a DICOM transfer syntax, "
             "so its pixel data cannot be read. The file meta header is damaged; copy the file again, or pass "
             "on_error='skip' to leave it out."
+        )
+    if f.ts in _NATIVE:
+        return DicomSeriesError(
+            f"{f.name}: (7FE0,0010) Pixel Data is encapsulated (compressed) but (0002,0010) Transfer Syntax UID "
+            f"says {_ts_text(f.ts)}, an uncompressed syntax, so it cannot be read. The file meta header is damaged; "
+            "copy the file again, or pass on_error='skip' to leave it out."
         )
     if not _decoder_available(f.ts):
         return DicomSeriesError(

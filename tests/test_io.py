@@ -649,11 +649,12 @@ class TestLoadSeries:
     @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
     def test_named_pipe_skipped_without_opening(self, clean):
         os.mkfifo(clean / "pipe")  # opening it would block until someone writes
+        (clean / "link_to_pipe").symlink_to(clean / "pipe")
         with no_hang():
             vol = load_series(clean)
             table = list_series(clean)
             vol_from_list = load_series(sorted(clean.iterdir()))
-        assert vol.meta["skipped_files"] == 1 and vol.shape[0] == F.N and vol_from_list.shape[0] == F.N
+        assert vol.meta["skipped_files"] == 2 and vol.shape[0] == F.N and vol_from_list.shape[0] == F.N
         assert [s.slices for s in table] == [F.N]
         with no_hang(), pytest.raises(DicomSeriesError, match=r"pipe is a named pipe \(FIFO\), not a file or folder"):
             load_series(clean / "pipe")
@@ -766,18 +767,20 @@ class TestListSeries:
 
 
 class TestLoadSeriesCorruptedHeaders:
-    """Property-style: random damage to one file's header never ends in anything but a right
-    volume or a DicomSeriesError (SeriesWarnings allowed): no other exception, no hang, no
-    allocation above 1 GB."""
+    """Property-style: random damage to one file's header (uncompressed or RLE) never ends in
+    anything but a right volume or a DicomSeriesError (SeriesWarnings allowed): no other
+    exception, no hang, no allocation above 1 GB."""
 
-    CASES = 300
     SEED = 20261129
 
-    def test_random_header_damage(self, tmp_path):
+    @pytest.mark.parametrize("syntax,cases", [(None, 300), (RLELossless, 100)], ids=["uncompressed", "rle"])
+    def test_random_header_damage(self, tmp_path, syntax, cases):
         resource = pytest.importorskip("resource")
         if not hasattr(signal, "setitimer"):
             pytest.skip("needs SIGALRM for the per-case timeout")
         dss = F.clean_datasets(n=4, rows=16, cols=16)
+        for ds in dss if syntax else []:
+            ds.compress(syntax)
         clean = F.write(dss[:3], tmp_path / "clean")
         truth = F.expected_hu(4, 16, 16)
         clean_uids = {F.uid("sop", "clean", k): k for k in range(3)}
@@ -790,7 +793,7 @@ class TestLoadSeriesCorruptedHeaders:
         outcomes, failures = {"volume": 0, "error": 0}, []
         resource.setrlimit(resource.RLIMIT_AS, (in_use + 2**30, hard))
         try:
-            for case in range(self.CASES):
+            for case in range(cases):
                 target.write_bytes(F.corrupted(dss[3], rng))
                 try:
                     with no_hang(10), warnings.catch_warnings(record=True) as rec:
@@ -808,7 +811,7 @@ class TestLoadSeriesCorruptedHeaders:
         finally:
             resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
         assert not failures, "\n".join(failures[:10])
-        assert min(outcomes.values()) > self.CASES // 5  # both outcomes are exercised
+        assert min(outcomes.values()) > cases // 5  # both outcomes are exercised
 
     @staticmethod
     def _wrong(vol, truth, clean_uids, rec) -> str | None:

@@ -145,7 +145,7 @@ HULL_MARGIN_MM = 10.0
 MIN_BITE_ML = 0.5
 #: Bites are grown by this margin (mm): their edge at the pleura is only known to
 #: a work voxel, and the tumour's rim should not be shaved off.
-BITE_MARGIN_MM = 2.0
+BITE_MARGIN_MM = 3.0
 #: Next to a bite on the chest wall, voxels within this distance (mm) of it and
 #: as deep below the skin as the pleura around it (up to this much deeper) are lung.
 PLEURA_FILL_MM = 8.0
@@ -218,7 +218,7 @@ class LungParams:
         against a flat chest wall, within this distance (mm); 0 switches it off.
     min_bite_ml : float, default 0.5
         Smallest bite (mL) for ``hull_margin_mm`` and ``bite_margin_mm``.
-    bite_margin_mm : float, default 2
+    bite_margin_mm : float, default 3
         Bites are grown by this margin (mm): their edge at the pleura is only
         known to one work voxel; 0 switches it off.
     pleura_fill_mm : float, default 8

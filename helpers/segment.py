@@ -546,8 +546,10 @@ def segment_lungs(volume, *, params: LungParams | None = None, return_steps: boo
     if not lungs:
         warnings.warn(
             "segment_lungs found no air component of at least "
-            f"{p.min_lung_ml} mL inside the body (air below {p.air_threshold_hu} HU); "
-            "is this a chest CT in HU? The result is empty.",
+            f"{p.min_lung_ml} mL inside the body (expected two lungs: air below {p.air_threshold_hu} HU "
+            f"surrounded by tissue above {p.body_threshold_hu} HU; this volume spans "
+            f"{float(hu.min()):.0f} to {float(hu.max()):.0f} HU). Is this a chest CT in HU (pass the "
+            "Volume from load_series, not raw stored values)? The result is empty.",
             SeriesWarning, stacklevel=2,
         )
         out = np.zeros(hu.shape, np.uint8)

@@ -150,6 +150,41 @@ def _time_all(vol, repeats):
     return times, results
 
 
+def _phantom_rows(n: int, scratch: Path) -> list[dict]:
+    """One row per :data:`PHANTOM_CASES` entry: ``segment_lungs`` on an ``n`` x ``n`` phantom, one run."""
+    from helpers.metrics import dice
+    from helpers.segment import segment_lungs
+    from lung_phantom import make_phantom
+
+    rows = []
+    for i, (case, kw) in enumerate(PHANTOM_CASES.items()):
+        vol, t = make_phantom(n_xy=n, slice_mm=2.5, noise_hu=20.0, **kw)
+        vpath = common.save_volume(vol, scratch, f"phantom-{i}")
+        res = {}
+
+        def run_ours(vol=vol, res=res):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                res["m"] = segment_lungs(vol)
+
+        times = common.alternate({"new": run_ours}, repeats=1, warmup=0)
+        m = res["m"]
+        mem = common.measure_in_subprocess("bench.bench_segment:call", vpath, "new")
+        Path(vpath).unlink()  # up to 28 MB each; the scratch folder is only removed by the OS
+        mass, what = (t["mass"], "mass") if t["mass"].any() else (t["tumour"], "chest-wall tumour")
+        parts = [f"Dice R {dice(m, t['lungs'], label=1):.3f} L {dice(m, t['lungs'], label=2):.3f}",
+                 f"{what} in mask {100 * (m > 0)[mass].mean():.1f} %"]
+        if t["effusion"].any():
+            parts.append(f"effusion in mask {100 * (m > 0)[t['effusion']].mean():.1f} %")
+        parts.append(f"heart in mask {100 * (m > 0)[t['heart']].mean():.1f} %")
+        rows.append(common.row(
+            step="lung segmentation", implementation=METHODS["new"][0],
+            data=f"phantom {n}x{n}x{vol.shape[0]}: {case}", times=times["new"], peak_mb=mem["peak_mb"],
+            notes="; ".join(parts),
+        ))
+    return rows
+
+
 def run(*, quick: bool = False) -> list[dict]:
     from helpers.metrics import dice, hausdorff95
     from helpers.segment import lung_qc
@@ -215,35 +250,9 @@ def run(*, quick: bool = False) -> list[dict]:
                     ratio_vs="2017 per-slice" if key != "2017" else "", peak_mb=mem["peak_mb"],
                     notes=f"tumour boxes' solid tissue (HU > -400) in mask {kept:.1f} %; {desc}",
                 ))
+
     # -- phantom cases (ours only)
-    from helpers.segment import segment_lungs
-    from lung_phantom import make_phantom
-
-    n = 128 if quick else 256
-    for case, kw in PHANTOM_CASES.items():
-        vol, t = make_phantom(n_xy=n, slice_mm=2.5, noise_hu=20.0, **kw)
-        vpath = common.save_volume(vol, scratch, f"phantom-{case.split()[0]}")
-        res = {}
-
-        def run_ours(vol=vol, res=res):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                res["m"] = segment_lungs(vol)
-
-        times = common.alternate({"new": run_ours}, repeats=1, warmup=0)
-        m = res["m"]
-        mem = common.measure_in_subprocess("bench.bench_segment:call", vpath, "new")
-        mass, what = (t["mass"], "mass") if t["mass"].any() else (t["tumour"], "chest-wall tumour")
-        parts = [f"Dice R {dice(m, t['lungs'], label=1):.3f} L {dice(m, t['lungs'], label=2):.3f}",
-                 f"{what} in mask {100 * (m > 0)[mass].mean():.1f} %"]
-        if t["effusion"].any():
-            parts.append(f"effusion in mask {100 * (m > 0)[t['effusion']].mean():.1f} %")
-        parts.append(f"heart in mask {100 * (m > 0)[t['heart']].mean():.1f} %")
-        rows.append(common.row(
-            step="lung segmentation", implementation=METHODS["new"][0],
-            data=f"phantom {n}x{n}x{vol.shape[0]}: {case}", times=times["new"], peak_mb=mem["peak_mb"],
-            notes="; ".join(parts),
-        ))
+    rows += _phantom_rows(128 if quick else 256, scratch)
     return rows
 
 

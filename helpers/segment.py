@@ -4,8 +4,10 @@ Three methods live here, so a chapter can run them side by side:
 
 * :func:`segment_lungs` -- the method this package recommends.  3-D, in physical
   units (every threshold in HU, every size in mm or mL), right and left lung
-  labelled separately, trachea and main bronchi excluded, tumours touching the
-  pleura kept inside the mask.  :func:`lung_qc` checks the result.
+  labelled separately, trachea and main bronchi excluded, tumours that bite
+  into the lung (at the chest wall, the hilum, the mediastinum) kept inside
+  the mask, the heart and mediastinal fat left out.  :func:`lung_qc` checks
+  the result.
 * :func:`segment_lungs_2017` -- the 2017 Radiology Data Quest tutorial's per-slice
   ``make_lungmask`` (k-means threshold, erosion, dilation, label, bounding-box
   rules), rebuilt step by step; :func:`make_lungmask_2017_steps` shows every step
@@ -492,6 +494,13 @@ def segment_lungs(volume, *, params: LungParams | None = None, return_steps: boo
     >>> lab = segment_lungs(Volume(hu, spacing=(5.0, 5.0, 5.0)))
     >>> lab.dtype, int(lab[10, 32, 18]), int(lab[10, 32, 46]), int(lab[10, 32, 32])
     (dtype('uint8'), 1, 2, 0)
+
+    Options are :class:`LungParams` fields, grouped or one by one:
+
+    >>> a = segment_lungs(Volume(hu, spacing=(5.0, 5.0, 5.0)), params=LungParams(closing_radius_mm=20.0))
+    >>> b = segment_lungs(Volume(hu, spacing=(5.0, 5.0, 5.0)), closing_radius_mm=20.0)
+    >>> bool((a == b).all())
+    True
     """
     p = _params(params, options)
     vol = _as_volume(volume)

@@ -962,7 +962,7 @@ def _bites(ml, lo, forbid, sp, p: LungParams, deficit):
     return bites
 
 
-def _refine_full(hu, final, added, airway_cut, f, *, air_threshold_hu, chunk_slices: int = 16):
+def _refine_full(hu, final, added, airway_cut, f, *, air_threshold_hu, chunk_slices: int = 8):
     """Upsample work-grid labels; re-decide the surface band with the full-resolution HU."""
     fz, fy, fx = f
     nz, ny, nx = hu.shape
@@ -976,6 +976,9 @@ def _refine_full(hu, final, added, airway_cut, f, *, air_threshold_hu, chunk_sli
     grown[lung] = final[lung]
     ring = (grown > 0) & ~core & ~airway_cut
     keep = added  # tumour voxels stay lung whatever their HU
+    # their outline is drawn from the lung mask upsampled bilinearly in-plane, not
+    # block by block (no 2-mm staircase where a tumour meets the mediastinum)
+    keep_near = keep | (ndimage.binary_dilation(keep, _INPLANE) & ~lung) if keep.any() else keep
     out = np.empty(hu.shape, np.uint8)
 
     def up(a, k0, k1):
@@ -994,10 +997,29 @@ def _refine_full(hu, final, added, airway_cut, f, *, air_threshold_hu, chunk_sli
         k1 = min(mz, k0 + step)
         z0, z1 = k0 * fz, min(nz, k1 * fz)
         n = z1 - z0
-        lab_c = up(np.where(core | keep, final, 0).astype(np.uint8), k0, k1)[:n, :ny, :nx]
+        lab_c = up(np.where(core & ~keep, final, 0).astype(np.uint8), k0, k1)[:n, :ny, :nx]
         ring_c = up(np.where(ring & ~keep, grown, 0).astype(np.uint8), k0, k1)[:n, :ny, :nx]
+        keep_c = up(np.where(keep_near, grown, 0).astype(np.uint8), k0, k1)[:n, :ny, :nx]
+        if keep_near[k0:k1].any():
+            keep_c[~_smooth_up(lung[k0:k1], keep_near[k0:k1], f)[:n, :ny, :nx]] = 0
         airc = hu[z0:z1] < air_threshold_hu
-        out[z0:z1] = np.where(lab_c > 0, lab_c, np.where(airc, ring_c, 0))
+        out[z0:z1] = np.where(lab_c > 0, lab_c, np.where(keep_c > 0, keep_c, np.where(airc, ring_c, 0)))
+    return out
+
+
+def _smooth_up(mask, where, f):
+    """``mask`` upsampled by ``f``: bilinear in-plane (threshold 0.5), repeated along z; only near ``where``."""
+    fz, fy, fx = f
+    out = np.zeros((mask.shape[0] * fz, mask.shape[1] * fy, mask.shape[2] * fx), bool)
+    sl = _bbox(where, (0, 2, 2))
+    sub = mask[sl].astype(np.float32)
+    if fy > 1 or fx > 1:
+        sub = ndimage.zoom(sub, (1, fy, fx), order=1, mode="nearest", grid_mode=True)
+    sub = sub > 0.5
+    if fz > 1:
+        sub = np.repeat(sub, fz, axis=0)
+    out[sl[0].start * fz : sl[0].stop * fz, sl[1].start * fy : sl[1].stop * fy,
+        sl[2].start * fx : sl[2].stop * fx] = sub
     return out
 
 

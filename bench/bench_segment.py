@@ -14,6 +14,13 @@ Data
   mask.  The boxes (PASCAL-VOC XML named by SOP Instance UID of either series)
   are on the same grid for both series.
 
+* **phantom cases** (``tests/lung_phantom.py``, 256x256, 2.5 mm slices, 20 HU
+  noise): a hilar mass against the right main bronchus, a mass against the
+  mediastinum by the aorta, a mass on the posterior chest wall, a pleural
+  effusion, a chest-abdomen-pelvis extent.  ``segment_lungs`` only, one run:
+  Dice per lung, the mass (or, without one, the chest-wall tumour) kept, the
+  effusion and heart inside the mask.
+
 Timing: the three methods alternate round-robin (``bench.common.alternate``);
 median wall time.  Peak memory: one call in a fresh process
 (``bench.common.measure_in_subprocess``), also given as a multiple of the HU
@@ -47,6 +54,14 @@ METHODS = {
     "kaggle": ("helpers.segment.segment_lungs_kaggle3d (-320 HU, largest air)", "segment_lungs_kaggle3d"),
 }
 CARINA_Z_MM = 160.0  # the phantom's carina height
+#: Phantom cases (name: make_phantom options) reported one row each.
+PHANTOM_CASES = {
+    "hilar mass against the bronchus": dict(mass="hilar"),
+    "mass against the mediastinum by the aorta": dict(mass="aortic"),
+    "mass on the posterior chest wall": dict(mass="posterior"),
+    "effusion": dict(effusion=True),
+    "chest-abdomen-pelvis": dict(z_mm=(-300.0, 230.0)),
+}
 
 
 # ------------------------------------------------------------------ child-process factories
@@ -135,6 +150,41 @@ def _time_all(vol, repeats):
     return times, results
 
 
+def _phantom_rows(n: int, scratch: Path) -> list[dict]:
+    """One row per :data:`PHANTOM_CASES` entry: ``segment_lungs`` on an ``n`` x ``n`` phantom, one run."""
+    from helpers.metrics import dice
+    from helpers.segment import segment_lungs
+    from lung_phantom import make_phantom
+
+    rows = []
+    for i, (case, kw) in enumerate(PHANTOM_CASES.items()):
+        vol, t = make_phantom(n_xy=n, slice_mm=2.5, noise_hu=20.0, **kw)
+        vpath = common.save_volume(vol, scratch, f"phantom-{i}")
+        res = {}
+
+        def run_ours(vol=vol, res=res):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                res["m"] = segment_lungs(vol)
+
+        times = common.alternate({"new": run_ours}, repeats=1, warmup=0)
+        m = res["m"]
+        mem = common.measure_in_subprocess("bench.bench_segment:call", vpath, "new")
+        Path(vpath).unlink()  # up to 28 MB each; the scratch folder is only removed by the OS
+        mass, what = (t["mass"], "mass") if t["mass"].any() else (t["tumour"], "chest-wall tumour")
+        parts = [f"Dice R {dice(m, t['lungs'], label=1):.3f} L {dice(m, t['lungs'], label=2):.3f}",
+                 f"{what} in mask {100 * (m > 0)[mass].mean():.1f} %"]
+        if t["effusion"].any():
+            parts.append(f"effusion in mask {100 * (m > 0)[t['effusion']].mean():.1f} %")
+        parts.append(f"heart in mask {100 * (m > 0)[t['heart']].mean():.1f} %")
+        rows.append(common.row(
+            step="lung segmentation", implementation=METHODS["new"][0],
+            data=f"phantom {n}x{n}x{vol.shape[0]}: {case}", times=times["new"], peak_mb=mem["peak_mb"],
+            notes="; ".join(parts),
+        ))
+    return rows
+
+
 def run(*, quick: bool = False) -> list[dict]:
     from helpers.metrics import dice, hausdorff95
     from helpers.segment import lung_qc
@@ -200,6 +250,9 @@ def run(*, quick: bool = False) -> list[dict]:
                     ratio_vs="2017 per-slice" if key != "2017" else "", peak_mb=mem["peak_mb"],
                     notes=f"tumour boxes' solid tissue (HU > -400) in mask {kept:.1f} %; {desc}",
                 ))
+
+    # -- phantom cases (ours only)
+    rows += _phantom_rows(128 if quick else 256, scratch)
     return rows
 
 

@@ -13,6 +13,7 @@ from .volume import Volume
 from .io import list_series, load_series
 from .resample import crop_or_pad, estimate_memory, output_grid, resample, resize_to_shape
 from .segment import (
+    LungParams,
     lung_qc,
     make_lungmask_2017_steps,
     segment_lungs,
@@ -45,7 +46,7 @@ __all__ = [
     "DicomSeriesError", "SeriesWarning", "Volume",
     "list_series", "load_series",
     "resample", "estimate_memory", "output_grid", "resize_to_shape", "crop_or_pad",
-    "segment_lungs", "lung_qc", "segment_lungs_2017", "make_lungmask_2017_steps", "segment_lungs_kaggle3d",
+    "segment_lungs", "LungParams", "lung_qc", "segment_lungs_2017", "make_lungmask_2017_steps", "segment_lungs_kaggle3d",
     "dice", "hausdorff95",
     "save_npy", "load_npy", "save_nifti", "save_dicom_seg",
 ]

@@ -4,8 +4,10 @@ Three methods live here, so a chapter can run them side by side:
 
 * :func:`segment_lungs` -- the method this package recommends.  3-D, in physical
   units (every threshold in HU, every size in mm or mL), right and left lung
-  labelled separately, trachea and main bronchi excluded, tumours touching the
-  pleura kept inside the mask.  :func:`lung_qc` checks the result.
+  labelled separately, trachea and main bronchi excluded, tumours that bite
+  into the lung (at the chest wall, the hilum, the mediastinum) kept inside
+  the mask, the heart and mediastinal fat left out.  :func:`lung_qc` checks
+  the result.
 * :func:`segment_lungs_2017` -- the 2017 Radiology Data Quest tutorial's per-slice
   ``make_lungmask`` (k-means threshold, erosion, dilation, label, bounding-box
   rules), rebuilt step by step; :func:`make_lungmask_2017_steps` shows every step
@@ -37,17 +39,26 @@ How :func:`segment_lungs` works
 6. **Side** from patient coordinates: the lung with the smaller LPS ``x`` (the
    patient's right is towards negative ``x``) is label 1, whatever the image's
    orientation on screen.
-7. **Tumours at the pleura.**  Each lung is closed on its own with a ball of
-   ``closing_radius_mm`` (a "rolling ball" along its surface); next to a
-   sizeable bite, the slice's convex hull fills the sliver the ball leaves
-   against a flat chest wall (within ``hull_margin_mm``), and where the bite
-   touches the chest wall, tissue as deep below the skin as the pleura around
-   it is lung (``pleura_fill_mm``); enclosed holes are filled in 3-D.  In the mediastinum -- voxels between the right and the
-   left lung's medial edges along their row (heart, great vessels, spine) --
-   only a small ball (``mediastinal_closing_radius_mm``)
-   is used, so the heart and great vessels stay out.  Holes are *not* filled
-   slice by slice: in an axial slice the top of a diaphragm dome is an island
-   of liver surrounded by lung.
+7. **Tumours: bites kept, the mediastinum left out.**  Each lung is closed on
+   its own with two balls.  A small one (``mediastinal_closing_radius_mm``,
+   8 mm) is accepted everywhere: vessels at the hilum, juxtamediastinal
+   nodules.  A large one (``closing_radius_mm``, 30 mm) rolls over tumours;
+   each connected region it adds is kept only when it is a *bite*: deeper
+   (from tissue that is neither lung nor addition) than ``bite_depth_ratio``
+   times the equivalent radius of its opening, and surrounded by enough lung
+   (``min_enclosure`` at ``enclosure_mm``).  The crescent a ball lays over
+   the heart or a hilum is wide and shallow, so it is left out; of a bite,
+   only what lies within ``bite_core_mm`` of its deep part is kept.  Nothing
+   is ever added across the smooth 3-D midline between the lungs (each voxel
+   belongs to the lung nearest to it, so no row- or column-aligned edge),
+   within ``airway_guard_mm`` of the trachea and main bronchi, in bulk fat
+   (``fat_hu``), or outside the body.  Next to a bite, the slice's convex hull
+   fills the sliver the ball leaves against a flat chest wall
+   (``hull_margin_mm``), and where the bite touches the chest wall, tissue as
+   deep below the skin as the pleura around it is lung (``pleura_fill_mm``).
+   Holes enclosed by a lung alone are filled in 3-D, never slice by slice: in
+   an axial slice the top of a diaphragm dome is an island of liver
+   surrounded by lung.
 8. **Full resolution.**  Voxels deep inside a lung keep its label; voxels in a
    one-work-voxel band around the surface are lung when they are below
    ``air_threshold_hu`` (or were added as tumour in step 7).
@@ -55,6 +66,7 @@ How :func:`segment_lungs` works
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from typing import Any
@@ -63,11 +75,12 @@ import numpy as np
 from scipy import ndimage
 
 from ._arrays import bincount_blocks
-from .errors import SeriesWarning
+from .errors import DicomSeriesError, SeriesWarning
 from .volume import Volume
 
 __all__ = [
     "segment_lungs",
+    "LungParams",
     "lung_qc",
     "segment_lungs_2017",
     "make_lungmask_2017_steps",
@@ -109,11 +122,24 @@ AIRWAY_MARGIN_MM = 3.0
 BRONCHUS_LENGTH_MM = 25.0
 #: Joined lungs are cut, slice by slice, within this distance (mm) of the body's midline.
 SPLIT_SEARCH_MM = 40.0
-#: Radius (mm) of the ball closing each lung on its costal side (keeps tumours
-#: touching the chest wall inside; fills bites up to about twice this wide).
+#: Radius (mm) of the large ball closing each lung; what it adds is kept only
+#: where it is a bite (keeps tumours; fills bites up to about twice this wide).
 CLOSING_RADIUS_MM = 30.0
-#: Radius (mm) of the ball closing each lung on its mediastinal side (small
-#: juxtamediastinal nodules; small enough that the heart's wide impression stays out).
+#: A closing addition is a bite when its deepest voxel lies at least this many
+#: times its opening's equivalent radius from tissue outside lung and addition.
+BITE_DEPTH_RATIO = 1.1
+#: Of a bite, only what lies within this distance (mm) of its part this deep is kept.
+BITE_CORE_MM = 10.0
+#: Scale (mm, Gaussian sigma) of the "how much lung surrounds this voxel" measure.
+ENCLOSURE_MM = 25.0
+#: A closing addition must be surrounded by at least this fraction of lung (at ``ENCLOSURE_MM``).
+MIN_ENCLOSURE = 0.3
+#: What the closing adds stays this far (mm) from the tracked trachea and main bronchi.
+AIRWAY_GUARD_MM = 8.0
+#: Bulk tissue in this HU range (work grid, after a one-voxel opening) is fat, never a bite.
+FAT_HU = (-200.0, -40.0)
+#: Radius (mm) of the small ball closing each lung everywhere, accepted without
+#: the bite test (vessels, juxtamediastinal nodules; the heart's wide impression stays out).
 MEDIASTINAL_CLOSING_RADIUS_MM = 8.0
 #: Next to a sizeable bite, the slice's convex hull fills the sliver the ball
 #: leaves against a flat chest wall, within this distance (mm) of the bite.
@@ -122,10 +148,137 @@ HULL_MARGIN_MM = 10.0
 MIN_BITE_ML = 0.5
 #: Bites are grown by this margin (mm): their edge at the pleura is only known to
 #: a work voxel, and the tumour's rim should not be shaved off.
-BITE_MARGIN_MM = 2.0
+BITE_MARGIN_MM = 3.0
 #: Next to a bite on the chest wall, voxels within this distance (mm) of it and
 #: as deep below the skin as the pleura around it (up to this much deeper) are lung.
 PLEURA_FILL_MM = 8.0
+
+#: A scan needs at least this many slices for a 3-D lung segmentation.
+MIN_SLICES = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class LungParams:
+    """Every threshold and size of :func:`segment_lungs`, with its unit.
+
+    Attributes
+    ----------
+    air_threshold_hu : float, default -400
+        Lung parenchyma and airway air are below this (HU).
+    body_threshold_hu : float, default -500
+        Body tissue is above this (HU); the largest such component is the patient.
+    work_spacing_mm : float, default 2.0
+        Spacing of the block-averaged copy on which components and morphology run.
+    min_slices : int, default 3
+        Fewer slices than this raise :class:`~helpers.errors.DicomSeriesError`.
+    min_lung_ml : float, default 20
+        Smallest air component (mL) considered a lung.
+    min_lung_fraction : float, default 0.08
+        The second lung holds at least this fraction of the first one's air.
+    trachea_area_mm2 : (float, float), default (40, 900)
+        Cross-section area range (mm^2) of a tracheal lumen.
+    trachea_midline_mm : float, default 35
+        The trachea's centre is within this distance (mm) of the body's midline.
+    trachea_search_fraction : float, default 0.5
+        The trachea is looked for in this upper fraction of the slices holding air.
+    airway_leak_factor : float, default 2.5
+        Airway tracking stops where a branch's cross-section grows by more than this factor.
+    airway_max_area_mm2 : float, default 900
+        Airway tracking stops where a branch's cross-section exceeds this area (mm^2).
+    airway_margin_mm : float, default 3
+        The airway is grown by this margin (mm, its wall) before it is cut out.
+    bronchus_length_mm : float, default 25
+        Below the carina the main bronchi are followed for this distance (mm) along z.
+    split_search_mm : float, default 40
+        Lungs joined at the midline are cut, slice by slice, within this distance (mm)
+        of the body's midline.
+    closing_radius_mm : float, default 30
+        Radius (mm) of the large ball closing each lung; what it adds is kept
+        only where it is a compact bite (a tumour); 0 switches it off.
+    mediastinal_closing_radius_mm : float, default 8
+        Radius (mm) of the small ball closing each lung everywhere, kept
+        without the bite test (vessels at the hilum, juxtamediastinal nodules);
+        0 switches it off.
+    bite_depth_ratio : float, default 1.1
+        A large-ball addition is a bite when its deepest voxel lies at least this
+        many times the equivalent radius of its opening (mm) from tissue that is
+        neither lung nor addition: a tumour's bite is deep, the crescent the ball
+        lays over the heart or a hilum is shallow and wide.
+    bite_core_mm : float, default 10
+        Of a bite, only what lies within this distance (mm) of its part at least
+        this deep is kept (trims thin crescents attached to it); 0 keeps all.
+    enclosure_mm : float, default 25
+        Gaussian scale (mm) of the share of lung around a voxel.
+    min_enclosure : float, default 0.3
+        Large-ball additions must have at least this share of lung around them.
+    airway_guard_mm : float, default 8
+        Nothing is added within this distance (mm) of the tracked trachea and main bronchi.
+    fat_hu : (float, float), default (-200, -40)
+        Bulk tissue in this HU range (work grid, after a one-voxel opening) is
+        fat and never added (the anterior mediastinal fat wedge).
+    hull_margin_mm : float, default 10
+        Next to a bite, the slice's convex hull fills the sliver the ball leaves
+        against a flat chest wall, within this distance (mm); 0 switches it off.
+    min_bite_ml : float, default 0.5
+        Smallest bite (mL) for ``hull_margin_mm`` and ``bite_margin_mm``.
+    bite_margin_mm : float, default 3
+        Bites are grown by this margin (mm): their edge at the pleura is only
+        known to one work voxel; 0 switches it off.
+    pleura_fill_mm : float, default 8
+        Next to a bite touching the chest wall, voxels within this distance (mm)
+        of it, as deep below the skin as the pleura around it and at most this
+        much deeper, are lung; 0 switches it off.
+
+    Examples
+    --------
+    >>> LungParams().closing_radius_mm
+    30.0
+    >>> LungParams(closing_radius_mm=0).closing_radius_mm
+    0
+    """
+
+    air_threshold_hu: float = AIR_THRESHOLD_HU
+    body_threshold_hu: float = BODY_THRESHOLD_HU
+    work_spacing_mm: float = WORK_SPACING_MM
+    min_slices: int = MIN_SLICES
+    min_lung_ml: float = MIN_LUNG_ML
+    min_lung_fraction: float = MIN_LUNG_FRACTION
+    trachea_area_mm2: tuple[float, float] = TRACHEA_AREA_MM2
+    trachea_midline_mm: float = TRACHEA_MIDLINE_MM
+    trachea_search_fraction: float = TRACHEA_SEARCH_FRACTION
+    airway_leak_factor: float = AIRWAY_LEAK_FACTOR
+    airway_max_area_mm2: float = AIRWAY_MAX_AREA_MM2
+    airway_margin_mm: float = AIRWAY_MARGIN_MM
+    bronchus_length_mm: float = BRONCHUS_LENGTH_MM
+    split_search_mm: float = SPLIT_SEARCH_MM
+    closing_radius_mm: float = CLOSING_RADIUS_MM
+    mediastinal_closing_radius_mm: float = MEDIASTINAL_CLOSING_RADIUS_MM
+    bite_depth_ratio: float = BITE_DEPTH_RATIO
+    bite_core_mm: float = BITE_CORE_MM
+    enclosure_mm: float = ENCLOSURE_MM
+    min_enclosure: float = MIN_ENCLOSURE
+    airway_guard_mm: float = AIRWAY_GUARD_MM
+    fat_hu: tuple[float, float] = FAT_HU
+    hull_margin_mm: float = HULL_MARGIN_MM
+    min_bite_ml: float = MIN_BITE_ML
+    bite_margin_mm: float = BITE_MARGIN_MM
+    pleura_fill_mm: float = PLEURA_FILL_MM
+
+
+def _params(params: LungParams | None, options: dict) -> LungParams:
+    """``params`` (or the defaults) with keyword ``options`` replacing fields of the same name."""
+    p = LungParams() if params is None else params
+    if not isinstance(p, LungParams):
+        raise TypeError(f"params must be a LungParams, got {type(p).__name__}")
+    names = {f.name for f in dataclasses.fields(LungParams)}
+    unknown = sorted(set(options) - names)
+    if unknown:
+        raise TypeError(
+            f"segment_lungs got unknown option(s) {', '.join(unknown)}; the options are the fields "
+            f"of LungParams: {', '.join(sorted(names))}"
+        )
+    return dataclasses.replace(p, **options) if options else p
+
 
 _SIX = ndimage.generate_binary_structure(3, 1)
 _INPLANE = np.zeros((3, 3, 3), bool)
@@ -177,6 +330,38 @@ def _fill_holes_2d(mask: np.ndarray) -> np.ndarray:
     return ndimage.binary_fill_holes(mask, structure=_INPLANE)
 
 
+def _edt(mask: np.ndarray, sampling) -> np.ndarray:
+    """Euclidean distance (mm, float32) of every ``True`` voxel to the nearest ``False`` one.
+
+    Same result as ``scipy.ndimage.distance_transform_edt(mask, sampling=...)``
+    to float32 precision, at less than half its memory: scipy's feature
+    transform (int32 indices) is kept, but the distances are summed axis by axis
+    in float32 instead of through a float64 copy of every offset.
+    """
+    ft = ndimage.distance_transform_edt(mask, sampling=sampling, return_distances=False, return_indices=True)
+    d2 = np.zeros(mask.shape, np.float32)
+    for ax, s in enumerate(sampling):
+        shape = [1] * mask.ndim
+        shape[ax] = mask.shape[ax]
+        off = (ft[ax] - np.arange(mask.shape[ax], dtype=np.int32).reshape(shape)).astype(np.float32)
+        off *= np.float32(s)
+        off *= off
+        d2 += off
+        del off
+    del ft
+    return np.sqrt(d2, out=d2)
+
+
+def _nearest_label(labels: np.ndarray, sampling, *, chunk_slices: int = 16) -> np.ndarray:
+    """For every voxel, the label (uint8) of the nearest non-zero voxel of ``labels`` (in mm)."""
+    ft = ndimage.distance_transform_edt(labels == 0, sampling=sampling, return_distances=False, return_indices=True)
+    out = np.empty(labels.shape, labels.dtype)
+    for k0 in range(0, labels.shape[0], chunk_slices):  # gather in chunks: fancy indexing makes intp copies
+        k1 = min(labels.shape[0], k0 + chunk_slices)
+        out[k0:k1] = labels[ft[0, k0:k1], ft[1, k0:k1], ft[2, k0:k1]]
+    return out
+
+
 def _closing_edt(mask: np.ndarray, radius_mm: float, spacing, *, pad=None) -> np.ndarray:
     """Binary closing with a ball of ``radius_mm`` (exact, via distance maps).
 
@@ -188,8 +373,8 @@ def _closing_edt(mask: np.ndarray, radius_mm: float, spacing, *, pad=None) -> np
         p = [int(math.ceil(radius_mm / s)) + 1 for s in spacing]
         pad = [(q, q) for q in p]
     m = np.pad(mask, pad) if any(a or b for a, b in pad) else mask
-    dil = ndimage.distance_transform_edt(~m, sampling=spacing) <= radius_mm
-    clo = ndimage.distance_transform_edt(dil, sampling=spacing) > radius_mm
+    dil = _edt(~m, spacing) <= radius_mm
+    clo = _edt(dil, spacing) > radius_mm
     del dil
     sl = tuple(slice(a, a + n) for (a, _), n in zip(pad, mask.shape))
     return clo[sl] | mask
@@ -255,30 +440,7 @@ class _Grid:
 
 
 # ================================================================== the method
-def segment_lungs(
-    volume,
-    *,
-    air_threshold_hu: float = AIR_THRESHOLD_HU,
-    body_threshold_hu: float = BODY_THRESHOLD_HU,
-    work_spacing_mm: float = WORK_SPACING_MM,
-    min_lung_ml: float = MIN_LUNG_ML,
-    min_lung_fraction: float = MIN_LUNG_FRACTION,
-    trachea_area_mm2: tuple[float, float] = TRACHEA_AREA_MM2,
-    trachea_midline_mm: float = TRACHEA_MIDLINE_MM,
-    trachea_search_fraction: float = TRACHEA_SEARCH_FRACTION,
-    airway_leak_factor: float = AIRWAY_LEAK_FACTOR,
-    airway_max_area_mm2: float = AIRWAY_MAX_AREA_MM2,
-    airway_margin_mm: float = AIRWAY_MARGIN_MM,
-    bronchus_length_mm: float = BRONCHUS_LENGTH_MM,
-    split_search_mm: float = SPLIT_SEARCH_MM,
-    closing_radius_mm: float = CLOSING_RADIUS_MM,
-    mediastinal_closing_radius_mm: float = MEDIASTINAL_CLOSING_RADIUS_MM,
-    hull_margin_mm: float = HULL_MARGIN_MM,
-    min_bite_ml: float = MIN_BITE_ML,
-    bite_margin_mm: float = BITE_MARGIN_MM,
-    pleura_fill_mm: float = PLEURA_FILL_MM,
-    return_steps: bool = False,
-):
+def segment_lungs(volume, *, params: LungParams | None = None, return_steps: bool = False, **options):
     """Segment the right and left lung of a CT volume in 3-D.
 
     Parameters
@@ -287,62 +449,12 @@ def segment_lungs(
         CT in HU.  Its ``direction`` and ``origin`` decide which lung is the
         patient's right (a bare array is taken as an axial, feet-to-head scan
         with 1 mm voxels).
-    air_threshold_hu : float, default -400
-        Lung parenchyma and airway air are below this.
-    body_threshold_hu : float, default -500
-        Body tissue is above this; the largest such component is the patient.
-    work_spacing_mm : float, default 2.0
-        Spacing of the block-averaged copy on which components and morphology
-        run (the result is refined back at full resolution).
-    min_lung_ml : float, default 20
-        Smallest air component (mL) considered a lung.
-    min_lung_fraction : float, default 0.08
-        The second lung must hold at least this fraction of the first one's air.
-    trachea_area_mm2 : (float, float), default (40, 900)
-        Cross-section area range (mm^2) of a tracheal lumen.
-    trachea_midline_mm : float, default 35
-        The trachea's centre is within this distance of the body's midline.
-    trachea_search_fraction : float, default 0.5
-        The trachea is looked for in this upper fraction of the slices holding air.
-    airway_leak_factor : float, default 2.5
-        Airway tracking stops in a slice where a branch's cross-section grows by
-        more than this factor (it has leaked into lung).
-    airway_max_area_mm2 : float, default 900
-        Airway tracking stops where a branch's cross-section exceeds this area.
-    airway_margin_mm : float, default 3
-        The airway is grown by this margin (its wall) before it is cut out.
-    bronchus_length_mm : float, default 25
-        Below the carina the main bronchi are followed (and cut out) for this
-        distance along the slice axis; lobar bronchi stay inside the lung.
-    split_search_mm : float, default 40
-        Lungs joined at the midline are cut, slice by slice, along the
-        antero-posterior line crossing the fewest lung voxels within this
-        distance of the body's midline.
-    closing_radius_mm : float, default 30
-        Radius of the ball that closes each lung outside the mediastinum
-        (tumours and nodules touching the chest wall stay inside); 0 switches
-        it off.
-    mediastinal_closing_radius_mm : float, default 8
-        Radius of the ball that closes each lung in the mediastinum (voxels
-        between the two lungs' medial edges along their row), kept
-        small so the heart, great vessels and spine stay out; 0 switches it off.
-    hull_margin_mm : float, default 10
-        Next to a bite the closing filled (at least ``min_bite_ml``), the
-        slice's convex hull of the lung fills what the ball could not reach
-        against a flat chest wall, within this distance of the bite; 0 switches
-        it off.
-    min_bite_ml : float, default 0.5
-        Smallest closing addition (mL) treated as a bite for ``hull_margin_mm``
-        and ``bite_margin_mm``.
-    pleura_fill_mm : float, default 8
-        Next to a bite that touches the chest wall, voxels within this
-        distance of it, at least as deep below the body surface as the pleura
-        around the bite and at most this much deeper, are lung (the pleura
-        under a tumour is invisible; the chest wall's thickness is not); 0
-        switches it off.
-    bite_margin_mm : float, default 2
-        Bites are grown by this margin (outside the mediastinum), because their
-        edge at the pleura is only known to one work voxel; 0 switches it off.
+    params : LungParams, optional
+        Every threshold (HU) and size (mm, mL) of the method, grouped; see
+        :class:`LungParams` for each field, its unit and default.
+    **options
+        Any :class:`LungParams` field by name (``closing_radius_mm=0``),
+        overriding ``params``; an unknown name raises :class:`TypeError`.
     return_steps : bool, default False
         Also return a dict of intermediate work-grid masks (for teaching).
 
@@ -359,6 +471,11 @@ def segment_lungs(
     ------
     ValueError
         If the input is not 3-D.
+    DicomSeriesError
+        If the volume has fewer than ``min_slices`` slices (a single slice
+        has no 3-D lung to find).
+    TypeError
+        If an option is not a :class:`LungParams` field.
 
     Notes
     -----
@@ -378,10 +495,25 @@ def segment_lungs(
     >>> lab = segment_lungs(Volume(hu, spacing=(5.0, 5.0, 5.0)))
     >>> lab.dtype, int(lab[10, 32, 18]), int(lab[10, 32, 46]), int(lab[10, 32, 32])
     (dtype('uint8'), 1, 2, 0)
+
+    Options are :class:`LungParams` fields, grouped or one by one:
+
+    >>> a = segment_lungs(Volume(hu, spacing=(5.0, 5.0, 5.0)), params=LungParams(closing_radius_mm=20.0))
+    >>> b = segment_lungs(Volume(hu, spacing=(5.0, 5.0, 5.0)), closing_radius_mm=20.0)
+    >>> bool((a == b).all())
+    True
     """
+    p = _params(params, options)
     vol = _as_volume(volume)
+    if vol.shape[0] < p.min_slices:
+        src = vol.meta.get("source", "this volume") if isinstance(getattr(vol, "meta", None), dict) else "this volume"
+        raise DicomSeriesError(
+            f"segment_lungs needs a 3-D scan of at least {p.min_slices} slices; {src} has "
+            f"{vol.shape[0]} (shape {vol.shape}). Load the whole series (helpers.io.load_series on its "
+            "folder), not one file, or segment a single slice with segment_lungs_2017."
+        )
     hu = vol.hu
-    f = _factors(vol.spacing, work_spacing_mm)
+    f = _factors(vol.spacing, p.work_spacing_mm)
     grid = _Grid(vol, f)
     sp = grid.spacing
     area_px = sp[1] * sp[2]  # mm^2 of one work pixel
@@ -390,26 +522,26 @@ def segment_lungs(
     lo = _block_mean(hu, f)
 
     # -- 1. body
-    tissue = lo > body_threshold_hu
+    tissue = lo > p.body_threshold_hu
     lab, n = ndimage.label(tissue, structure=_SIX)
     body_tissue = _largest(lab, n)
     del lab
     body = _fill_holes_2d(body_tissue)
 
     # -- 2. air inside the body
-    air = body & (lo < air_threshold_hu)
+    air = body & (lo < p.air_threshold_hu)
 
     # -- 3. airway
     airway = _find_airway(
         air, body, grid,
-        area_range=trachea_area_mm2, midline_mm=trachea_midline_mm,
-        search_fraction=trachea_search_fraction, leak_factor=airway_leak_factor,
-        max_area_mm2=airway_max_area_mm2, bronchus_length_mm=bronchus_length_mm,
+        area_range=p.trachea_area_mm2, midline_mm=p.trachea_midline_mm,
+        search_fraction=p.trachea_search_fraction, leak_factor=p.airway_leak_factor,
+        max_area_mm2=p.airway_max_area_mm2, bronchus_length_mm=p.bronchus_length_mm,
     )
-    if airway.any() and airway_margin_mm > 0:
-        sl = _bbox(airway, [int(math.ceil(airway_margin_mm / s)) + 1 for s in sp])
+    if airway.any() and p.airway_margin_mm > 0:
+        sl = _bbox(airway, [int(math.ceil(p.airway_margin_mm / s)) + 1 for s in sp])
         airway_cut = np.zeros(airway.shape, bool)
-        airway_cut[sl] = ndimage.distance_transform_edt(~airway[sl], sampling=sp) <= airway_margin_mm
+        airway_cut[sl] = _edt(~airway[sl], sp) <= p.airway_margin_mm
     else:
         airway_cut = airway
     cand = air & ~airway_cut
@@ -417,15 +549,17 @@ def segment_lungs(
     # -- 4. pick the lungs
     lab, n = ndimage.label(cand, structure=_SIX)
     lungs = _pick_lungs(
-        lab, n, body, grid, vox_ml=vox_ml, min_lung_ml=min_lung_ml,
-        min_lung_fraction=min_lung_fraction, split_search_mm=split_search_mm,
+        lab, n, body, grid, vox_ml=vox_ml, min_lung_ml=p.min_lung_ml,
+        min_lung_fraction=p.min_lung_fraction, split_search_mm=p.split_search_mm,
     )
     del lab
     if not lungs:
         warnings.warn(
             "segment_lungs found no air component of at least "
-            f"{min_lung_ml} mL inside the body (air below {air_threshold_hu} HU); "
-            "is this a chest CT in HU? The result is empty.",
+            f"{p.min_lung_ml} mL inside the body (expected two lungs: air below {p.air_threshold_hu} HU "
+            f"surrounded by tissue above {p.body_threshold_hu} HU; this volume spans "
+            f"{float(hu.min()):.0f} to {float(hu.max()):.0f} HU). Is this a chest CT in HU (pass the "
+            "Volume from load_series, not raw stored values)? The result is empty.",
             SeriesWarning, stacklevel=2,
         )
         out = np.zeros(hu.shape, np.uint8)
@@ -436,15 +570,10 @@ def segment_lungs(
         raw[m] = label
 
     # -- 5. tumours at the pleura: per-lung closing + hole filling, mediastinum guarded
-    final, added = _close_lungs(
-        raw, lo, body, airway_cut, grid,
-        closing_radius_mm=closing_radius_mm, mediastinal_radius_mm=mediastinal_closing_radius_mm,
-        hull_margin_mm=hull_margin_mm, min_bite_ml=min_bite_ml, bite_margin_mm=bite_margin_mm,
-        pleura_fill_mm=pleura_fill_mm,
-    )
+    final, added = _close_lungs(raw, lo, body, airway, airway_cut, grid, p)
 
     # -- 6. back to full resolution
-    out = _refine_full(hu, final, added, airway_cut, f, air_threshold_hu=air_threshold_hu)
+    out = _refine_full(hu, final, added, airway_cut, f, air_threshold_hu=p.air_threshold_hu)
     if return_steps:
         steps = dict(body=body, air=air, airway=airway, lungs_raw=raw, added=added,
                      labels_work=final, work_spacing=sp)
@@ -667,7 +796,7 @@ def _hull_near(ml, costal, forbidden, sp, *, margin_mm, min_ml, shape_from=None)
     bites = np.isin(lab, big)
     near = np.zeros(ml.shape, bool)
     sl = _bbox(bites, [int(math.ceil(margin_mm / s)) + 1 for s in sp])
-    near[sl] = ndimage.distance_transform_edt(~bites[sl], sampling=sp) <= margin_mm
+    near[sl] = _edt(~bites[sl], sp) <= margin_mm
     out = np.zeros(ml.shape, bool)
     shape_from = costal if shape_from is None else shape_from
     for k in np.nonzero(bites.any(axis=(1, 2)))[0]:
@@ -695,7 +824,7 @@ def _wall_sliver(ml, bites, body, sp, *, margin_mm, wall_search_mm: float = 60.0
     lab, n = ndimage.label(bites[s4], structure=_SIX)
     if n == 0:
         return out
-    depth = ndimage.distance_transform_edt(body[s4], sampling=sp)
+    depth = _edt(body[s4], sp)
     dist, inds = ndimage.distance_transform_edt(lab == 0, sampling=sp, return_indices=True)
     nearest = lab[tuple(inds)]  # label of the nearest bite
     del inds
@@ -718,114 +847,123 @@ def _wall_sliver(ml, bites, body, sp, *, margin_mm, wall_search_mm: float = 60.0
     return out
 
 
-def _close_lungs(raw, lo, body, airway_cut, grid: _Grid, *, closing_radius_mm, mediastinal_radius_mm,
-                 hull_margin_mm, min_bite_ml, bite_margin_mm, pleura_fill_mm):
-    """Per-lung closing and hole filling; a smaller radius on the mediastinal side."""
+def _close_lungs(raw, lo, body, airway, airway_cut, grid: _Grid, p: LungParams):
+    """Close each lung; keep what the large ball adds only where it is a bite.
+
+    Per lung (3-D, exact balls, on the work grid):
+
+    * *Guards* -- never added: outside the body, the other lung's side of the
+      smooth 3-D midline (voxels nearer the other lung), within
+      ``airway_guard_mm`` of the tracked trachea and main bronchi, bulk fat
+      (``fat_hu`` after a one-voxel opening).
+    * *Small closing* (``mediastinal_closing_radius_mm``) everywhere, accepted
+      as is: vessels entering the lung, juxtamediastinal nodules.
+    * *Large closing* (``closing_radius_mm``) with its enclosed holes: each
+      connected addition, restricted to voxels at least ``min_enclosure``
+      surrounded by the lung (Gaussian of ``enclosure_mm``), is a *bite* if it
+      is deep relative to its opening: its deepest voxel lies at least
+      ``bite_depth_ratio`` times the opening's equivalent radius from tissue
+      that is neither lung nor addition.  Of a bite, only what lies within
+      ``bite_core_mm`` of its part deeper than ``bite_core_mm`` is kept, which
+      trims thin crescents it drags along (the heart's, the hilum's).
+    * Next to a bite, the slice's convex hull fills the sliver against a flat
+      chest wall (``hull_margin_mm``), the bite's rim is grown by
+      ``bite_margin_mm`` and the invisible pleura under it filled
+      (``pleura_fill_mm``).
+    """
     sp = grid.spacing
     final = raw.copy()
     added = np.zeros(raw.shape, bool)
     present = [l for l in (RIGHT_LUNG, LEFT_LUNG) if (raw == l).any()]
-    medi = _mediastinum(raw, grid)
-    rmax = max(closing_radius_mm, mediastinal_radius_mm, 0.0)
+    radius = max(p.closing_radius_mm, p.mediastinal_closing_radius_mm, 0.0)
+    if radius <= 0:
+        return final, added
+    # -- guards shared by both lungs
+    guard = ~body | (raw > 0) | airway_cut
+    if airway.any() and p.airway_guard_mm > 0:
+        sl = _bbox(airway, [int(math.ceil(p.airway_guard_mm / s)) + 1 for s in sp])
+        guard[sl] |= _edt(~airway[sl], sp) <= p.airway_guard_mm
+    if p.fat_hu is not None:
+        guard |= ndimage.binary_opening((lo >= p.fat_hu[0]) & (lo <= p.fat_hu[1]), _SIX)
+    vox_ml = float(np.prod(sp)) / 1000.0
+    pad0 = [int(math.ceil(radius / s)) + 1 for s in sp]
+    other_side = {l: np.zeros(raw.shape, bool) for l in present}
+    if len(present) == 2:  # a smooth 3-D midline: each voxel goes to the lung nearest to it
+        sl = _bbox(raw > 0, pad0)  # nothing is added farther than the ball from a lung
+        nearest = _nearest_label(raw[sl], sp)
+        other_side[RIGHT_LUNG][sl] = nearest == LEFT_LUNG
+        other_side[LEFT_LUNG][sl] = nearest == RIGHT_LUNG
+        del nearest
     for l in present:
-        m = raw == l
-        pad = [int(math.ceil(rmax / s)) + 1 for s in sp]
-        sl, deficit = _crop_with_deficit(m, pad)
-        ml = m[sl]
+        sl, deficit = _crop_with_deficit(raw == l, pad0)
+        ml = raw[sl] == l
+        forbid = guard[sl] | other_side[l][sl]
         c = ml.copy()
-        if closing_radius_mm > 0:
-            costal = _closing_edt(ml, closing_radius_mm, sp, pad=deficit) & ~medi[sl] & ~ml & body[sl]
-            c |= costal
-            # vessels and the top of a diaphragm dome are enclosed by lung in their slice;
-            # a bite on the chest wall is not
+        if p.mediastinal_closing_radius_mm > 0:
+            c |= _closing_edt(ml, p.mediastinal_closing_radius_mm, sp, pad=deficit) & ~forbid
+        c |= ndimage.binary_fill_holes(ml) & ~forbid  # vessels and a dome top, enclosed by the lung alone
+        bites = np.zeros(ml.shape, bool)
+        if p.closing_radius_mm > 0:
+            bites = _bites(ml, lo[sl], forbid, sp, p, deficit)
+            c |= bites
             enclosed = _fill_holes_2d(ml)
-            if hull_margin_mm > 0:
-                c |= _hull_near(ml, costal & ~enclosed, medi[sl] | ~body[sl], sp, margin_mm=hull_margin_mm,
-                                min_ml=min_bite_ml, shape_from=costal)
-        if mediastinal_radius_mm > 0:
-            # closing grows with the radius, so outside the mediastinum the large one
-            # already holds the small one: run it only around the mediastinal band
-            med = medi[sl]
-            touch = med & ndimage.binary_dilation(ml, _SIX)
-            if touch.any():
-                s2 = _bbox(touch, [2 * int(math.ceil(mediastinal_radius_mm / s)) + 1 for s in sp])
-                sub = np.zeros(ml.shape, bool)
-                sub[s2] = _closing_edt(ml[s2], mediastinal_radius_mm, sp)
-                c |= sub & med
-        c = ndimage.binary_fill_holes(c)  # 3-D only: in 2-D the top of a diaphragm dome is a "hole"
-        allowed = body[sl] & ~airway_cut[sl] & (raw[sl] == 0) & (final[sl] == 0)
+            if p.hull_margin_mm > 0:
+                c |= _hull_near(ml, bites & ~enclosed, forbid, sp, margin_mm=p.hull_margin_mm,
+                                min_ml=p.min_bite_ml, shape_from=bites)
+        allowed = ~forbid & (final[sl] == 0)
         new = c & ~ml & allowed
-        if closing_radius_mm > 0 and bite_margin_mm > 0 and new.any():
+        if p.closing_radius_mm > 0 and p.bite_margin_mm > 0 and bites.any():
             # a bite's edge on the chest wall is only known to a work voxel: grow sizeable
             # bites by a margin so the tumour's rim at the pleura is not shaved off
-            lab, n = ndimage.label(new & ~medi[sl] & ~enclosed, structure=_SIX)
-            if n:
-                counts = np.bincount(lab.ravel())
-                counts[0] = 0
-                big = np.nonzero(counts * float(np.prod(sp)) / 1000.0 >= min_bite_ml)[0]
-                if len(big):
-                    bites = np.isin(lab, big)
-                    s3 = _bbox(bites, [int(math.ceil(bite_margin_mm / s)) + 1 for s in sp])
-                    grow = np.zeros(ml.shape, bool)
-                    grow[s3] = ndimage.distance_transform_edt(~bites[s3], sampling=sp) <= bite_margin_mm
-                    new |= grow & allowed & ~medi[sl]
-                    if pleura_fill_mm > 0:
-                        new |= _wall_sliver(ml, bites, body[sl], sp, margin_mm=pleura_fill_mm) & allowed & ~medi[sl]
+            lab, n = ndimage.label(bites & ~enclosed, structure=_SIX)
+            counts = np.bincount(lab.ravel())
+            counts[0] = 0
+            big = np.nonzero(counts * vox_ml >= p.min_bite_ml)[0]
+            if len(big):
+                big_bites = np.isin(lab, big)
+                s3 = _bbox(big_bites, [int(math.ceil(p.bite_margin_mm / s)) + 1 for s in sp])
+                grow = np.zeros(ml.shape, bool)
+                grow[s3] = _edt(~big_bites[s3], sp) <= p.bite_margin_mm
+                new |= grow & allowed
+                if p.pleura_fill_mm > 0:
+                    new |= _wall_sliver(ml, big_bites, body[sl], sp, margin_mm=p.pleura_fill_mm) & allowed
         region = final[sl]
         region[new] = l
         added[sl] |= new
     return final, added
 
 
-def _mediastinum(raw, grid: _Grid):
-    """Per slice, voxels between the right lung's and the left lung's medial edges.
-
-    Along each row, the band runs from the right lung's most medial voxel to the
-    left lung's most medial voxel (rows holding only one lung take the edges
-    interpolated from the nearest rows holding both).  A lung's own bite (a
-    tumour at the chest wall) has lung medial to it on its row, so it is not in
-    the band.  Slices holding only one lung (bases, apices) take the band of
-    the nearest slice holding both.
-    """
-    medi = np.zeros(raw.shape, bool)
-    xax, xsign = grid.right_axis()  # array axis running towards the patient's left
-    r = raw == RIGHT_LUNG
-    lft = raw == LEFT_LUNG
-    both_k = r.any(axis=(1, 2)) & lft.any(axis=(1, 2))
-    if not both_k.any():
-        return medi
-    ax = xax - 1  # axis within a slice: 0 rows, 1 columns
-    for k in np.nonzero(both_k)[0]:
-        rk, lk = r[k], lft[k]
-        if ax == 0:
-            rk, lk = rk.T, lk.T
-        if xsign < 0:
-            rk, lk = rk[:, ::-1], lk[:, ::-1]
-        n = rk.shape[1]
-        cols = np.arange(n)
-        has_r, has_l = rk.any(1), lk.any(1)
-        rmax = np.where(has_r, n - 1 - np.argmax(rk[:, ::-1], axis=1), -1)
-        lmin = np.where(has_l, np.argmax(lk, axis=1), n)
-        rows = np.nonzero(has_r & has_l)[0]
-        if len(rows) == 0:
-            continue
-        lung_rows = np.nonzero(has_r | has_l)[0]
-        y = np.arange(rk.shape[0])
-        rmax_i = np.interp(y, rows, rmax[rows])
-        lmin_i = np.interp(y, rows, lmin[rows])
-        band = (cols[None, :] > rmax_i[:, None]) & (cols[None, :] < lmin_i[:, None])
-        band &= ((y >= lung_rows[0]) & (y <= lung_rows[-1]))[:, None]
-        band &= ~rk & ~lk
-        if xsign < 0:
-            band = band[:, ::-1]
-        medi[k] = band.T if ax == 0 else band
-    ks = np.nonzero(both_k)[0]
-    for k in np.nonzero(~both_k)[0]:
-        medi[k] = medi[ks[np.argmin(np.abs(ks - k))]] & (raw[k] == 0)
-    return medi
+def _bites(ml, lo, forbid, sp, p: LungParams, deficit):
+    """What the large closing adds to one lung that is a compact bite (see :func:`_close_lungs`)."""
+    closed = _closing_edt(ml, p.closing_radius_mm, sp, pad=deficit)
+    enc = ndimage.gaussian_filter(ml.astype(np.float32), [p.enclosure_mm / s for s in sp], mode="constant")
+    cand = ndimage.binary_fill_holes((closed & ~forbid) | ml) & ~ml & ~forbid & (enc >= p.min_enclosure)
+    del closed, enc
+    lab, n = ndimage.label(cand, structure=_SIX)
+    if n == 0:
+        return cand
+    inside = ml | cand
+    depth = _edt(inside, sp)  # mm to tissue that is neither
+    deepest = np.zeros(n + 1, np.float32)
+    np.maximum.at(deepest, lab[cand], depth[cand])  # per-bite maximum (ndimage.maximum sorts: slower)
+    deepest = deepest[1:]
+    rim = cand & ~ndimage.binary_erosion(inside, _SIX, border_value=1)
+    face = float(np.prod(sp)) ** (2.0 / 3.0)
+    opening = np.bincount(lab[rim], minlength=n + 1)[1:] * face
+    eq_r = np.sqrt(np.maximum(opening, face) / np.pi)
+    ok = np.r_[False, deepest >= p.bite_depth_ratio * eq_r]
+    bites = ok[lab]
+    if p.bite_core_mm > 0 and bites.any():
+        core = bites & (depth >= p.bite_core_mm)
+        near = np.zeros(bites.shape, bool)
+        if core.any():
+            s5 = _bbox(bites, [int(math.ceil(p.bite_core_mm / s)) + 1 for s in sp])
+            near[s5] = _edt(~core[s5], sp) <= p.bite_core_mm
+        bites &= near
+    return bites
 
 
-def _refine_full(hu, final, added, airway_cut, f, *, air_threshold_hu, chunk_slices: int = 16):
+def _refine_full(hu, final, added, airway_cut, f, *, air_threshold_hu, chunk_slices: int = 8):
     """Upsample work-grid labels; re-decide the surface band with the full-resolution HU."""
     fz, fy, fx = f
     nz, ny, nx = hu.shape
@@ -839,6 +977,9 @@ def _refine_full(hu, final, added, airway_cut, f, *, air_threshold_hu, chunk_sli
     grown[lung] = final[lung]
     ring = (grown > 0) & ~core & ~airway_cut
     keep = added  # tumour voxels stay lung whatever their HU
+    # their outline is drawn from the lung mask upsampled bilinearly in-plane, not
+    # block by block (no 2-mm staircase where a tumour meets the mediastinum)
+    keep_near = keep | (ndimage.binary_dilation(keep, _INPLANE) & ~lung) if keep.any() else keep
     out = np.empty(hu.shape, np.uint8)
 
     def up(a, k0, k1):
@@ -857,10 +998,29 @@ def _refine_full(hu, final, added, airway_cut, f, *, air_threshold_hu, chunk_sli
         k1 = min(mz, k0 + step)
         z0, z1 = k0 * fz, min(nz, k1 * fz)
         n = z1 - z0
-        lab_c = up(np.where(core | keep, final, 0).astype(np.uint8), k0, k1)[:n, :ny, :nx]
+        lab_c = up(np.where(core & ~keep, final, 0).astype(np.uint8), k0, k1)[:n, :ny, :nx]
         ring_c = up(np.where(ring & ~keep, grown, 0).astype(np.uint8), k0, k1)[:n, :ny, :nx]
+        keep_c = up(np.where(keep_near, grown, 0).astype(np.uint8), k0, k1)[:n, :ny, :nx]
+        if keep_near[k0:k1].any():
+            keep_c[~_smooth_up(lung[k0:k1], keep_near[k0:k1], f)[:n, :ny, :nx]] = 0
         airc = hu[z0:z1] < air_threshold_hu
-        out[z0:z1] = np.where(lab_c > 0, lab_c, np.where(airc, ring_c, 0))
+        out[z0:z1] = np.where(lab_c > 0, lab_c, np.where(keep_c > 0, keep_c, np.where(airc, ring_c, 0)))
+    return out
+
+
+def _smooth_up(mask, where, f):
+    """``mask`` upsampled by ``f``: bilinear in-plane (threshold 0.5), repeated along z; only near ``where``."""
+    fz, fy, fx = f
+    out = np.zeros((mask.shape[0] * fz, mask.shape[1] * fy, mask.shape[2] * fx), bool)
+    sl = _bbox(where, (0, 2, 2))
+    sub = mask[sl].astype(np.float32)
+    if fy > 1 or fx > 1:
+        sub = ndimage.zoom(sub, (1, fy, fx), order=1, mode="nearest", grid_mode=True)
+    sub = sub > 0.5
+    if fz > 1:
+        sub = np.repeat(sub, fz, axis=0)
+    out[sl[0].start * fz : sl[0].stop * fz, sl[1].start * fy : sl[1].stop * fy,
+        sl[2].start * fx : sl[2].stop * fx] = sub
     return out
 
 

@@ -47,6 +47,8 @@ def make_phantom(
     touching: bool = False,
     tumour: bool = True,
     flip_x: bool = False,
+    mass: str | None = None,
+    effusion: bool = False,
     seed: int = 0,
 ):
     """Build the phantom.
@@ -69,13 +71,25 @@ def make_phantom(
     flip_x : bool
         Store the columns right-to-left on screen reversed (direction's x column
         negated): the labels must follow the patient, not the image.
+    mass : {None, "hilar", "aortic", "posterior"}
+        A second, larger mass (soft tissue, 35 HU) where the lung meets the
+        mediastinum or the wall: ``"hilar"`` in the right lung on the right
+        main bronchus's wall and against the mediastinum in front of it,
+        ``"aortic"`` in the left lung against the mediastinum next to the
+        descending aorta, ``"posterior"`` in the
+        right lung on the posterior chest wall.  Ground truth: its part inside
+        the lung envelope is lung (``truth["mass"]``).
+    effusion : bool
+        Pleural fluid (10 HU) in the dependent part of the left lung's base;
+        it is *not* lung in the ground truth (``truth["effusion"]``).
 
     Returns
     -------
     vol : Volume
     truth : dict
-        ``lungs`` (uint8 0/1 right/2 left, incl. vessels, tumour and nodule,
-        excl. airway), ``tumour``, ``nodule``, ``airway``, ``heart`` (bool).
+        ``lungs`` (uint8 0/1 right/2 left, incl. vessels, tumour, nodule and
+        mass, excl. airway and effusion), ``tumour``, ``nodule``, ``mass``,
+        ``effusion``, ``airway``, ``heart`` (bool).
     """
     rng = np.random.default_rng(seed)
     px = fov_mm / n_xy
@@ -144,6 +158,23 @@ def make_phantom(
         truth_tumour = t & env
     nodule = _ell(x, y, z, (80.0, -10.0, 150.0), (5.0, 5.0, 5.0)) & env
     hu[nodule] = 30.0
+    truth_mass = np.zeros(z.shape, bool)
+    if mass is not None:
+        centres = {"hilar": ((-30.0, -20.0, 130.0), 16.0),  # on the right main bronchus, against the mediastinum
+                   "aortic": ((38.0, 38.0, 95.0), 18.0),  # posteromedial left lung, by the aorta
+                   "posterior": ((-75.0, 62.0, 80.0), 16.0)}  # on the posterior chest wall
+        if mass not in centres:
+            raise ValueError(f"mass must be one of {sorted(centres)} or None, got {mass!r}")
+        (mc, mr) = centres[mass]
+        mm = _ell(x, y, z, mc, (mr, mr, mr)) & body & ~(lumen & body)
+        hu[mm] = 35.0
+        truth_mass = mm & env
+    truth_effusion = np.zeros(z.shape, bool)
+    if effusion:
+        # fluid layering posteriorly at the left base, up to 25 mm deep
+        truth_effusion = (lungs == 2) & (y > 55.0) & (z < 90.0) & ~truth_mass
+        hu[truth_effusion] = 10.0
+        env = env & ~truth_effusion
 
     if bowel:
         # stomach bubble under the left dome, bowel gas lower down
@@ -164,7 +195,8 @@ def make_phantom(
     hu = np.clip(np.round(hu), -2048, 3071).astype(np.int16)
 
     lungs = np.where(env, lungs, 0).astype(np.uint8)
-    truth = dict(lungs=lungs, tumour=truth_tumour, nodule=nodule, airway=airway, heart=heart)
+    truth = dict(lungs=lungs, tumour=truth_tumour, nodule=nodule, mass=truth_mass, effusion=truth_effusion,
+                 airway=airway, heart=heart)
     origin = (float(c[0]), float(c[0]), float(zs[0]))
     direction = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
     if flip_x:

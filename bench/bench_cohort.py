@@ -199,7 +199,12 @@ def child_run(src: str, out: str, workers: int, spacing, shape) -> dict:
         end = client.run(_worker_end)
     wall = time.perf_counter() - t0
     cpu = sum(end[w]["cpu"] - start[w]["cpu"] for w in end)
-    return {"wall": wall, "cpu": cpu, "peak_mb": sorted((end[w]["hwm_mb"] for w in end), reverse=True),
+    peaks = {w: end[w]["hwm_mb"] for w in end}
+    if "peak_rss_mb" in df:  # each case resets its worker's high-water mark: the peak is the largest case's
+        for w, p in df.groupby("worker")["peak_rss_mb"].max().items():
+            if w in peaks and p == p:
+                peaks[w] = max(peaks[w], float(p))
+    return {"wall": wall, "cpu": cpu, "peak_mb": sorted(peaks.values(), reverse=True),
             "base_mb": max(s["rss_mb"] for s in start.values()), "load": load, "startup": startup,
             "threads": threads, "status": list(df["status"]), "seconds": [float(s) for s in df["seconds"]]}
 

@@ -54,6 +54,7 @@ import re
 import shutil
 import socket
 import sys
+import tempfile
 import time
 import traceback
 import uuid
@@ -1017,19 +1018,26 @@ def _progress_bar(total: int, initial: int, enabled: bool):
 
 
 def _make_client(scheduler, workers: int, memory_limit):
-    """(client, cluster) — cluster is None when connecting to an existing scheduler."""
+    """(client, cluster, scratch folder) — cluster and folder are None for an existing scheduler."""
     from distributed import Client, LocalCluster
 
     if scheduler is not None:
-        return Client(scheduler), None
-    cluster = LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,  # one case at a time per process; the case's own threads: process_case(threads=)
-        processes=True,
-        memory_limit=memory_limit,
-        dashboard_address=":0",
-    )
-    return Client(cluster), cluster
+        return Client(scheduler), None, None
+    import dask
+
+    # the cluster's scratch space (otherwise a dask-scratch-space left in the system temp folder),
+    # removed when run_cohort closes the cluster
+    scratch = tempfile.mkdtemp(prefix="dask-cohort-")
+    with dask.config.set({"temporary-directory": scratch}):
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,  # one case at a time per process; the case's own threads: process_case(threads=)
+            processes=True,
+            memory_limit=memory_limit,
+            dashboard_address=":0",
+            local_directory=scratch,
+        )
+    return Client(cluster), cluster, scratch
 
 
 def run_cohort(
@@ -1220,9 +1228,9 @@ def _run_on_dask(todo, out, task_kw, rows, ordered, qc_path, bar, *, client, sch
                  memory_limit) -> None:
     from distributed import as_completed
 
-    own_client = own_cluster = None
+    own_client = own_cluster = own_scratch = None
     if client is None:
-        own_client, own_cluster = _make_client(scheduler, workers, memory_limit)
+        own_client, own_cluster, own_scratch = _make_client(scheduler, workers, memory_limit)
         client = own_client
     futures = {}
     try:
@@ -1256,6 +1264,7 @@ def _run_on_dask(todo, out, task_kw, rows, ordered, qc_path, bar, *, client, sch
         if own_cluster is not None:
             with _quiet_logger("distributed.nanny"):  # "still alive after 4 s, killing": our own workers, on a busy machine
                 own_cluster.close()
+            shutil.rmtree(own_scratch, ignore_errors=True)
 
 
 # ------------------------------------------------------------- reading back

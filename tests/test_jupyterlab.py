@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -139,9 +140,17 @@ def browser():
             b.close()
 
 
-def kernels(base, token):
-    with urllib.request.urlopen(f"{base}/api/kernels?token={token}", timeout=10) as r:
-        return json.load(r)
+def kernels(base, token, attempts=40):
+    """The server's kernels.  Listing them while one is shutting down (the previous test closed
+    its tab) can answer 500 for a moment: ask again, a bounded number of times."""
+    for attempt in range(attempts):
+        try:
+            with urllib.request.urlopen(f"{base}/api/kernels?token={token}", timeout=10) as r:
+                return json.load(r)
+        except urllib.error.HTTPError as exc:
+            if exc.code < 500 or attempt == attempts - 1:
+                raise
+            time.sleep(0.25)  # retry interval while the server finishes a kernel shutdown
 
 
 def open_notebook(browser, base, token, path, *, markdown=True):

@@ -133,6 +133,8 @@ pdf() {
 
 run_tests() {
   setup
+  echo "== ruff (pyflakes, import order, bugbear; settings in pyproject.toml)"
+  "$VENV/bin/ruff" check helpers bench tests
   "$PY" -m pytest "$@"
 }
 

@@ -94,9 +94,9 @@ def bench_one(vol, label: str, *, quick: bool, tmp) -> list[dict]:
         del verts, faces
         times = common.alternate(
             {
-                "auto": lambda: surface_mesh(iso, level=level, max_triangles=BUDGET),
-                "full": lambda: surface_mesh(iso, level=level, step_size=1, max_triangles=BUDGET),
-                "plain": lambda: _plain(iso.hu, iso.spacing, level),
+                "auto": lambda level=level: surface_mesh(iso, level=level, max_triangles=BUDGET),
+                "full": lambda level=level: surface_mesh(iso, level=level, step_size=1, max_triangles=BUDGET),
+                "plain": lambda level=level: _plain(iso.hu, iso.spacing, level),
             },
             repeats=repeats,
         )

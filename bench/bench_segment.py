@@ -152,9 +152,10 @@ def _time_all(vol, repeats):
 
 def _phantom_rows(n: int, scratch: Path) -> list[dict]:
     """One row per :data:`PHANTOM_CASES` entry: ``segment_lungs`` on an ``n`` x ``n`` phantom, one run."""
+    from lung_phantom import make_phantom
+
     from helpers.metrics import dice
     from helpers.segment import segment_lungs
-    from lung_phantom import make_phantom
 
     rows = []
     for i, (case, kw) in enumerate(PHANTOM_CASES.items()):

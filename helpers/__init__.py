@@ -9,8 +9,9 @@ the rest lives in submodules that load on first use (``helpers.display``,
 import importlib
 
 from .errors import DicomSeriesError, SeriesWarning
-from .volume import Volume
+from .export import load_npy, save_dicom_seg, save_nifti, save_npy
 from .io import list_series, load_series
+from .metrics import dice, hausdorff95
 from .resample import crop_or_pad, estimate_memory, output_grid, resample, resize_to_shape
 from .segment import (
     LungParams,
@@ -20,8 +21,7 @@ from .segment import (
     segment_lungs_2017,
     segment_lungs_kaggle3d,
 )
-from .metrics import dice, hausdorff95
-from .export import load_npy, save_dicom_seg, save_nifti, save_npy
+from .volume import Volume
 
 _SUBMODULES = (
     "annotations", "checks", "cohort", "data", "deid", "display", "export", "histogram", "intensity",

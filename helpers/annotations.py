@@ -29,8 +29,8 @@ from __future__ import annotations
 import csv
 import json
 import os
-import xml.etree.ElementTree as ET
 import warnings
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, replace
 from pathlib import Path
 

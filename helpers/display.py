@@ -25,7 +25,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .intensity import WINDOWS, WindowSpec, window as apply_window, window_bounds
+from .intensity import WINDOWS, WindowSpec, window_bounds
+from .intensity import window as apply_window
 from .volume import Volume
 
 __all__ = [

@@ -23,9 +23,10 @@ import io
 import json
 import textwrap
 import warnings
+from pathlib import Path
 from typing import Any
 
-__all__ = ["BookRenderer", "setup", "show_widget", "show_data_source", "figure_png", "widget_bundle", "header_table", "scratch_folder", "remove_scratch", "add_second_series", "sample_truth", "window_level_viewer", "RENDERER_NAME"]
+__all__ = ["BookRenderer", "setup", "show_widget", "show_data_source", "figure_png", "widget_bundle", "header_table", "scratch_folder", "remove_scratch", "add_second_series", "sample_truth", "window_level_viewer", "RENDERER_NAME"]  # noqa: F822 (BookRenderer comes from __getattr__)
 
 RENDERER_NAME = "book"
 

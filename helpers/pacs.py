@@ -474,8 +474,8 @@ def c_find(pacs: Orthanc, level: str = "STUDY", *, allow_empty: bool = False, lo
         Unknown level or keyword, unreachable server, refused AE title, a failed
         query, or nothing matched (unless ``allow_empty``).
     """
-    from pydicom.dataset import Dataset
     from pydicom.datadict import tag_for_keyword
+    from pydicom.dataset import Dataset
     from pynetdicom.sop_class import PatientRootQueryRetrieveInformationModelFind as PatientFind
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as StudyFind
 

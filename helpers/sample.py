@@ -510,7 +510,6 @@ def _scapulae(T, H, X, Y, h, *, bottom=148.0, top=262.0):
 
 def _ribs(cv: _Canvas, rng):
     """12 pairs of curved tubes around the cavity, sloping down anteriorly, with costal cartilage."""
-    g = cv.g
     for i in range(12):
         h_post = 268.0 - 21.5 * i
         drop = [30, 55, 75, 88, 95, 100, 100, 95, 88, 75, 40, 25][i]

@@ -385,7 +385,7 @@ def _crop_with_deficit(mask: np.ndarray, margin):
     sl = _bbox(mask, margin)
     idx = [np.nonzero(mask.any(axis=tuple(j for j in range(3) if j != i)))[0] for i in range(3)]
     deficit = []
-    for i, (s_, m, n) in enumerate(zip(sl, margin, mask.shape)):
+    for i, (_s, m, n) in enumerate(zip(sl, margin, mask.shape)):
         lo = max(0, m - int(idx[i][0]))
         hi = max(0, m - (n - 1 - int(idx[i][-1])))
         deficit.append((lo, hi))
@@ -516,7 +516,6 @@ def segment_lungs(volume, *, params: LungParams | None = None, return_steps: boo
     f = _factors(vol.spacing, p.work_spacing_mm)
     grid = _Grid(vol, f)
     sp = grid.spacing
-    area_px = sp[1] * sp[2]  # mm^2 of one work pixel
     vox_ml = float(np.prod(sp)) / 1000.0
 
     lo = _block_mean(hu, f)

@@ -2,10 +2,10 @@
 import json
 import warnings
 
+import factory
 import numpy as np
 import pytest
 
-import factory
 from helpers import DicomSeriesError, SeriesWarning, load_series
 from helpers.annotations import (
     box_iou,

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO
+
 from helpers.notebooks import chapters
 
 pytestmark = pytest.mark.slow
@@ -149,7 +149,7 @@ class TestRepositoryUrl:
     def test_real_url_binder_opens_the_student_notebook(self, real_url_build):
         html_dir, log = real_url_build
         links = launch_links(html_dir / "book" / "02_normalize.html")
-        assert links == [f"https://mybinder.org/v2/gh/someone/dicom-book/main?urlpath=lab/tree/notebooks/02_normalize.ipynb"]
+        assert links == ["https://mybinder.org/v2/gh/someone/dicom-book/main?urlpath=lab/tree/notebooks/02_normalize.ipynb"]
         assert any(u.startswith(REAL_URL) for u in repo_links(html_dir / "book" / "02_normalize.html"))
         assert "GitHub and Binder buttons point to " + REAL_URL in log
 

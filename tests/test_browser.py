@@ -14,7 +14,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-
 from test_book import toc_files
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

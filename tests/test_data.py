@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import re
 import os
+import re
 import threading
 import urllib.request
 import zipfile

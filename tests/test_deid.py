@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
+from phi_series import FAKE, NESTED_NAME, PRIVATE_VALUE, SEQUENCE_VALUE, write_phi_series
 
 from helpers.deid import BASIC_PROFILE, PATIENT_CHARACTERISTICS, deidentify, identifying_values
 from helpers.errors import DicomSeriesError, SeriesWarning
 from helpers.io import load_series
 from helpers.sample import make_sample
-from phi_series import FAKE, NESTED_NAME, PRIVATE_VALUE, SEQUENCE_VALUE, write_phi_series
 
 
 def tree_hash(folder: Path) -> str:

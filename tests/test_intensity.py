@@ -16,7 +16,7 @@ from helpers.volume import Volume
 
 class TestWindows:
     def test_presets_are_level_width_pairs_with_positive_width(self):
-        for name, (level, width) in WINDOWS.items():
+        for name, (_level, width) in WINDOWS.items():
             assert width > 0, name
         assert WINDOWS["lung"] == (-600.0, 1500.0)
         assert {"lung", "mediastinum", "bone", "soft_tissue"} <= set(WINDOWS)

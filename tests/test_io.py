@@ -29,10 +29,10 @@ import pydicom
 import pytest
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-    JPEG2000Lossless,
     HTJ2KLossless,
     HTJ2KLosslessRPCL,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGLossless,
     JPEGLosslessSV1,

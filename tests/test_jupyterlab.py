@@ -28,7 +28,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from conftest import REPO
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -10,8 +10,8 @@ import textwrap
 
 import nbformat
 import pytest
-
 from conftest import REPO
+
 from helpers import notebooks
 from helpers.notebooks import NotebookConversionError, convert_markdown, student_notebook
 

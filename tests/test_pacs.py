@@ -6,11 +6,11 @@ import http.server
 import threading
 from pathlib import Path
 
+import factory as F
 import numpy as np
 import pydicom
 import pytest
 
-import factory as F
 from helpers import pacs
 from helpers.errors import DicomSeriesError
 from helpers.io import load_series

@@ -12,17 +12,15 @@ import gzip
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pydicom
 import pytest
+from phi_series import FAKE, PRIVATE_VALUE, SEQUENCE_VALUE, write_phi_series
 
 from helpers import cohort, export, mesh
-from helpers.deid import identifying_values
 from helpers.errors import DicomSeriesError
 from helpers.io import load_series
 from helpers.sample import make_sample
 from helpers.segment import segment_lungs
-from phi_series import FAKE, PRIVATE_VALUE, SEQUENCE_VALUE, write_phi_series
 
 #: Direct identifiers: never in an output but the SEG.
 DIRECT = sorted({*FAKE.values(), PRIVATE_VALUE, SEQUENCE_VALUE, *FAKE["PatientName"].split("^")} - {"Q"})

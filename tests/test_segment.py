@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
+from lung_phantom import make_phantom
 from scipy import ndimage
 
 from helpers.errors import DicomSeriesError, SeriesWarning
@@ -31,7 +32,6 @@ from helpers.segment import (
     segment_lungs_kaggle3d,
 )
 from helpers.volume import Volume
-from lung_phantom import make_phantom
 
 CARINA_Z_MM = 160.0
 

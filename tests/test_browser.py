@@ -20,11 +20,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 SHOTS = REPO / "_build" / "screenshots"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 VIEWPORT = {"width": 1280, "height": 900}
 PLOTLY_DRAW_TIMEOUT_MS = 30_000
 LOCAL_HOSTS = {"127.0.0.1"}
@@ -35,19 +30,6 @@ def shot_name(index: int, doc: str) -> str:
     stem = Path(doc).name
     return stem if re.match(r"^\d\d_", stem) else f"{index:02d}_{stem}"
 
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run ./tasks.sh setup (installs Debian's chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 class PageRecord:

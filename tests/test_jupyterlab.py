@@ -33,9 +33,6 @@ from conftest import REPO
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 SHOTS = REPO / "_build" / "screenshots"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 VIEWPORT = {"width": 1280, "height": 900}
 START_TIMEOUT_S = 120       # JupyterLab start on a loaded 2-core machine
 KERNEL_TIMEOUT_MS = 120_000  # a kernel start, or one cell
@@ -124,19 +121,6 @@ def lab(tmp_path_factory):
             proc.kill()
             proc.wait()
 
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run ./tasks.sh setup (installs Debian's chromium)", pytrace=False)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def kernels(base, token, attempts=40):

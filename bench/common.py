@@ -438,14 +438,7 @@ def read_previous(path: os.PathLike) -> dict:
 
 
 def write_atomic(path: os.PathLike, text: str) -> None:
-    """Write ``text`` to a temporary file next to ``path``, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``text`` to ``path`` atomically (through :func:`helpers.export.atomic_write`)."""
+    from helpers.export import atomic_write
+
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))

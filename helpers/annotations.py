@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DicomSeriesError, SeriesWarning
-from .volume import Volume
+from .volume import Volume, as_mask
 
 __all__ = [
     "Box",
@@ -694,9 +694,7 @@ def boxes_from_mask(mask, volume: Volume, *, label: str = "A", source: str = "a 
     >>> [(b.slice_index, b.rows, b.cols) for b in boxes_from_mask(m, v)]
     [(1, (2, 3), (3, 6)), (2, (5, 5), (5, 5))]
     """
-    mask = np.asarray(mask, dtype=bool)
-    if mask.shape != volume.shape:
-        raise ValueError(f"mask shape {mask.shape} differs from the volume's {volume.shape}")
+    mask = as_mask(mask, shape=volume.shape)
     uids = list(volume.meta.get("sop_instance_uids") or [])
     boxes = []
     for k in np.flatnonzero(mask.any(axis=(1, 2))):

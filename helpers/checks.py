@@ -18,6 +18,8 @@ from html import escape
 
 import numpy as np
 
+from .hu import MAX_BOUND_HU, MIN_BOUND_HU
+
 __all__ = [
     "Feedback",
     "check_number",
@@ -307,7 +309,7 @@ def check_window(answer, hu, level: float, width: float) -> Feedback:
     )
 
 
-def check_unit_range(answer, hu, *, low: float = -1000.0, high: float = 400.0) -> Feedback:
+def check_unit_range(answer, hu, *, low: float = MIN_BOUND_HU, high: float = MAX_BOUND_HU) -> Feedback:
     """Exercise 2: clip to ``[low, high]`` HU and scale to ``[0, 1]`` for a model.
 
     Examples

@@ -66,7 +66,7 @@ from typing import Any, Callable, Iterator, NamedTuple
 import numpy as np
 
 from .errors import DicomSeriesError
-from .export import _atomic
+from .export import atomic_write, json_default
 from .volume import Volume
 
 __all__ = [
@@ -722,21 +722,11 @@ def _image_values(part: np.ndarray, image_dtype: str) -> np.ndarray:
 def _write_json_atomic(path: Path, obj: Any) -> None:
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1, default=_json_default)
+            json.dump(obj, f, indent=1, default=json_default)
             f.flush()
             os.fsync(f.fileno())
 
-    _atomic(path, write)
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, (np.ndarray, tuple)):
-        return list(o)
-    return str(o)
+    atomic_write(path, write)
 
 
 def is_complete(case_folder) -> bool:
@@ -908,7 +898,7 @@ def _write_qc(rows: list[dict], path: Path):
 
     df = pd.DataFrame(rows, columns=QC_COLUMNS)
     df["slices"] = df["slices"].astype("Int64")
-    _atomic(path, lambda tmp: df.to_csv(tmp, index=False))
+    atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
     return df
 
 

@@ -312,7 +312,7 @@ def deidentify(source, out_dir, *, mapping, dates: str = "shift", clean_descript
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence as DicomSequence
 
-    from .export import _atomic
+    from .export import atomic_write
 
     opts = _options(dates, clean_descriptors, patient_characteristics)
     if on_burned_in not in ("warn", "error"):
@@ -416,7 +416,7 @@ def deidentify(source, out_dir, *, mapping, dates: str = "shift", clean_descript
         w = csv.DictWriter(buf, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-        _atomic(mapping, lambda t: Path(t).write_text(buf.getvalue()))
+        atomic_write(mapping, lambda t: Path(t).write_text(buf.getvalue()))
         os.replace(tmp, out_dir)
     except BaseException:
         import shutil

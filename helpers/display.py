@@ -27,7 +27,7 @@ import numpy as np
 
 from .intensity import WINDOWS, WindowSpec, window_bounds
 from .intensity import window as apply_window
-from .volume import Volume
+from .volume import Volume, as_array, as_volume
 
 __all__ = [
     "PLANES",
@@ -40,6 +40,7 @@ __all__ = [
     "widget_viewer",
     "widget_with_still",
     "still_png",
+    "png_bytes",
 ]
 
 #: For each plane: the array axis it cuts, and for the two image axes (rows,
@@ -52,30 +53,38 @@ PLANES: dict[str, dict[str, Any]] = {
 }
 _AXIS_PLANE = {0: "axial", 1: "coronal", 2: "sagittal"}
 _LETTERS = (("R", "L"), ("A", "P"), ("I", "S"))  # LPS axis -> (negative, positive) letter
-_OPPOSITE = {"R": "L", "L": "R", "A": "P", "P": "A", "I": "S", "S": "I"}
 
 #: Colours for label values 1, 2, 3... in overlays (colour-blind-safe Okabe-Ito).
 LABEL_COLORS = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#999999")
 
 
 # ---------------------------------------------------------------- small helpers
-def _as_volume(volume, spacing=(1.0, 1.0, 1.0)) -> Volume:
-    if isinstance(volume, Volume):
-        return volume
-    arr = np.asarray(volume)
-    if arr.ndim != 3:
-        raise ValueError(f"expected a Volume or a 3-D (z, y, x) array; got shape {arr.shape}")
-    return Volume(arr, spacing=spacing)
+def png_bytes(image_u8: np.ndarray, *, optimize: bool = False) -> bytes:
+    """A PNG file of a 2-D uint8 image (grey) or ``(h, w, 3|4)`` uint8 image (colour).
 
+    The one PNG encoder of the package (the still images, the slice viewer's
+    frames, the window/level widget).
 
-def _labels_array(labels, shape) -> np.ndarray:
-    arr = labels.hu if isinstance(labels, Volume) else np.asarray(labels)
-    if arr.shape != tuple(shape):
-        raise ValueError(
-            f"mask/labels shape {arr.shape} differs from the volume's {tuple(shape)}; "
-            "resample the mask onto the volume grid first"
-        )
-    return arr
+    Parameters
+    ----------
+    image_u8 : ndarray of uint8
+    optimize : bool, default False, keyword-only
+        Let Pillow search for a smaller encoding (slower).
+
+    Returns
+    -------
+    bytes
+
+    Examples
+    --------
+    >>> png_bytes(np.zeros((2, 3), np.uint8))[:4], png_size(png_bytes(np.zeros((2, 3), np.uint8)))
+    (b'\\x89PNG', (3, 2))
+    """
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(image_u8)).save(buf, format="PNG", optimize=optimize)
+    return buf.getvalue()
 
 
 def _display_unit(arr: np.ndarray, window: WindowSpec | None) -> tuple[np.ndarray, str]:
@@ -276,7 +285,7 @@ def montage(
     >>> len([ax for ax in fig.axes if ax.images]), len(fig.axes)
     (3, 4)
     """
-    vol = _as_volume(volume)
+    vol = as_volume(volume)
     n = vol.shape[0]
     start = 0 if start is None else int(start)
     stop = n if stop is None else int(stop)
@@ -388,7 +397,7 @@ def orthogonal_views(
     >>> [round(ax.get_aspect(), 2) for ax in fig.axes]
     [1.0, 3.57, 3.57]
     """
-    vol = _as_volume(volume)
+    vol = as_volume(volume)
     if point is None:
         point = tuple(s // 2 for s in vol.shape)
     point = tuple(int(round(p)) for p in point)
@@ -493,8 +502,8 @@ def overlay(
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
-    vol = _as_volume(volume)
-    lab = _labels_array(mask_or_labels, vol.shape)
+    vol = as_volume(volume)
+    lab = as_array(mask_or_labels, shape=vol.shape, name="mask/labels")
     if lab.dtype == bool:
         lab = lab.astype(np.uint8)
     if plane not in PLANES:
@@ -558,16 +567,15 @@ def _resized_square(img: np.ndarray, row_mm: float, col_mm: float, max_px: int, 
 def _encode(img_u8: np.ndarray, fmt: str, quality: int) -> str:
     from PIL import Image
 
-    buf = io.BytesIO()
     if fmt == "png":
-        Image.fromarray(img_u8).save(buf, format="PNG", optimize=True)
-        mime = "image/png"
+        data, mime = png_bytes(img_u8, optimize=True), "image/png"
     elif fmt == "jpeg":
+        buf = io.BytesIO()
         Image.fromarray(img_u8).save(buf, format="JPEG", quality=quality)
-        mime = "image/jpeg"
+        data, mime = buf.getvalue(), "image/jpeg"
     else:
         raise ValueError(f"image_format must be 'png' or 'jpeg'; got {fmt!r}")
-    return f"data:{mime};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
 
 
 def _viewer_indices(n: int, step: int, max_slices: int) -> np.ndarray:
@@ -643,7 +651,7 @@ def slice_viewer(
     """
     import plotly.graph_objects as go
 
-    vol = _as_volume(volume)
+    vol = as_volume(volume)
     if axis not in (0, 1, 2):
         raise ValueError(f"axis must be 0 (axial), 1 (coronal) or 2 (sagittal); got {axis!r}")
     if step < 1 or max_slices < 1:
@@ -726,14 +734,10 @@ def still_png(
     >>> still_png(Volume(np.zeros((4, 8, 8)), spacing=(1, 1, 1)))[:4]
     b'\\x89PNG'
     """
-    from PIL import Image
-
-    vol = _as_volume(volume)
+    vol = as_volume(volume)
     p = plane_image(vol, _AXIS_PLANE[axis], index)
     img, _ = _resized_square(p["image"].astype(np.float32), p["row_spacing"], p["col_spacing"], max_size_px, None)
-    buf = io.BytesIO()
-    Image.fromarray(apply_window(img, window, out="uint8")).save(buf, format="PNG")
-    return buf.getvalue()
+    return png_bytes(apply_window(img, window, out="uint8"))
 
 
 def png_size(png: bytes) -> tuple[int, int]:
@@ -824,7 +828,7 @@ def widget_viewer(
     """
     import ipywidgets as widgets
 
-    vol = _as_volume(volume)
+    vol = as_volume(volume)
     n = vol.shape[axis]
     index = n // 2 if index is None else int(index)
     options = [(f"{k} (L {l:g}, W {w:g})", k) for k, (l, w) in WINDOWS.items()]

@@ -28,9 +28,10 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import DicomSeriesError
-from .volume import PATIENT_KEYS, Volume
+from .volume import PATIENT_KEYS, Volume, as_array
 
-__all__ = ["save_npy", "load_npy", "save_nifti", "save_dicom_seg", "nifti_affine", "LUNG_LEGEND"]
+__all__ = ["save_npy", "load_npy", "save_nifti", "save_dicom_seg", "nifti_affine", "LUNG_LEGEND", "atomic_write",
+           "json_default"]
 
 #: Default label legend (the output of :func:`helpers.segment.segment_lungs`).
 LUNG_LEGEND = {0: "background", 1: "right lung", 2: "left lung"}
@@ -52,8 +53,35 @@ _SIDECAR_META = ("series_uid", "study_uid", "frame_of_reference_uid", "modality"
 
 
 # ----------------------------------------------------------------- utilities
-def _atomic(path: Path, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_name)`` then move the file onto ``path`` in one step."""
+def atomic_write(path, write: Callable[[str], None]) -> Path:
+    """Write a file so that it is either whole or absent: the package's one file writer.
+
+    ``write(tmp_name)`` writes a temporary file in the destination folder (same
+    file system), which is then moved onto ``path`` in one step
+    (``os.replace``).  A crash or an exception in ``write`` leaves no partial
+    file and no temporary file behind; a reader never sees half a file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file to create or replace; its folder is created if needed.
+    write : callable
+        Called with the temporary file's name (a str, with the same suffix as
+        ``path``, ``.nii.gz`` included, for writers that look at it).
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     p = atomic_write(pathlib.Path(d) / "a" / "note.txt", lambda tmp: pathlib.Path(tmp).write_text("hi"))
+    ...     p.read_text(), sorted(f.name for f in p.parent.iterdir())
+    ('hi', ['note.txt'])
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
@@ -86,11 +114,23 @@ def _check_not_source(path: Path, volume: Volume) -> None:
     )
 
 
-def _labels_array(labels, volume: Volume) -> np.ndarray:
-    arr = labels.hu if isinstance(labels, Volume) else np.asarray(labels)
-    if arr.shape != volume.shape:
-        raise ValueError(f"mask shape {arr.shape} differs from the volume's {volume.shape}")
-    return arr
+def json_default(o: Any) -> Any:
+    """``json.dump(..., default=json_default)``: numpy numbers and arrays as plain JSON, anything else as text.
+
+    Examples
+    --------
+    >>> json.dumps({"n": np.int64(3), "x": np.float32(0.5), "a": np.arange(2), "p": Path("a")}, default=json_default)
+    '{"n": 3, "x": 0.5, "a": [0, 1], "p": "a"}'
+    """
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, tuple):
+        return list(o)
+    return str(o)
 
 
 # ----------------------------------------------------------------- npy + JSON
@@ -131,7 +171,7 @@ def save_npy(labels, volume: Volume, path, *, legend: dict[int, str] | None = No
     ('mask.npy', (2.5, 0.7, 0.7), (-10.0, -20.0, 30.0), 'uint8')
     """
     vol = volume
-    arr = _labels_array(labels, vol)
+    arr = as_array(labels, shape=vol.shape)
     path = Path(path)
     if path.suffix != ".npy":
         path = path.with_name(path.name + ".npy")
@@ -155,8 +195,8 @@ def save_npy(labels, volume: Volume, path, *, legend: dict[int, str] | None = No
         with open(tmp, "wb") as fh:
             np.save(fh, arr)
 
-    _atomic(path, write_npy)
-    _atomic(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(side, indent=1)))
+    atomic_write(path, write_npy)
+    atomic_write(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(side, indent=1)))
     return path
 
 
@@ -241,7 +281,7 @@ def save_nifti(labels, volume: Volume, path) -> Path:
     path = Path(path)
     if not (path.name.endswith(".nii") or path.name.endswith(".nii.gz")):
         raise ValueError(f"NIfTI files end in .nii or .nii.gz; got {path.name!r}")
-    arr = _labels_array(labels, volume)
+    arr = as_array(labels, shape=volume.shape)
     _check_not_source(path, volume)
     if arr.dtype == np.bool_:
         arr = arr.astype(np.uint8)
@@ -249,7 +289,7 @@ def save_nifti(labels, volume: Volume, path) -> Path:
     img.set_qform(img.affine, code=1)
     img.set_sform(img.affine, code=1)
     img.header.set_xyzt_units("mm")
-    return _atomic(path, lambda tmp: nib.save(img, tmp))
+    return atomic_write(path, lambda tmp: nib.save(img, tmp))
 
 
 # ----------------------------------------------------------------- DICOM SEG
@@ -365,7 +405,7 @@ def save_dicom_seg(
     from pydicom.sr.codedict import codes
     from pydicom.sr.coding import Code
 
-    arr = _labels_array(labels, volume)
+    arr = as_array(labels, shape=volume.shape)
     path = Path(path)
     _check_not_source(path, volume)
     legend = dict(legend or LUNG_LEGEND)
@@ -406,7 +446,7 @@ def save_dicom_seg(
         # pydicom quotes a one-component (0010,0010) Patient's Name in a warning: keep it out of logs
         warnings.filterwarnings("ignore", message=".*is unlikely to represent the intended person name")
         seg = _segmentation(hd, srcs, pix, descs, series_description, series_number)
-        return _atomic(path, lambda tmp: seg.save_as(tmp))
+        return atomic_write(path, lambda tmp: seg.save_as(tmp))
 
 
 def _segmentation(hd, srcs, pix, descs, series_description, series_number):

@@ -14,9 +14,10 @@ from typing import Mapping
 
 import numpy as np
 
-from .volume import Volume
+from .hu import PADDING_BELOW_HU
+from .volume import Volume, as_array, as_mask
 
-__all__ = ["BANDS", "PADDING_BELOW_HU", "padding_mask", "hu_histogram", "tissue_histograms"]
+__all__ = ["BANDS", "PADDING_BELOW_HU", "RANGE_HU", "padding_mask", "hu_histogram", "tissue_histograms"]
 
 #: Named HU ranges ``name -> (low, high, colour)`` shaded on histograms.
 #:
@@ -38,10 +39,11 @@ BANDS: dict[str, tuple[float, float, str]] = {
     "bone": (300.0, 1900.0, "#d9d9d9"),
 }
 
-#: Values below this are not tissue: air is -1000 HU, and scanners store the
-#: area outside the reconstructed circle as a padding value far below it
-#: ((0028,0120) Pixel Padding Value, often -2000 or -3024 HU after rescale).
-PADDING_BELOW_HU = -1100.0
+# PADDING_BELOW_HU (values below it are not tissue but the padding outside the
+# reconstructed circle, (0028,0120) Pixel Padding Value) comes from helpers.hu.
+
+#: Default x range of the histograms (HU): from the padding limit to dense bone.
+RANGE_HU = (PADDING_BELOW_HU, 1500.0)
 
 
 def padding_mask(volume, *, padding_below: float = PADDING_BELOW_HU, padding_value: float | None = None) -> np.ndarray:
@@ -66,7 +68,7 @@ def padding_mask(volume, *, padding_below: float = PADDING_BELOW_HU, padding_val
     >>> padding_mask(np.array([-3024, -1024, -1000, 40]))
     array([ True, False, False, False])
     """
-    hu = volume.hu if isinstance(volume, Volume) else np.asarray(volume)
+    hu = as_array(volume)
     pad = hu < padding_below
     if padding_value is not None:
         pad |= hu == padding_value
@@ -74,15 +76,13 @@ def padding_mask(volume, *, padding_below: float = PADDING_BELOW_HU, padding_val
 
 
 def _select(volume, mask, padding_below):
-    vol_hu = volume.hu if isinstance(volume, Volume) else np.asarray(volume)
+    vol_hu = as_array(volume)
     pad = padding_mask(volume, padding_below=padding_below)
     keep = ~pad
     if mask is not None:
-        m = mask.hu if isinstance(mask, Volume) else np.asarray(mask)
-        if m.shape != vol_hu.shape:
-            raise ValueError(f"mask shape {m.shape} differs from the volume's {vol_hu.shape}")
-        keep &= m.astype(bool)
-    return vol_hu[keep], int(np.count_nonzero(pad if mask is None else pad & m.astype(bool)))
+        m = as_mask(mask, shape=vol_hu.shape)
+        keep &= m
+    return vol_hu[keep], int(np.count_nonzero(pad if mask is None else pad & m))
 
 
 def _shade_bands(ax, bands, range_hu):
@@ -104,7 +104,7 @@ def hu_histogram(
     *,
     mask=None,
     bins: int = 260,
-    range_hu: tuple[float, float] = (-1100.0, 1500.0),
+    range_hu: tuple[float, float] = RANGE_HU,
     bands: Mapping[str, tuple[float, float, str]] | None = BANDS,
     padding_below: float = PADDING_BELOW_HU,
     log: bool = False,
@@ -202,7 +202,7 @@ def tissue_histograms(
     legend: Mapping,
     *,
     bins: int = 260,
-    range_hu: tuple[float, float] = (-1100.0, 1500.0),
+    range_hu: tuple[float, float] = RANGE_HU,
     bands: Mapping[str, tuple[float, float, str]] | None = BANDS,
     density: bool = True,
     log: bool = False,
@@ -246,10 +246,8 @@ def tissue_histograms(
     >>> [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     ['muscle (8 voxels, median 0 HU)', 'lung (8 voxels, median -800 HU)']
     """
-    hu = volume.hu if isinstance(volume, Volume) else np.asarray(volume)
-    lab = labels.hu if isinstance(labels, Volume) else np.asarray(labels)
-    if lab.shape != hu.shape:
-        raise ValueError(f"labels shape {lab.shape} differs from the volume's {hu.shape}")
+    hu = as_array(volume)
+    lab = as_array(labels, shape=hu.shape, name="labels")
     items = list(legend.items())
     if items and isinstance(items[0][0], str):
         items = [(v, k) for k, v in items]

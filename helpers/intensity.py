@@ -20,7 +20,8 @@ from typing import Union
 
 import numpy as np
 
-from .volume import Volume
+from .hu import MAX_BOUND_HU, MIN_BOUND_HU, WINDOWS
+from .volume import as_array
 
 __all__ = [
     "WINDOWS",
@@ -32,20 +33,7 @@ __all__ = [
     "zero_center",
 ]
 
-#: Named display windows as ``(level, width)`` in HU.
-#:
-#: Values are the common chest/body CT presets listed by Radiopaedia,
-#: "Windowing (CT)" (https://radiopaedia.org/articles/windowing-ct), which gives
-#: lungs W 1500 L -600, mediastinum W 350 L 50, soft tissues W 350-400
-#: L 20-60, bone W 1800 L 400 and brain W 80 L 40.  Scanners ship similar
-#: presets; small differences between sites are normal.
-WINDOWS: dict[str, tuple[float, float]] = {
-    "lung": (-600.0, 1500.0),
-    "mediastinum": (40.0, 400.0),
-    "soft_tissue": (50.0, 350.0),
-    "bone": (400.0, 1800.0),
-    "brain": (40.0, 80.0),
-}
+# WINDOWS, the named display windows as ``(level, width)`` in HU, live in helpers.hu.
 
 #: Mean of the ``[0, 1]``-scaled LUNA16 images that the 2017 Kaggle tutorial
 #: ("Full preprocessing tutorial", Guido Zuidhof) subtracted as ``PIXEL_MEAN``.
@@ -53,10 +41,6 @@ KAGGLE_2017_PIXEL_MEAN = 0.25
 
 WindowSpec = Union[str, tuple[float, float]]
 
-
-def _array(hu) -> np.ndarray:
-    """The HU array of a Volume or array-like (never a view we could write through)."""
-    return hu.hu if isinstance(hu, Volume) else np.asarray(hu)
 
 
 def window_bounds(preset: WindowSpec) -> tuple[float, float]:
@@ -146,7 +130,7 @@ def window(hu, preset: WindowSpec = "lung", *, out: str = "unit") -> np.ndarray:
     low, high = window_bounds(preset)
     if out not in ("unit", "uint8"):
         raise ValueError(f"out must be 'unit' or 'uint8'; got {out!r}")
-    arr = _array(hu).astype(np.float32)  # a new array: the input is never touched
+    arr = as_array(hu).astype(np.float32)  # a new array: the input is never touched
     arr -= np.float32(low)
     arr /= np.float32(high - low)
     np.clip(arr, 0.0, 1.0, out=arr)
@@ -155,7 +139,7 @@ def window(hu, preset: WindowSpec = "lung", *, out: str = "unit") -> np.ndarray:
     return arr
 
 
-def clip_hu(hu, *, low: float = -1000.0, high: float = 400.0) -> np.ndarray:
+def clip_hu(hu, *, low: float = MIN_BOUND_HU, high: float = MAX_BOUND_HU) -> np.ndarray:
     """Clip HU to ``[low, high]`` (the 2017 tutorial's MIN_BOUND / MAX_BOUND).
 
     Parameters
@@ -183,10 +167,10 @@ def clip_hu(hu, *, low: float = -1000.0, high: float = 400.0) -> np.ndarray:
     """
     if not low < high:
         raise ValueError(f"clip_hu needs low < high; got low={low}, high={high}")
-    return np.clip(_array(hu).astype(np.float32), np.float32(low), np.float32(high))
+    return np.clip(as_array(hu).astype(np.float32), np.float32(low), np.float32(high))
 
 
-def to_unit_range(hu, *, low: float = -1000.0, high: float = 400.0) -> np.ndarray:
+def to_unit_range(hu, *, low: float = MIN_BOUND_HU, high: float = MAX_BOUND_HU) -> np.ndarray:
     """Scale HU linearly so that ``low -> 0`` and ``high -> 1``, clipping outside.
 
     This is the 2017 ``normalize(image)``: ``(image - MIN_BOUND) / (MAX_BOUND -
@@ -246,7 +230,7 @@ def zero_center(x, *, mean: float | None = None) -> np.ndarray:
     >>> zero_center([1.0, 3.0])
     array([-1.,  1.], dtype=float32)
     """
-    arr = _array(x).astype(np.float32)
+    arr = as_array(x).astype(np.float32)
     m = float(arr.mean(dtype=np.float64)) if mean is None else float(mean)
     arr -= np.float32(m)
     return arr

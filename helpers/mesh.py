@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .volume import Volume
+from .volume import as_volume, is_mask
 
 __all__ = [
     "LEVELS",
@@ -53,6 +53,12 @@ TRIANGLES_PER_CROSSING = 2.0
 
 #: Level used for boolean / 0-1 masks.
 MASK_LEVEL = 0.5
+#: Default Gaussian smoothing (sigma, mm) of a mask before marching cubes: removes the voxel staircase.
+MASK_SMOOTH_MM = 1.0
+#: A mask is cropped to its bounding box plus this many smoothing sigmas (the Gaussian's reach).
+SMOOTH_REACH_SIGMAS = 3.0
+#: ``step_size="auto"`` never takes a marching-cubes step larger than this (voxels).
+MAX_AUTO_STEP = 8
 
 
 @dataclass(repr=False, eq=False)
@@ -128,12 +134,6 @@ class Mesh:
 
 
 # ------------------------------------------------------------------ building
-def _is_mask(arr: np.ndarray) -> bool:
-    if arr.dtype == bool or arr.dtype == np.uint8:
-        return True
-    return arr.dtype.kind in "ui" and arr.size > 0 and arr.min() >= 0 and arr.max() <= 1
-
-
 def _face_crossings(a: np.ndarray, level: float) -> int:
     """Inside voxels (``> level``) on the six faces of the array, counted once per face.
 
@@ -186,7 +186,8 @@ def decimate(mesh: Mesh, max_triangles: int, *, aggressiveness: float = 7.0) -> 
     --------
     >>> import numpy as np
     >>> z, y, x = np.mgrid[:30, :30, :30]
-    >>> m = surface_mesh((z - 15) ** 2 + (y - 15) ** 2 + (x - 15) ** 2 < 100, step_size=1, max_triangles=None)
+    >>> m = surface_mesh((z - 15) ** 2 + (y - 15) ** 2 + (x - 15) ** 2 < 100, spacing=(1, 1, 1), step_size=1,
+    ...                  max_triangles=None)
     >>> decimate(m, 500).n_triangles <= 500 < m.n_triangles
     True
     """
@@ -211,7 +212,7 @@ def surface_mesh(
     step_size: int | str = "auto",
     max_triangles: int | None = 150_000,
     smooth_mm: float | None = None,
-    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    spacing: tuple[float, float, float] | None = None,
     closed: bool = True,
     auto_factor: float = 4.0,
 ) -> Mesh:
@@ -220,8 +221,9 @@ def surface_mesh(
     Parameters
     ----------
     volume_or_mask : Volume or ndarray (z, y, x)
-        A CT in HU, or a mask (bool, uint8 or 0/1 integers).  A bare array
-        is taken with ``spacing`` and the default orientation.
+        A CT in HU, or a mask (bool, unsigned integers or int8:
+        :func:`helpers.volume.is_mask`).  A bare array needs ``spacing`` and
+        is taken with the default orientation.
     level : float or str, optional, keyword-only
         Iso-value in HU, or a name from :data:`LEVELS` (``"bone"`` = 300,
         ``"air_tissue"`` = -300).  Default: 0.5 for masks; required for CT.
@@ -232,10 +234,10 @@ def surface_mesh(
     max_triangles : int or None, default 150000
         Decimate to this budget; ``None`` keeps every triangle.
     smooth_mm : float, optional
-        Gaussian sigma in mm applied before marching cubes.  Default: 1.0 mm
-        for masks (removes the voxel staircase), 0 for CT.
-    spacing : 3 floats, default (1, 1, 1)
-        Voxel size for a bare array (ignored for a Volume).
+        Gaussian sigma in mm applied before marching cubes.  Default:
+        :data:`MASK_SMOOTH_MM` (1.0 mm) for masks (removes the voxel staircase), 0 for CT.
+    spacing : 3 floats, optional
+        Voxel size ``(z, y, x)`` in mm of a bare array (a Volume carries its own).
     closed : bool, default True
         Pad one voxel of "outside" so surfaces cut by the scan edge are closed
         (needed for :attr:`Mesh.volume_ml` and 3-D printing).
@@ -267,6 +269,7 @@ def surface_mesh(
     --------
     >>> import numpy as np
     >>> z, y, x = np.mgrid[:40, :40, :40]
+    >>> from helpers.volume import Volume
     >>> ball = Volume(((z - 20) ** 2 + (y - 20) ** 2 + (x - 20) ** 2 <= 15 ** 2), spacing=(1, 1, 1))
     >>> m = surface_mesh(ball, max_triangles=2000)
     >>> m.n_triangles <= 2000, round(m.volume_ml, 1)  # 4/3 pi 15^3 mm^3 = 14.1 mL
@@ -275,15 +278,15 @@ def surface_mesh(
     from scipy import ndimage
     from skimage.measure import marching_cubes
 
-    vol = volume_or_mask if isinstance(volume_or_mask, Volume) else Volume(np.asarray(volume_or_mask), spacing)
+    vol = as_volume(volume_or_mask, spacing=spacing, name="volume_or_mask")
     arr = vol.hu
-    is_mask = _is_mask(arr)
+    mask_input = is_mask(arr)
     if isinstance(level, str):
         if level not in LEVELS:
             raise ValueError(f"unknown level {level!r}; expected a number in HU or one of {sorted(LEVELS)}")
         level_value = LEVELS[level]
     elif level is None:
-        if not is_mask:
+        if not mask_input:
             raise ValueError(
                 f"a CT ({arr.dtype}, values {float(arr.min()):g}..{float(arr.max()):g} HU) needs level=: "
                 f"a number in HU or one of {sorted(LEVELS)}; for a mask pass a bool or uint8 array"
@@ -292,17 +295,17 @@ def surface_mesh(
     else:
         level_value = float(level)
     if smooth_mm is None:
-        smooth_mm = 1.0 if is_mask else 0.0
+        smooth_mm = MASK_SMOOTH_MM if mask_input else 0.0
 
     offset = np.zeros(3)
-    if is_mask:
+    if mask_input:
         work = arr.astype(bool) if arr.dtype != bool else arr
         zs = np.flatnonzero(work.any(axis=(1, 2)))  # bounding box from per-axis projections
         if zs.size == 0:
             raise ValueError("the mask is empty: no surface to mesh")
         ys = np.flatnonzero(work.any(axis=(0, 2)))
         xs = np.flatnonzero(work.any(axis=(0, 1)))
-        margin = [int(np.ceil(3 * smooth_mm / s)) + 1 for s in vol.spacing]
+        margin = [int(np.ceil(SMOOTH_REACH_SIGMAS * smooth_mm / s)) + 1 for s in vol.spacing]
         lo = [max(0, r[0] - m) for r, m in zip((zs, ys, xs), margin)]
         hi = [min(n, r[-1] + 1 + m) for r, n, m in zip((zs, ys, xs), arr.shape, margin)]
         work = work[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.float32)
@@ -326,7 +329,7 @@ def surface_mesh(
             # marching cubes makes ~2 triangles per crossed voxel edge (measured on chest CT)
             estimate = TRIANGLES_PER_CROSSING * crossings
             step = 1
-            while estimate / step**2 > auto_factor * max_triangles and step < 8:
+            while estimate / step**2 > auto_factor * max_triangles and step < MAX_AUTO_STEP:
                 step += 1
     else:
         step = int(step_size)
@@ -343,7 +346,7 @@ def surface_mesh(
     idx = verts.astype(np.float64) + offset  # voxel index (k, j, i) in the original volume
     lps = vol.index_to_lps(idx)
     mesh = Mesh(lps, faces, {"level": level_value, "step_size": step, "raw_triangles": raw,
-                             "smooth_mm": float(smooth_mm), "source": "mask" if is_mask else "CT"})
+                             "smooth_mm": float(smooth_mm), "source": "mask" if mask_input else "CT"})
     # scikit-image winds triangles clockwise seen from the high side in (k, j, i) index space; the
     # index -> LPS map keeps that handedness when det(direction) > 0, so flip those to point outwards
     if np.linalg.det(vol.direction) > 0:
@@ -534,7 +537,7 @@ def save_stl(mesh: Mesh, path, *, header: str = "helpers.mesh binary STL, LPS mm
     rec = np.zeros(mesh.n_triangles, dtype=_STL_RECORD)
     rec["normal"] = mesh.face_normals()
     rec["v"] = mesh.verts[mesh.faces]
-    from .export import _atomic
+    from .export import atomic_write
 
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
@@ -542,7 +545,7 @@ def save_stl(mesh: Mesh, path, *, header: str = "helpers.mesh binary STL, LPS mm
             f.write(np.uint32(mesh.n_triangles).astype("<u4").tobytes())
             f.write(rec.tobytes())
 
-    return _atomic(path, write)
+    return atomic_write(path, write)
 
 
 def load_stl(path) -> Mesh:

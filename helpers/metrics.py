@@ -14,17 +14,12 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .volume import Volume
+from .volume import Volume, as_mask
 
 __all__ = ["dice", "hausdorff95", "surface_distances"]
 
 #: Percentile used by :func:`hausdorff95`.
 HD_PERCENTILE = 95.0
-
-
-def _mask(a, label) -> np.ndarray:
-    arr = a.hu if isinstance(a, Volume) else np.asarray(a)
-    return arr == label if label is not None else arr != 0
 
 
 def _check(a: np.ndarray, b: np.ndarray) -> None:
@@ -62,7 +57,7 @@ def dice(a, b, *, label: int | None = None) -> float:
     >>> dice(np.array([0, 1, 2]), np.array([0, 2, 2]), label=2)
     0.6666666666666666
     """
-    ma, mb = _mask(a, label), _mask(b, label)
+    ma, mb = as_mask(a, label=label, name="a"), as_mask(b, label=label, name="b")
     _check(ma, mb)
     na, nb = int(ma.sum()), int(mb.sum())
     if na + nb == 0:
@@ -82,7 +77,8 @@ def surface_distances(a, b, *, spacing=None, label: int | None = None) -> tuple[
     a, b : ndarray or Volume
         Masks or label maps of the same shape.
     spacing : tuple of float, optional
-        Voxel size per axis in mm; taken from ``a`` when it is a Volume, else 1.
+        Voxel size per axis in mm; taken from ``a`` (or ``b``) when it is a
+        Volume.  Required for two bare arrays.
     label : int, optional
         As in :func:`dice`.
 
@@ -99,10 +95,16 @@ def surface_distances(a, b, *, spacing=None, label: int | None = None) -> tuple[
     within the bounding box of both masks: memory grows with the number of
     surface voxels, not with the volume (whole lungs stay cheap).
     """
-    ma, mb = _mask(a, label), _mask(b, label)
+    ma, mb = as_mask(a, label=label, name="a"), as_mask(b, label=label, name="b")
     _check(ma, mb)
     if spacing is None:
-        spacing = a.spacing if isinstance(a, Volume) else (b.spacing if isinstance(b, Volume) else (1.0,) * ma.ndim)
+        ref = a if isinstance(a, Volume) else b if isinstance(b, Volume) else None
+        if ref is None:
+            raise ValueError(
+                f"surface distances are in mm, but both masks are bare arrays (shape {ma.shape}) with no "
+                "voxel size: pass spacing=vol.spacing (mm per axis), or pass the masks as Volumes"
+            )
+        spacing = ref.spacing
     spacing = tuple(float(s) for s in spacing)
     both = ma | mb
     if not both.any():
@@ -133,7 +135,7 @@ def hausdorff95(a, b, *, spacing=None, label: int | None = None, percentile: flo
         Masks or label maps of the same shape.
     spacing : tuple of float, optional
         Voxel size per axis in mm (``(z, y, x)`` for volumes); taken from a
-        Volume argument, else 1 mm.
+        Volume argument.  Required for two bare arrays.
     label : int, optional
         As in :func:`dice`.
     percentile : float, default 95
@@ -148,7 +150,7 @@ def hausdorff95(a, b, *, spacing=None, label: int | None = None, percentile: flo
     Raises
     ------
     ValueError
-        If the shapes differ.
+        If the shapes differ, or both are bare arrays and no ``spacing`` is given.
 
     Notes
     -----

@@ -560,16 +560,14 @@ def window_level_viewer(image_hu, *, level: float = -600.0, width: float = 1500.
     """
     import ipywidgets as widgets
     import numpy as np
-    from PIL import Image
 
+    from .display import png_bytes
     from .intensity import window
 
     hu = np.asarray(image_hu)
 
     def png(lv: float, wd: float) -> bytes:
-        buf = io.BytesIO()
-        Image.fromarray(window(hu, (float(lv), float(wd)), out="uint8")).save(buf, format="png")
-        return buf.getvalue()
+        return png_bytes(window(hu, (float(lv), float(wd)), out="uint8"))
 
     lev = widgets.IntSlider(value=int(level), min=level_range[0], max=level_range[1], step=10,
                             description="level (HU)")

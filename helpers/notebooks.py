@@ -37,7 +37,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers.data import REPO  # the repository root: one definition, in helpers.data
+
 #: Folder the generated notebooks go to (gitignored; never committed).
 NOTEBOOK_DIR = REPO / "notebooks"
 #: The repository's JupyterLab / Jupyter Server settings (see :func:`install_jupyter_config`).
@@ -346,7 +347,7 @@ def write_notebooks(paths=None, out_dir=None, *, solutions: str = "details") -> 
     """
     import nbformat
 
-    from .export import _atomic
+    from .export import atomic_write
 
     out = Path(out_dir) if out_dir is not None else NOTEBOOK_DIR
     out.mkdir(parents=True, exist_ok=True)
@@ -354,7 +355,7 @@ def write_notebooks(paths=None, out_dir=None, *, solutions: str = "details") -> 
     for p in (list(paths) if paths is not None else chapters()):
         nb = student_notebook(p, solutions=solutions)
         target = out / (Path(p).stem + ".ipynb")
-        _atomic(target, lambda tmp, nb=nb: nbformat.write(nb, tmp))
+        atomic_write(target, lambda tmp, nb=nb: nbformat.write(nb, tmp))
         written.append(target)
     return written
 
@@ -383,7 +384,7 @@ def install_jupyter_config(prefix=None) -> list[Path]:
     Jupyter Server reads ``jupyter_server_config.d/*.json`` only for extension switches, so the
     culling settings go into the environment's ``jupyter_server_config.json`` itself.
     """
-    from .export import _atomic
+    from .export import atomic_write
 
     prefix = Path(prefix or sys.prefix)
     targets = [prefix / "etc" / "jupyter" / "jupyter_server_config.json",
@@ -400,7 +401,7 @@ def install_jupyter_config(prefix=None) -> list[Path]:
         for section, settings in json.loads(source.read_text()).items():
             merged.setdefault(section, {}).update(settings)
         text = json.dumps(merged, indent=2) + "\n"
-        _atomic(target, lambda tmp, text=text: Path(tmp).write_text(text, encoding="utf-8"))
+        atomic_write(target, lambda tmp, text=text: Path(tmp).write_text(text, encoding="utf-8"))
     return targets
 
 

@@ -35,9 +35,10 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from helpers.data import REPO  # the repository root: one definition, in helpers.data
+
 __all__ = ["PRINT_CSS", "BookPage", "find_chromium", "book_pages", "toc_html", "build_pdf", "main"]
 
-REPO = Path(__file__).resolve().parents[1]
 #: Chromium binaries tried, in order (``CHROMIUM`` in the environment wins).
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 CHROMIUM_ARGS = [
@@ -334,7 +335,7 @@ def build_pdf(html_dir: os.PathLike, out: os.PathLike, *, student: bool = False,
         raise PdfBookError(f"the PDF needs {exc.name}: run ./tasks.sh setup (installs requirements.txt)") from None
     pages = book_pages(html_dir)
     cfg = _book_config()
-    from helpers.export import _atomic
+    from helpers.export import atomic_write
 
     work = out.parent / f".{out.stem}-pages"
     shutil.rmtree(work, ignore_errors=True)
@@ -385,7 +386,7 @@ def build_pdf(html_dir: os.PathLike, out: os.PathLike, *, student: bool = False,
                 writer.write(fh)
             os.chmod(tmp, 0o644)  # a document to share, not a private temporary file
 
-        _atomic(out, write)
+        atomic_write(out, write)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     n_pages = len(PdfReader(str(out)).pages)

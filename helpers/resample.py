@@ -41,14 +41,13 @@ import numpy as np
 from scipy import ndimage
 
 from ._arrays import bincount_blocks
-from .volume import Volume
+from .hu import BODY_THRESHOLD_HU, PADDING_HU
+from .volume import Volume, as_array, as_volume, is_mask
 
 __all__ = ["resample", "output_grid", "estimate_memory", "resize_to_shape", "crop_or_pad"]
 
-#: HU used to pad images (air).
-AIR_HU = -1024.0
-#: Default threshold separating the body from air for ``crop_or_pad(center="body")``.
-BODY_THRESHOLD_HU = -500.0
+# PADDING_HU (the HU that pads images, -1024) and BODY_THRESHOLD_HU (the default body/air
+# threshold of ``crop_or_pad(center="body")``) come from helpers.hu.
 #: Working memory one thread may use for its slab, as a fraction of the output size.
 SLAB_FRACTION = 0.25
 #: Upper bound on one thread's slab working memory (bytes).
@@ -62,14 +61,9 @@ _ORDERS = {0: 1, 1: 2, 3: 4}  # interpolation order -> taps per output sample
 
 
 # ---------------------------------------------------------------------- geometry
-def _is_mask_dtype(dtype: np.dtype) -> bool:
-    """bool and unsigned integers are label masks in this project (CT is int16/float32)."""
-    return dtype == np.bool_ or np.issubdtype(dtype, np.unsignedinteger)
-
-
 def _pick_order(volume: Volume, order: int | None) -> int:
     if order is None:
-        return 0 if _is_mask_dtype(volume.hu.dtype) else 1
+        return 0 if is_mask(volume.hu) else 1
     if order not in _ORDERS:
         raise ValueError(
             f"order must be 0 (nearest, for label masks), 1 (linear) or 3 (cubic B-spline); got {order!r}"
@@ -316,6 +310,7 @@ def resample(
     >>> [round(o, 3) for o in r.origin]  # (x, y, z) centre of the first output voxel
     [0.15, 0.15, -0.75]
     """
+    volume = as_volume(volume)
     order = _pick_order(volume, order)
     plan = _plan(volume, spacing, shape)
     mz, my, mx = plan["shape"]
@@ -404,6 +399,7 @@ def output_grid(volume: Volume, *, spacing=(1.0, 1.0, 1.0), shape=None) -> dict:
     >>> g["shape"], [round(o, 3) for o in g["origin"]]
     ((10, 7, 7), [0.15, 0.15, -0.75])
     """
+    volume = as_volume(volume)
     plan = _plan(volume, spacing, shape)
     origin = np.asarray(volume.origin) + volume.direction @ np.asarray(plan["first"])
     return {
@@ -455,6 +451,7 @@ def estimate_memory(volume: Volume, *, spacing=(1.0, 1.0, 1.0), shape=None, orde
     >>> est["peak_bytes"] < 2.5 * est["output_bytes"]
     True
     """
+    volume = as_volume(volume)
     order = _pick_order(volume, order)
     plan = _plan(volume, spacing, shape)
     dtype = volume.hu.dtype if order == 0 else np.dtype(np.float32)
@@ -579,6 +576,7 @@ def crop_or_pad(
     >>> c.shape, c.origin, int(c.hu[0, 0, 0])
     ((4, 8, 4), (1.0, -1.0, 0.0), -1024)
     """
+    volume = as_volume(volume)
     shape = tuple(int(m) for m in np.broadcast_to(shape, (3,)))
     if any(m < 1 for m in shape):
         raise ValueError(f"shape must be three positive voxel counts (z, y, x); got {shape}")
@@ -592,9 +590,7 @@ def crop_or_pad(
     elif center == "mask":
         if mask is None:
             raise ValueError("center='mask' needs mask=<array of the volume's shape>")
-        m = np.asarray(mask.hu if isinstance(mask, Volume) else mask)
-        if m.shape != a.shape:
-            raise ValueError(f"mask shape {m.shape} differs from the volume's {a.shape}")
+        m = as_array(mask, shape=a.shape)
         nz = np.nonzero(m.any(axis=(1, 2)))[0]
         if nz.size == 0:
             raise ValueError("the mask is empty: no voxel to centre on; use center='body' or 'array'")
@@ -605,7 +601,7 @@ def crop_or_pad(
         raise ValueError(f"center must be 'body', 'mask' or 'array'; got {center!r}")
     start = np.floor(c - (np.asarray(shape) - 1) / 2 + 0.5).astype(int)
     if fill is None:
-        fill = 0 if _is_mask_dtype(a.dtype) else AIR_HU
+        fill = 0 if is_mask(a) else PADDING_HU
     out = np.full(shape, fill, dtype=a.dtype)
     src = tuple(slice(max(s, 0), min(s + m, n)) for s, m, n in zip(start, shape, a.shape))
     dst = tuple(slice(sl.start - s, sl.stop - s) for sl, s in zip(src, start))

@@ -76,7 +76,8 @@ from scipy import ndimage
 
 from ._arrays import bincount_blocks
 from .errors import DicomSeriesError, SeriesWarning
-from .volume import Volume
+from .hu import BODY_THRESHOLD_HU
+from .volume import Volume, as_array, as_volume
 
 __all__ = [
     "segment_lungs",
@@ -98,8 +99,8 @@ LEFT_LUNG = 2
 # ------------------------------------------------------------------ defaults
 #: Voxels below this (HU) are air-like: lung parenchyma, airway, gas.
 AIR_THRESHOLD_HU = -400.0
-#: Voxels above this (HU) are body tissue (fat is about -100, the cushion foam below).
-BODY_THRESHOLD_HU = -500.0
+# BODY_THRESHOLD_HU (voxels above it are body tissue: fat is about -100 HU, the cushion foam
+# below) comes from helpers.hu, shared with crop_or_pad.
 #: Spacing (mm) of the block-averaged copy used for components and morphology.
 WORK_SPACING_MM = 2.0
 #: A lung component must hold at least this many mL of air.
@@ -155,6 +156,16 @@ PLEURA_FILL_MM = 8.0
 
 #: A scan needs at least this many slices for a 3-D lung segmentation.
 MIN_SLICES = 3
+#: The largest air component spans both lungs (joined at the midline or through
+#: an airway) when at least this fraction of its voxels lies on each side of the body's midline.
+JOINED_SIDE_FRACTION = 0.2
+#: Around a bite, the chest wall's depth below the skin is measured within this distance (mm).
+WALL_SEARCH_MM = 60.0
+#: A bite touches the chest wall when it comes within this many work voxels
+#: (of the largest spacing) of the depth of the pleura next to it.
+WALL_TOUCH_VOXELS = 1.5
+#: A slice needs at least this many lung pixels for a convex hull (a triangle).
+HULL_MIN_PIXELS = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -286,13 +297,9 @@ _INPLANE[1] = ndimage.generate_binary_structure(2, 1)
 
 
 # ================================================================== utilities
-def _as_volume(volume) -> Volume:
-    if isinstance(volume, Volume):
-        return volume
-    arr = np.asarray(volume)
-    if arr.ndim != 3:
-        raise ValueError(f"expected a Volume or a 3-D (z, y, x) HU array; got shape {arr.shape}")
-    return Volume(arr, spacing=(1.0, 1.0, 1.0))
+def _pad_voxels(mm: float, spacing) -> list[int]:
+    """Voxels per axis that cover ``mm`` (rounded up) plus one: the margin of a crop around a mask."""
+    return [int(math.ceil(mm / s)) + 1 for s in spacing]
 
 
 def _factors(spacing, work_spacing_mm: float) -> tuple[int, int, int]:
@@ -370,7 +377,7 @@ def _closing_edt(mask: np.ndarray, radius_mm: float, spacing, *, pad=None) -> np
     full radius on every side.
     """
     if pad is None:
-        p = [int(math.ceil(radius_mm / s)) + 1 for s in spacing]
+        p = _pad_voxels(radius_mm, spacing)
         pad = [(q, q) for q in p]
     m = np.pad(mask, pad) if any(a or b for a, b in pad) else mask
     dil = _edt(~m, spacing) <= radius_mm
@@ -447,8 +454,8 @@ def segment_lungs(volume, *, params: LungParams | None = None, return_steps: boo
     ----------
     volume : Volume
         CT in HU.  Its ``direction`` and ``origin`` decide which lung is the
-        patient's right (a bare array is taken as an axial, feet-to-head scan
-        with 1 mm voxels).
+        patient's right, its spacing turns every mm and mL into voxels.  A bare
+        array is refused: wrap it as ``Volume(array, spacing=(z, y, x))``.
     params : LungParams, optional
         Every threshold (HU) and size (mm, mL) of the method, grouped; see
         :class:`LungParams` for each field, its unit and default.
@@ -470,7 +477,7 @@ def segment_lungs(volume, *, params: LungParams | None = None, return_steps: boo
     Raises
     ------
     ValueError
-        If the input is not 3-D.
+        If the input is not 3-D, or is a bare array (no spacing).
     DicomSeriesError
         If the volume has fewer than ``min_slices`` slices (a single slice
         has no 3-D lung to find).
@@ -504,7 +511,7 @@ def segment_lungs(volume, *, params: LungParams | None = None, return_steps: boo
     True
     """
     p = _params(params, options)
-    vol = _as_volume(volume)
+    vol = as_volume(volume)
     if vol.shape[0] < p.min_slices:
         src = vol.meta.get("source", "this volume") if isinstance(getattr(vol, "meta", None), dict) else "this volume"
         raise DicomSeriesError(
@@ -538,7 +545,7 @@ def segment_lungs(volume, *, params: LungParams | None = None, return_steps: boo
         max_area_mm2=p.airway_max_area_mm2, bronchus_length_mm=p.bronchus_length_mm,
     )
     if airway.any() and p.airway_margin_mm > 0:
-        sl = _bbox(airway, [int(math.ceil(p.airway_margin_mm / s)) + 1 for s in sp])
+        sl = _bbox(airway, _pad_voxels(p.airway_margin_mm, sp))
         airway_cut = np.zeros(airway.shape, bool)
         airway_cut[sl] = _edt(~airway[sl], sp) <= p.airway_margin_mm
     else:
@@ -687,7 +694,7 @@ def _pick_lungs(lab, n, body, grid: _Grid, *, vox_ml, min_lung_ml, min_lung_frac
     xs = grid.lps(idx1)[:, 0]
     left_frac = float((xs > mid_x).mean())
     lungs: dict[int, np.ndarray] = {}
-    if min(left_frac, 1 - left_frac) >= 0.2:
+    if min(left_frac, 1 - left_frac) >= JOINED_SIDE_FRACTION:
         # one component on both sides: lungs joined (at the midline or through an airway)
         full = lab == first
         right, left = _split_two(full, grid, mid_x, search_mm=split_search_mm)
@@ -794,20 +801,20 @@ def _hull_near(ml, costal, forbidden, sp, *, margin_mm, min_ml, shape_from=None)
         return np.zeros(ml.shape, bool)
     bites = np.isin(lab, big)
     near = np.zeros(ml.shape, bool)
-    sl = _bbox(bites, [int(math.ceil(margin_mm / s)) + 1 for s in sp])
+    sl = _bbox(bites, _pad_voxels(margin_mm, sp))
     near[sl] = _edt(~bites[sl], sp) <= margin_mm
     out = np.zeros(ml.shape, bool)
     shape_from = costal if shape_from is None else shape_from
     for k in np.nonzero(bites.any(axis=(1, 2)))[0]:
         both = ml[k] | shape_from[k]
-        if both.sum() < 3:
+        if both.sum() < HULL_MIN_PIXELS:
             continue
         h = convex_hull_image(both)
         out[k] = h & near[k] & ~both & ~forbidden[k]
     return out
 
 
-def _wall_sliver(ml, bites, body, sp, *, margin_mm, wall_search_mm: float = 60.0):
+def _wall_sliver(ml, bites, body, sp, *, margin_mm, wall_search_mm: float = WALL_SEARCH_MM):
     """Between a bite on the chest wall and the wall: voxels as deep below the skin as the pleura nearby.
 
     The pleura under a tumour is not visible (tumour and chest wall are both
@@ -818,7 +825,7 @@ def _wall_sliver(ml, bites, body, sp, *, margin_mm, wall_search_mm: float = 60.0
     deeper than the pleura around them and are left alone.
     """
     out = np.zeros(ml.shape, bool)
-    pad = [int(math.ceil(wall_search_mm / s)) + 1 for s in sp]
+    pad = _pad_voxels(wall_search_mm, sp)
     s4 = _bbox(bites, pad)
     lab, n = ndimage.label(bites[s4], structure=_SIX)
     if n == 0:
@@ -839,7 +846,7 @@ def _wall_sliver(ml, bites, body, sp, *, margin_mm, wall_search_mm: float = 60.0
     bite_min = np.full(n + 1, np.inf)
     sel = lab > 0
     np.minimum.at(bite_min, lab[sel], depth[sel])
-    ok = np.isfinite(lo_d) & (bite_min <= lo_d + 1.5 * max(sp))  # the bite touches the chest wall
+    ok = np.isfinite(lo_d) & (bite_min <= lo_d + WALL_TOUCH_VOXELS * max(sp))  # the bite touches the chest wall
     ok[0] = False
     lo_t = np.where(ok, lo_d, np.inf)[nearest]
     out[s4] = near & ~m4 & (depth >= lo_t) & (depth <= lo_t + margin_mm)
@@ -880,12 +887,12 @@ def _close_lungs(raw, lo, body, airway, airway_cut, grid: _Grid, p: LungParams):
     # -- guards shared by both lungs
     guard = ~body | (raw > 0) | airway_cut
     if airway.any() and p.airway_guard_mm > 0:
-        sl = _bbox(airway, [int(math.ceil(p.airway_guard_mm / s)) + 1 for s in sp])
+        sl = _bbox(airway, _pad_voxels(p.airway_guard_mm, sp))
         guard[sl] |= _edt(~airway[sl], sp) <= p.airway_guard_mm
     if p.fat_hu is not None:
         guard |= ndimage.binary_opening((lo >= p.fat_hu[0]) & (lo <= p.fat_hu[1]), _SIX)
     vox_ml = float(np.prod(sp)) / 1000.0
-    pad0 = [int(math.ceil(radius / s)) + 1 for s in sp]
+    pad0 = _pad_voxels(radius, sp)
     other_side = {l: np.zeros(raw.shape, bool) for l in present}
     if len(present) == 2:  # a smooth 3-D midline: each voxel goes to the lung nearest to it
         sl = _bbox(raw > 0, pad0)  # nothing is added farther than the ball from a lung
@@ -920,7 +927,7 @@ def _close_lungs(raw, lo, body, airway, airway_cut, grid: _Grid, p: LungParams):
             big = np.nonzero(counts * vox_ml >= p.min_bite_ml)[0]
             if len(big):
                 big_bites = np.isin(lab, big)
-                s3 = _bbox(big_bites, [int(math.ceil(p.bite_margin_mm / s)) + 1 for s in sp])
+                s3 = _bbox(big_bites, _pad_voxels(p.bite_margin_mm, sp))
                 grow = np.zeros(ml.shape, bool)
                 grow[s3] = _edt(~big_bites[s3], sp) <= p.bite_margin_mm
                 new |= grow & allowed
@@ -956,7 +963,7 @@ def _bites(ml, lo, forbid, sp, p: LungParams, deficit):
         core = bites & (depth >= p.bite_core_mm)
         near = np.zeros(bites.shape, bool)
         if core.any():
-            s5 = _bbox(bites, [int(math.ceil(p.bite_core_mm / s)) + 1 for s in sp])
+            s5 = _bbox(bites, _pad_voxels(p.bite_core_mm, sp))
             near[s5] = _edt(~core[s5], sp) <= p.bite_core_mm
         bites &= near
     return bites
@@ -1072,10 +1079,8 @@ def lung_qc(labels, volume, *, total_ml_range=QC_TOTAL_ML, ratio_range=QC_RATIO,
     >>> qc["right_ml"], qc["left_ml"], qc["left_right_ratio"], qc["flags"]
     (420.0, 420.0, 1.0, ['implausible total volume'])
     """
-    vol = _as_volume(volume)
-    labels = np.asarray(labels)
-    if labels.shape != vol.shape:
-        raise ValueError(f"labels shape {labels.shape} differs from the volume's {vol.shape}")
+    vol = as_volume(volume)
+    labels = as_array(labels, shape=vol.shape, name="labels")
     counts = bincount_blocks(labels, minlength=3)  # no full-size int64 copy of the labels
     v = vol.voxel_volume_ml
     right, left = float(counts[RIGHT_LUNG] * v), float(counts[LEFT_LUNG] * v)
@@ -1281,12 +1286,12 @@ def segment_lungs_2017(volume, *, return_steps: bool = False):
     >>> segment_lungs_2017(img)[:, 50, 30].tolist()
     [1, 1]
     """
-    vol = _as_volume(volume)
-    out = np.zeros(vol.shape, np.uint8)
+    hu = as_array(volume, ndim=3, name="volume")
+    out = np.zeros(hu.shape, np.uint8)
     keep = ("threshold", "eroded", "dilated", "labels")
     steps: dict[str, Any] = {k: [] for k in keep + ("kmeans_threshold", "bbox_kept")}
-    for k in range(vol.shape[0]):
-        s = make_lungmask_2017_steps(vol.hu[k])
+    for k in range(hu.shape[0]):
+        s = make_lungmask_2017_steps(hu[k])
         out[k] = s["mask"]
         if return_steps:
             for key in steps:
@@ -1351,8 +1356,7 @@ def segment_lungs_kaggle3d(volume, *, threshold_hu: float = -320.0, fill_lung_st
     """
     from skimage import measure
 
-    vol = _as_volume(volume)
-    image = vol.hu
+    image = as_array(volume, ndim=3, name="volume")
     binary_image = np.array(image > threshold_hu, dtype=np.int8) + 1
     labels = measure.label(binary_image)
     background_label = labels[0, 0, 0]

@@ -27,7 +27,7 @@ import numpy as np
 
 from .annotations import TumourBoxes
 from .errors import DicomSeriesError
-from .volume import Volume
+from .volume import Volume, as_mask
 
 __all__ = [
     "TumourRegion",
@@ -165,7 +165,7 @@ def longest_axial_diameter(mask, spacing) -> tuple[float, int, np.ndarray]:
     """
     from skimage.measure import find_contours
 
-    mask = np.asarray(mask, dtype=bool)
+    mask = as_mask(mask)
     if not mask.any():
         raise ValueError("the mask is empty: there is no lesion to measure")
     sy, sx = float(spacing[1]), float(spacing[2])
@@ -210,9 +210,7 @@ def measure_tumour(mask, volume: Volume, *, seeds=()) -> TumourRegion:
     >>> r.volume_ml, r.longest_axial_mm, r.mean_hu, r.slices
     (0.02, 5.0, 40.0, 2)
     """
-    mask = np.asarray(mask, dtype=bool)
-    if mask.shape != volume.shape:
-        raise ValueError(f"mask shape {mask.shape} differs from the volume's {volume.shape}")
+    mask = as_mask(mask, shape=volume.shape)
     length, k, ends = longest_axial_diameter(mask, volume.spacing)
     n = int(mask.sum())
     return TumourRegion(

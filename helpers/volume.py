@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Volume"]
+__all__ = ["Volume", "as_volume", "as_array", "is_mask", "as_mask"]
 
 # Tags that identify a person; never shown by ``repr`` and never written to sidecars.
 PATIENT_KEYS = ("patient_name", "patient_id", "patient_birth_date", "accession_number")
@@ -146,3 +146,167 @@ class Volume:
             + (f", warnings={warn}" if warn else "")
             + ")"
         )
+
+
+# ------------------------------------------------------------------ coercion
+def as_volume(data, *, spacing=None, name: str = "volume") -> Volume:
+    """``data`` as a :class:`Volume`: the one place a bare array gets its geometry.
+
+    Every helper that works in mm or mL calls this on its input, so a bare
+    array never silently becomes 1 mm voxels.
+
+    Parameters
+    ----------
+    data : Volume or array_like, shape (z, y, x)
+        A Volume is returned as it is.  A bare array needs ``spacing``.
+    spacing : tuple of 3 float, optional, keyword-only
+        Voxel size ``(z, y, x)`` in mm of a bare array (the default axial
+        orientation is assumed).  Must not disagree with a Volume's own spacing.
+    name : str, default "volume", keyword-only
+        What the caller calls the argument, used in error messages.
+
+    Returns
+    -------
+    Volume
+        ``data`` itself, or a new Volume sharing the array's memory.
+
+    Raises
+    ------
+    ValueError
+        A bare array without ``spacing`` (the message says what to pass), an
+        array that is not 3-D, or a ``spacing`` that contradicts a Volume's.
+
+    Examples
+    --------
+    >>> v = as_volume(np.zeros((2, 3, 4), np.int16), spacing=(2.5, 0.7, 0.7))
+    >>> v.spacing, as_volume(v) is v
+    ((2.5, 0.7, 0.7), True)
+    >>> as_volume(np.zeros((2, 3, 4)))
+    Traceback (most recent call last):
+    ...
+    ValueError: volume is a bare array of shape (2, 3, 4) with no voxel size, and the sizes here are in mm: pass the Volume from helpers.load_series, or wrap the array with its spacing in mm, helpers.Volume(array, spacing=(z, y, x)).
+    """
+    if isinstance(data, Volume):
+        if spacing is not None and not np.allclose(np.broadcast_to(np.asarray(spacing, float), (3,)), data.spacing):
+            raise ValueError(
+                f"{name} is a Volume with spacing {data.spacing} mm but spacing={tuple(spacing)} was passed; "
+                "drop spacing= (a Volume carries its own) or pass volume.hu"
+            )
+        return data
+    arr = as_array(data, ndim=3, name=name)
+    if spacing is None:
+        raise ValueError(
+            f"{name} is a bare array of shape {arr.shape} with no voxel size, and the sizes here are in mm: "
+            "pass the Volume from helpers.load_series, or wrap the array with its spacing in mm, "
+            "helpers.Volume(array, spacing=(z, y, x))."
+        )
+    return Volume(arr, spacing=tuple(np.broadcast_to(np.asarray(spacing, float), (3,))))
+
+
+def as_array(data, *, shape=None, ndim: int | None = None, name: str = "mask") -> np.ndarray:
+    """The voxel array of a :class:`Volume`, or ``np.asarray(data)``: for steps that need no mm.
+
+    Parameters
+    ----------
+    data : Volume or array_like
+    shape : tuple of int, optional, keyword-only
+        The shape the array must have (the volume a mask or label map belongs to).
+    ndim : int, optional, keyword-only
+        The number of dimensions the array must have.
+    name : str, default "mask", keyword-only
+        What the caller calls the argument, used in error messages.
+
+    Returns
+    -------
+    ndarray
+        The array itself (no copy), any dtype.
+
+    Raises
+    ------
+    ValueError
+        If ``shape`` or ``ndim`` is given and differs.
+
+    Examples
+    --------
+    >>> as_array(Volume(np.ones((1, 2, 2), np.int16), spacing=(1, 1, 1))).dtype.name
+    'int16'
+    >>> as_array([1, 2]).tolist()
+    [1, 2]
+    >>> as_array(np.zeros((2, 2)), shape=(3, 2))
+    Traceback (most recent call last):
+    ...
+    ValueError: mask shape (2, 2) differs from the volume's (3, 2); resample the mask onto the volume grid first
+    """
+    arr = data.hu if isinstance(data, Volume) else np.asarray(data)
+    if ndim is not None and arr.ndim != ndim:
+        axes = "(z, y, x) " if ndim == 3 else ""
+        raise ValueError(f"{name} must be a Volume or a {ndim}-D {axes}array; got shape {arr.shape}")
+    if shape is not None and arr.shape != tuple(shape):
+        raise ValueError(
+            f"{name} shape {arr.shape} differs from the volume's {tuple(shape)}; "
+            "resample the mask onto the volume grid first"
+        )
+    return arr
+
+
+def is_mask(array) -> bool:
+    """The one rule for "is this a mask (or label map), not a CT?": decided by the dtype alone.
+
+    bool, unsigned integers and int8 are masks: CT is int16 or float32 in
+    this project, and int8 cannot hold HU (the 2017 methods return int8 0/1).
+    Masks are resampled by nearest neighbour, padded with 0 and meshed at
+    level 0.5; the data are never scanned to decide.
+
+    Parameters
+    ----------
+    array : Volume or ndarray
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> is_mask(np.zeros(3, bool)), is_mask(np.array([0, 2], np.uint8)), is_mask(np.array([0, 1], np.int8))
+    (True, True, True)
+    >>> is_mask(np.array([-1024, 40], np.int16)), is_mask(np.array([0.0, 1.0]))
+    (False, False)
+    """
+    dtype = as_array(array).dtype
+    return dtype == np.bool_ or dtype == np.int8 or np.issubdtype(dtype, np.unsignedinteger)
+
+
+def as_mask(data, *, label: int | None = None, shape=None, name: str = "mask") -> np.ndarray:
+    """A boolean mask from a mask, a label map or a :class:`Volume` of either.
+
+    Parameters
+    ----------
+    data : Volume or array_like
+        Any dtype: non-zero voxels are inside.
+    label : int, optional, keyword-only
+        Keep only voxels equal to ``label`` (one lung of a label map).
+    shape : tuple of int, optional, keyword-only
+        The shape the mask must have (the volume it belongs to).
+    name : str, default "mask", keyword-only
+        What the caller calls the argument, used in error messages.
+
+    Returns
+    -------
+    ndarray of bool
+        ``data`` itself when it is already a bool array and no label is asked.
+
+    Raises
+    ------
+    ValueError
+        If ``shape`` is given and differs.
+
+    Examples
+    --------
+    >>> lab = np.array([0, 1, 2, 2], np.uint8)
+    >>> as_mask(lab).tolist(), as_mask(lab, label=2).tolist()
+    ([False, True, True, True], [False, False, True, True])
+    """
+    arr = as_array(data, shape=shape, name=name)
+    if label is not None:
+        return arr == label
+    return arr if arr.dtype == np.bool_ else arr != 0

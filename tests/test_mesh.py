@@ -95,7 +95,9 @@ class TestSurfaceMesh:
         with pytest.raises(ValueError, match="level 2000 is outside the data range -50..700"):
             surface_mesh(v, level=2000)
         with pytest.raises(ValueError, match="the mask is empty"):
-            surface_mesh(np.zeros((4, 4, 4), bool))
+            surface_mesh(np.zeros((4, 4, 4), bool), spacing=(1, 1, 1))
+        with pytest.raises(ValueError, match=r"volume_or_mask is a bare array .* no voxel size.*spacing"):
+            surface_mesh(np.ones((4, 4, 4), bool))  # no silent 1 mm
         with pytest.raises(ValueError, match="step_size must be a positive integer"):
             surface_mesh(v, level=300, step_size=0)
 

@@ -47,10 +47,17 @@ class TestHausdorff95:
 
     def test_identical_empty_and_one_empty(self):
         a = _box((5, 10, 10), (1, 2, 2), (4, 8, 8))
-        assert hausdorff95(a, a) == 0.0
+        sp = (1.0, 1.0, 1.0)
+        assert hausdorff95(a, a, spacing=sp) == 0.0
         z = np.zeros_like(a)
-        assert hausdorff95(z, z) == 0.0
-        assert hausdorff95(a, z) == float("inf")
+        assert hausdorff95(z, z, spacing=sp) == 0.0
+        assert hausdorff95(a, z, spacing=sp) == float("inf")
+
+    def test_bare_arrays_need_a_spacing(self):
+        """No silent 1 mm: two bare arrays without spacing= are refused, and the message says what to pass."""
+        a = _box((5, 10, 10), (1, 2, 2), (4, 8, 8))
+        with pytest.raises(ValueError, match=r"bare arrays .* pass spacing=vol.spacing"):
+            hausdorff95(a, a)
 
     def test_spacing_from_volume(self):
         a = _box((6, 12, 12), (1, 2, 2), (5, 10, 10))
@@ -61,8 +68,8 @@ class TestHausdorff95:
         a = _box((20, 40, 40), (2, 2, 2), (18, 30, 30))
         b = a.copy()
         b[19, 39, 39] = True  # far-away speck
-        assert hausdorff95(a, b) < 1.0
-        assert hausdorff95(a, b, percentile=100) > 10
+        assert hausdorff95(a, b, spacing=(1, 1, 1)) < 1.0
+        assert hausdorff95(a, b, spacing=(1, 1, 1), percentile=100) > 10
 
     def test_max_matches_simpleitk_hausdorff(self):
         sitk = pytest.importorskip("SimpleITK")
@@ -82,7 +89,7 @@ class TestHausdorff95:
     def test_surface_distances_directions(self):
         a = _box((10, 10), (2, 2), (8, 8))
         b = _box((10, 10), (3, 3), (7, 7))  # inside a, 1 pixel smaller all round (2-D works too)
-        da, db = surface_distances(a, b)
+        da, db = surface_distances(a, b, spacing=(1.0, 1.0))
         assert da.max() == pytest.approx(np.sqrt(2)) and db.max() == pytest.approx(1.0)
 
     def test_surface_distances_match_a_distance_transform(self):

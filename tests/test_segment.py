@@ -110,11 +110,17 @@ class TestSegmentLungs:
         assert dice(labels, truth["lungs"], label=RIGHT_LUNG) >= 0.98
         assert dice(labels, truth["lungs"], label=LEFT_LUNG) >= 0.98
 
-    def test_bare_array_and_no_lungs_warns(self):
+    def test_no_lungs_warns(self):
         hu = np.full((6, 40, 40), 40, np.int16)
         with pytest.warns(SeriesWarning, match=r"found no air component.*expected two lungs.*spans 40 to 40 HU"):
-            out = segment_lungs(hu)
+            out = segment_lungs(Volume(hu, spacing=(5.0, 1.0, 1.0)))
         assert out.shape == hu.shape and not out.any()
+
+    def test_bare_array_is_refused_not_taken_as_1_mm(self, phantom):
+        """Every threshold is in mm or mL: a bare array has no spacing, and guessing 1 mm is refused."""
+        vol = phantom[0]
+        with pytest.raises(ValueError, match=r"bare array of shape .* no voxel size.*Volume\(array, spacing="):
+            segment_lungs(vol.hu)
 
     def test_not_3d(self):
         with pytest.raises(ValueError, match="3-D"):
@@ -249,12 +255,19 @@ class TestLungQC:
 
 class TestMakeLungmask2017Steps:
     def test_steps_in_order_and_inspectable(self, phantom):
-        vol = phantom[0]
-        steps = make_lungmask_2017_steps(vol.hu[60])
+        vol, truth, _, _ = phantom
+        steps = make_lungmask_2017_steps(vol.hu[40])  # a mid-lung slice (on slices 60-70 it keeps no region)
         assert list(steps) == list(STEPS_2017)
         assert steps["threshold"].dtype == np.float64 and set(np.unique(steps["threshold"])) <= {0.0, 1.0}
         assert steps["mask"].dtype == np.int8
-        assert isinstance(steps["bbox_kept"], list)
+        assert isinstance(steps["bbox_kept"], list) and steps["bbox_kept"]
+        # the values, not just the types: the threshold step is "darker than the k-means threshold"
+        norm = steps["normalised"]
+        np.testing.assert_array_equal(steps["threshold"], (norm < steps["kmeans_threshold"]).astype(np.float64))
+        # the final mask holds this slice's lungs (and, dilated 10 px, some of their surroundings)
+        lungs = truth["lungs"][40] > 0
+        assert lungs.any() and steps["mask"][lungs].mean() > 0.9
+        assert (steps["mask"] > 0).sum() > lungs.sum()
 
     def test_kmeans_two_clusters(self):
         v = np.r_[np.full(50, -2.0), np.full(50, 1.0), np.full(10, 1.2)]
@@ -287,13 +300,10 @@ class TestSegmentLungsKaggle3d:
 # ---------------------------------------------------------------- the bundled sample
 @pytest.fixture(scope="module")
 def sample():
-    try:
-        from helpers.io import load_series
-        from helpers.sample import ensure_sample, load_labels
+    from helpers.io import load_series
+    from helpers.sample import ensure_sample, load_labels
 
-        folder = ensure_sample()
-    except (ImportError, NotImplementedError) as exc:  # pragma: no cover - sample not built yet
-        pytest.skip(f"bundled sample unavailable: {exc}")
+    folder = ensure_sample()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SeriesWarning)
         vol = load_series(folder / "dicom")

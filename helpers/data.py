@@ -73,8 +73,9 @@ __all__ = [
     "verify",
 ]
 
+#: The repository root (the one definition; ``helpers.notebooks`` and ``helpers.pdfbook`` import it).
 REPO = Path(__file__).resolve().parents[1]
-#: Folder that holds ``NAME/`` for every fetched dataset (and ``.partial/``).
+#: The data root: the folder that holds ``NAME/`` for every fetched dataset (and ``.partial/``).
 DATA_DIR = REPO / "data"
 #: The manifest shipped with the repository.
 MANIFEST_PATH = DATA_DIR / "manifest.json"

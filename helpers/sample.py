@@ -44,7 +44,8 @@ __all__ = [
     "default_dicom_dir",
 ]
 
-REPO = Path(__file__).resolve().parents[1]
+# The data root (``data/``, where the sample and fetched cases live) is helpers.data.DATA_DIR,
+# read at call time, so a test that points it elsewhere moves both.
 
 #: Bump whenever the output changes: :func:`ensure_sample` regenerates older samples.
 GENERATOR_VERSION = "7"
@@ -946,7 +947,6 @@ def _blurred_noise_sd(sigma):
 
 # =============================================================================== DICOM
 UID_ROOT_ENTROPY = "helpers.sample synthetic chest CT"
-WINDOW_EXPLANATION = "MEDIASTINUM (40/400), LUNG (-600/1500)"
 
 
 def _uid(seed, *parts):
@@ -1124,7 +1124,7 @@ def ensure_sample(out_dir=None, *, size: str = "full", seed: int = 0, verbose: b
     Parameters
     ----------
     out_dir : str or Path, optional
-        Default ``REPO/data/sample``.
+        Default ``data/sample`` in the repository (:data:`helpers.data.DATA_DIR`).
     size : {"full", "small"}
         See :func:`make_phantom`.
     seed : int
@@ -1151,7 +1151,7 @@ def ensure_sample(out_dir=None, *, size: str = "full", seed: int = 0, verbose: b
     >>> ensure_sample(d, size="small") == d
     True
     """
-    out_dir = Path(out_dir) if out_dir is not None else REPO / "data" / "sample"
+    out_dir = Path(out_dir) if out_dir is not None else _data_dir() / "sample"
     if _is_current(out_dir, size, seed):
         if verbose:
             print(f"{out_dir}: up to date (generator {GENERATOR_VERSION}, size={size}, seed={seed})")
@@ -1244,13 +1244,20 @@ def load_labels(sample_dir) -> dict:
     return info
 
 
+def _data_dir() -> Path:
+    """The data root, :data:`helpers.data.DATA_DIR` (looked up now, not at import)."""
+    from . import data
+
+    return data.DATA_DIR
+
+
 def default_dicom_dir() -> Path:
     """Folder the chapters read: ``$DICOM_DIR``, else ``data/$DATASET``, else the generated sample.
 
     Returns
     -------
     Path
-        ``$DICOM_DIR`` if set; else ``REPO/data/$DATASET`` if ``$DATASET`` is set;
+        ``$DICOM_DIR`` if set; else ``data/$DATASET`` (:data:`helpers.data.DATA_DIR`) if ``$DATASET`` is set;
         else ``ensure_sample() / "dicom"`` (generated on first use).
 
     Raises
@@ -1266,7 +1273,7 @@ def default_dicom_dir() -> Path:
         return p
     name = os.environ.get("DATASET")
     if name:
-        p = REPO / "data" / name
+        p = _data_dir() / name
         if not p.is_dir():
             raise FileNotFoundError(f"$DATASET is {name!r} but {p} does not exist: download it first with "
                                     f"`python -m helpers.data fetch {name}` (or unset DATASET to use the sample)")
@@ -1279,7 +1286,7 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m helpers.sample",
                                  description="Generate the synthetic chest CT sample (once).")
-    ap.add_argument("out_dir", nargs="?", default=str(REPO / "data" / "sample"))
+    ap.add_argument("out_dir", nargs="?", default=str(_data_dir() / "sample"))
     ap.add_argument("--size", choices=sorted(SIZES), default="full")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--force", action="store_true", help="regenerate even if up to date")

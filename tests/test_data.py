@@ -27,6 +27,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from helpers import data as hd
 from helpers.data import DatasetError
+from helpers.hu import PADDING_BELOW_HU
 
 SERIES_UID = "1.2.826.0.1.3680043.8.498.1"
 FAKE_URL = f"https://tcia.invalid/nbia-api/services/v1/getImage?SeriesInstanceUID={SERIES_UID}"
@@ -440,11 +441,17 @@ class TestFetchedCaseLoads:
         dest = _fetch(server, tmp_path, _manifest(series))
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            try:
-                vol = load_series(dest)
-            except NotImplementedError:
-                pytest.skip("helpers.io.load_series is not written yet")
+            vol = load_series(dest)
         assert vol.shape[0] == len(series)
+        # the same HU as pydicom's modality LUT on the fetched files, plane by plane in position order
+        import pydicom
+        from pydicom.pixels import apply_modality_lut
+
+        dss = sorted((pydicom.dcmread(p) for p in dest.glob("*.dcm")), key=lambda d: float(d.ImagePositionPatient[2]))
+        ref = np.stack([apply_modality_lut(d.pixel_array, d) for d in dss])
+        tissue = ref >= PADDING_BELOW_HU  # padding outside the field of view becomes -1024 HU in the loader
+        assert tissue.mean() > 0.5
+        np.testing.assert_array_equal(vol.hu[tissue], ref[tissue])
 
 
 class _free_port:
@@ -643,21 +650,17 @@ class TestMain:
 
 
 class TestDefaultDicomDir:
-    def test_dataset_switch_points_at_data_name(self, monkeypatch):
+    def test_dataset_switch_points_at_data_name(self, monkeypatch, tmp_path):
+        """DATASET=NAME is data/NAME under the one data root, helpers.data.DATA_DIR."""
         from helpers import sample
 
+        monkeypatch.setattr(hd, "DATA_DIR", tmp_path / "data")
         monkeypatch.delenv("DICOM_DIR", raising=False)
         monkeypatch.setenv("DATASET", "lung-dx-a0002-b40f")
-        try:
-            folder = sample.default_dicom_dir()
-        except NotImplementedError:
-            pytest.skip("helpers.sample.default_dicom_dir does not read DATASET yet")
-        except (ValueError, OSError) as exc:  # allowed when not fetched: it must say how
-            if (hd.DATA_DIR / "lung-dx-a0002-b40f").exists():
-                raise
-            assert "helpers.data fetch lung-dx-a0002-b40f" in str(exc)
-            return
-        assert Path(folder).resolve() == (hd.DATA_DIR / "lung-dx-a0002-b40f").resolve()
+        with pytest.raises(FileNotFoundError, match=r"python -m helpers.data fetch lung-dx-a0002-b40f"):
+            sample.default_dicom_dir()  # not fetched yet: the message says how
+        (tmp_path / "data" / "lung-dx-a0002-b40f").mkdir(parents=True)
+        assert sample.default_dicom_dir() == tmp_path / "data" / "lung-dx-a0002-b40f"
 
     def test_chapters_read_a_fetched_case_with_dataset(self, server, series, tmp_path, monkeypatch):
         """fetch -> DATASET=NAME -> default_dicom_dir -> load_series, citation shown."""
@@ -666,13 +669,10 @@ class TestDefaultDicomDir:
 
         server.routes[ROUTE] = _zip(series)
         dest = _fetch(server, tmp_path, _manifest(series))  # tmp_path/data/case
-        monkeypatch.setattr(sample, "REPO", tmp_path)
+        monkeypatch.setattr(hd, "DATA_DIR", tmp_path / "data")
         monkeypatch.delenv("DICOM_DIR", raising=False)
         monkeypatch.setenv("DATASET", "case")
-        try:
-            folder = sample.default_dicom_dir()
-        except NotImplementedError:
-            pytest.skip("helpers.sample.default_dicom_dir does not read DATASET yet")
+        folder = sample.default_dicom_dir()
         assert Path(folder) == dest
         assert load_series(folder).shape[0] == len(series)
         assert CITE in hd.citation_for_path(folder)

@@ -10,6 +10,7 @@ import pydicom
 import pytest
 from scipy import ndimage
 
+from helpers import data as hd
 from helpers import sample
 from helpers.sample import LEGEND
 
@@ -228,14 +229,14 @@ class TestDefaultDicomDir:
 
     def test_dataset(self, monkeypatch, tmp_path):
         monkeypatch.delenv("DICOM_DIR", raising=False)
-        monkeypatch.setattr(sample, "REPO", tmp_path)
+        monkeypatch.setattr(hd, "DATA_DIR", tmp_path / "data")
         (tmp_path / "data" / "case1").mkdir(parents=True)
         monkeypatch.setenv("DATASET", "case1")
         assert sample.default_dicom_dir() == tmp_path / "data" / "case1"
 
     def test_dataset_missing(self, monkeypatch, tmp_path):
         monkeypatch.delenv("DICOM_DIR", raising=False)
-        monkeypatch.setattr(sample, "REPO", tmp_path)
+        monkeypatch.setattr(hd, "DATA_DIR", tmp_path / "data")
         monkeypatch.setenv("DATASET", "case9")
         with pytest.raises(FileNotFoundError, match=r"python -m helpers.data fetch case9"):
             sample.default_dicom_dir()

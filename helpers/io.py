@@ -16,7 +16,8 @@ What the loader does that the 2017 tutorial's ``load_scan`` did not:
 * sorts slices by position along the slice normal, never by Instance Number or
   file name, and measures the slice spacing from the positions;
 * applies (0028,1053) Rescale Slope and (0028,1052) Rescale Intercept of *every*
-  slice, and turns out-of-field padding into air;
+  slice (a (0028,3000) Modality LUT Sequence is refused, never ignored), and turns
+  out-of-field padding into air;
 * checks geometry (finite positions, positive pixel spacing, orthonormal orientation,
   same size, gaps, spacing changes, tilt) before stacking.
 
@@ -59,16 +60,15 @@ from pydicom.uid import (
 from . import _fastpath as fast
 from ._fastpath import IMAGECODECS_SYNTAXES, PREFERRED_JPEGLS_PLUGIN  # noqa: F401 (part of this module's settings)
 from .errors import DicomSeriesError, SeriesWarning
+from .hu import PADDING_BELOW_HU, PADDING_HU
 from .volume import Volume
 
 __all__ = ["PADDING_HU", "SeriesInfo", "SeriesTable", "list_series", "load_series"]
 
 # ----------------------------------------------------------------- named thresholds
-#: HU written where the scanner padded outside the reconstructed field of view.
-PADDING_HU = -1024
-#: Without a (0028,0120) Pixel Padding Value, HU values below this are padding, not tissue
-#: (air is -1000 HU; scanners pad with -2000, -2048 or -3024 HU).
-PADDING_BELOW_HU = -1100
+# PADDING_HU (written where the scanner padded outside the reconstructed field of view) and
+# PADDING_BELOW_HU (without a (0028,0120) Pixel Padding Value, HU below it are padding, not
+# tissue) come from helpers.hu.
 #: On signed data without a padding tag, stored values at or below this are padding.
 PADDING_STORED_AT_OR_BELOW = -2000
 #: A step between neighbouring slices larger than this factor times the median step is a gap.
@@ -277,7 +277,8 @@ def load_series(
         holds, or more than :data:`MAX_FILE_BYTES`; slices of different size, pixel
         spacing or orientation; a position that is not finite, a pixel spacing that is
         not positive, an orientation that is not orthonormal (within
-        ``ORTHONORMAL_TOLERANCE``); a zero Rescale Slope; two slices at the same position.
+        ``ORTHONORMAL_TOLERANCE``); a zero Rescale Slope; a (0028,3000) Modality LUT
+        Sequence (a lookup table instead of the rescale); two slices at the same position.
 
     Warns
     -----
@@ -1169,12 +1170,43 @@ def _frames(files: list[_File]) -> list[_Frame]:
     """Every frame of ``files``, geometry and rescale checked where they are read."""
     frames: list[_Frame] = []
     for f in files:
+        _refuse_modality_lut(f)
         if f.frames > 1 or f.header.sop_class_uid == _ENHANCED_CT:
             frames.extend(_enhanced_frames(f))
         else:
             h = f.header
             frames.append(_frame(f, 0, h.position, h.orientation, h.pixel_spacing, h.slope, h.intercept, False))
     return frames
+
+
+#: (0028,3000) Modality LUT Sequence: a lookup table from stored values to the output unit.
+_MODALITY_LUT_SEQUENCE = 0x00283000
+
+
+def _refuse_modality_lut(f: _File) -> None:
+    """A (0028,3000) Modality LUT Sequence replaces the rescale: refused, never silently ignored.
+
+    When the sequence is present, the standard (PS3.3 C.11.1) and pydicom's
+    ``apply_modality_lut`` use the lookup table, not (0028,1052)/(0028,1053);
+    the linear rescale this loader applies would then give wrong HU.  CT images
+    use the rescale; a LUT here is rare enough to convert first.
+    """
+    try:
+        present = _MODALITY_LUT_SEQUENCE in f.ds and bool(f.ds[_MODALITY_LUT_SEQUENCE].value)
+    except Exception:  # noqa: BLE001 - a sequence pydicom cannot parse still means "a LUT was meant"
+        present = True
+    if not present:
+        return
+    lut_type = _first(f.ds, "ModalityLUTSequence", "ModalityLUTType")
+    raise DicomSeriesError(
+        f"{f.name}: {_tag_text('ModalityLUTSequence')} is present"
+        + (f" (Modality LUT Type {str(lut_type)!r})" if lut_type else "")
+        + f"; expected stored values mapped to HU by {_tag_text('RescaleSlope')} and "
+        f"{_tag_text('RescaleIntercept')} only, which this loader applies. A lookup table is not "
+        "linear, so applying the rescale would give wrong HU. Convert the series first: "
+        "pydicom.pixels.apply_modality_lut(ds.pixel_array, ds) gives the values; write them back "
+        "with Rescale Slope 1 and Intercept 0 and remove the sequence."
+    )
 
 
 def _enhanced_frames(f: _File) -> list[_Frame]:

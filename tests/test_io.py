@@ -131,6 +131,34 @@ class TestLoadSeries:
         assert img.GetSpacing()[::-1] == pytest.approx(vol.spacing)
         assert img.GetOrigin() == pytest.approx(vol.origin)
 
+    def test_same_hu_as_pydicom_modality_lut(self, tmp_path):
+        """pydicom's apply_modality_lut (PS3.3 C.11.1) as an oracle, slope and intercept varying per slice."""
+        from pydicom.pixels import apply_modality_lut
+
+        dss = F.clean_datasets(n=6)
+        for k, ds in enumerate(dss):
+            ds.RescaleSlope, ds.RescaleIntercept = (0.5, 1.0, 2.0)[k % 3], (-1024.0, -1000.0, -8.25)[k % 2]
+        paths = F.write(dss, tmp_path)
+        vol = load_series(tmp_path)
+        ref = np.stack([apply_modality_lut(d.pixel_array, d) for d in map(pydicom.dcmread, paths)])
+        np.testing.assert_allclose(vol.hu, ref, rtol=0, atol=1e-3)  # float32 against pydicom's float64
+
+    def test_modality_lut_sequence_refused(self, tmp_path):
+        """A (0028,3000) Modality LUT Sequence replaces the rescale: refused with file and tag, never ignored."""
+        from pydicom.dataset import Dataset
+        from pydicom.sequence import Sequence
+
+        dss = F.clean_datasets(n=6)
+        item = Dataset()
+        item.LUTDescriptor = [4096, 0, 16]
+        item.ModalityLUTType = "HU"
+        item.LUTData = np.arange(4096, dtype="<u2").tobytes()
+        dss[3].ModalityLUTSequence = Sequence([item])
+        F.write(dss, tmp_path)
+        with pytest.raises(DicomSeriesError, match=r"slice_003\.dcm: \(0028,3000\) Modality LUT Sequence is present "
+                           r"\(Modality LUT Type 'HU'\); expected .*\(0028,1053\) Rescale Slope.*apply_modality_lut"):
+            load_series(tmp_path)
+
     def test_oblique_geometry_matches_simpleitk(self, tmp_path):
         sitk = pytest.importorskip("SimpleITK")
         c, s = np.cos(np.radians(20)), np.sin(np.radians(20))
@@ -181,6 +209,8 @@ class TestLoadSeries:
         paths = sorted(clean.iterdir())[:10]
         vol = load_series([str(p) for p in paths])
         assert vol.shape[0] == 10
+        np.testing.assert_array_equal(vol.hu, F.expected_hu()[:10])  # the ten files' slices, in position order
+        assert vol.meta["sop_instance_uids"] == [F.uid("sop", "clean", k) for k in range(10)]
 
     def test_zip_read_in_place(self, clean, tmp_path):
         archive = tmp_path / "case.zip"
@@ -208,6 +238,7 @@ class TestLoadSeries:
         with pytest.warns(SeriesWarning, match=r"localizer.*scout\.dcm.*LOCALIZER"):
             vol = load_series(clean)
         assert vol.shape == (F.N, F.ROWS, F.COLS)
+        np.testing.assert_array_equal(vol.hu, F.expected_hu())  # the scout's pixels are nowhere in the volume
         assert any("localizer" in w for w in vol.meta["warnings"])
 
     def test_odd_orientation_dropped_as_localizer(self, clean):
@@ -217,6 +248,7 @@ class TestLoadSeries:
         with pytest.warns(SeriesWarning, match=r"odd\.dcm as a localizer.*\(0020,0037\)"):
             vol = load_series(clean)
         assert vol.shape[0] == F.N
+        np.testing.assert_array_equal(vol.hu, F.expected_hu())
 
     def test_duplicate_dropped_with_warning(self, clean):
         shutil.copy(clean / "slice_005.dcm", clean / "copy_of_5.dcm")
@@ -844,6 +876,20 @@ class TestRealCase:
     def test_two_series_tie(self, real_case):
         with pytest.raises(DicomSeriesError, match=r"2 series .* 30 slices each.*B70f.*B40f.*series_uid="):
             load_series(real_case)
+
+    def test_same_hu_as_pydicom_modality_lut(self, real_case):
+        """On the real B40f series: HU equal to pydicom's apply_modality_lut, slice by slice in position order."""
+        from pydicom.pixels import apply_modality_lut
+
+        from helpers.hu import PADDING_BELOW_HU
+
+        folder = real_case / "ct-b40f"
+        vol = load_series(folder)
+        dss = {d.SOPInstanceUID: d for d in map(pydicom.dcmread, folder.glob("*.dcm"))}
+        ref = np.stack([apply_modality_lut(dss[u].pixel_array, dss[u]) for u in vol.meta["sop_instance_uids"]])
+        tissue = ref >= PADDING_BELOW_HU  # the loader turns out-of-field padding into -1024 HU
+        assert tissue.mean() > 0.5
+        np.testing.assert_array_equal(vol.hu[tissue], ref[tissue])
 
     def test_same_as_simpleitk(self, real_case):
         sitk = pytest.importorskip("SimpleITK")

@@ -101,8 +101,13 @@ class TestMontage:
             montage(vol, start=30, stop=10)
 
     def test_mask_window_none(self, vol):
-        fig = montage(vol.with_array((vol.hu > 0).astype(np.uint8)), rows=1, cols=2, window=None)
+        mask = (vol.hu > 0).astype(np.uint8)
+        fig = montage(vol.with_array(mask), rows=1, cols=2, window=None)
         assert "min-max" in fig._suptitle.get_text()
+        # the values shown: min-max scaling maps the mask's 0 and 1 to black and white, pixel for pixel
+        first = np.asarray(_tiles(fig)[0].images[0].get_array(), dtype=float)
+        assert first.shape == mask[0].shape and set(np.unique(first)) == {0.0, 1.0}
+        np.testing.assert_array_equal(first, mask[0])  # axial, default orientation: no flip
 
 
 class TestOrthogonalViews:

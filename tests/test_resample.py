@@ -99,6 +99,14 @@ class TestResample:
         ct = v.with_array(v.hu.astype(np.int16))
         assert resample(ct).meta["resampling"][-1]["order"] == 1
         assert resample(v.with_array(v.hu.astype(bool))).hu.dtype == bool
+        # int8 is a mask too (the 2017 methods return int8 0/1): nearest neighbour, padded with 0 not -1024
+        m8 = v.with_array(v.hu.astype(np.int8))
+        assert resample(m8).hu.dtype == np.int8
+        assert crop_or_pad(m8, (4, 10, 10), center="array").hu.min() == 0
+
+    def test_bare_array_is_refused(self):
+        with pytest.raises(ValueError, match=r"bare array of shape \(4, 8, 8\) with no voxel size"):
+            resample(np.zeros((4, 8, 8), np.int16), spacing=(1.0, 1.0, 1.0))
 
     def test_bool_mask_refuses_interpolation(self):
         v = Volume(np.zeros((4, 8, 8), bool), spacing=(2.0, 1.0, 1.0))
@@ -239,6 +247,11 @@ class TestResizeToShape:
         m[2:6, 4:12, 4:12] = 2
         r = resize_to_shape(Volume(m, spacing=(3.0, 1.0, 1.0)), (12, 8, 8), order=0)
         assert r.hu.dtype == np.uint8 and set(np.unique(r.hu)) == {0, 2}
+        # the values, by hand: the box spans 6-18 mm in z and 4-12 mm in y and x; the new 2 mm voxels
+        # are centred at 1, 3, 5... mm, so nearest neighbour keeps z 3:9 and y, x 2:6 (no centre on an edge)
+        expected = np.zeros((12, 8, 8), np.uint8)
+        expected[3:9, 2:6, 2:6] = 2
+        np.testing.assert_array_equal(r.hu, expected)
 
 
 class TestCropOrPad:

@@ -329,10 +329,14 @@ class TestSample:
         assert inside("bowel_gas") == 0 and inside("table_air") == 0
 
     def test_qc_plausible(self, sample):
-        vol, _, labels = sample
+        vol, truth, labels = sample
         qc = lung_qc(labels, vol, warn=False)
-        assert "implausible total volume" not in qc["flags"]
-        assert not any("missing" in f for f in qc["flags"])
+        assert qc["flags"] == [] and qc["plausible"] and qc["components"] == {RIGHT_LUNG: 1, LEFT_LUNG: 1}
+        # the volumes are the sample's ground truth (its lungs include the tumour), to 2 %
+        for lung, key in ((RIGHT_LUNG, "right_ml"), (LEFT_LUNG, "left_ml")):
+            truth_ml = np.count_nonzero(truth["lungs"] == lung) * vol.voxel_volume_ml
+            assert qc[key] == pytest.approx(truth_ml, rel=0.02), key
+        assert qc["left_right_ratio"] == pytest.approx(qc["left_ml"] / qc["right_ml"])
 
 
 # ---------------------------------------------------------------- real case

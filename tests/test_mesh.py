@@ -279,3 +279,20 @@ class TestBoneMask:
         mask = bone_mask(v, closing_mm=None)
         assert not mask[1, 30, 30]
         assert bone_mask(v, closing_mm=None, max_hole_mm2=2000)[1, 30, 30]
+
+    @pytest.mark.realdata
+    def test_real_case_fewer_pieces_and_tunnels(self, real_case):
+        """On the 8 mm real case, closing and filling halve the pieces and the tunnels of the 300 HU
+        surface (409 -> 200 pieces, 118 -> 44 tunnels when written), but many rib pieces remain:
+        the 3 mm ball reaches no neighbouring slice."""
+        import warnings
+
+        from helpers.io import load_series
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            vol = load_series(real_case / "ct-b40f")
+        raw = mesh_holes(surface_mesh(vol.with_array(vol.hu >= 300), step_size=1, max_triangles=None))
+        mended = mesh_holes(surface_mesh(vol.with_array(bone_mask(vol)), step_size=1, max_triangles=None))
+        assert mended["pieces"] < 0.6 * raw["pieces"] and mended["tunnels"] < 0.5 * raw["tunnels"]
+        assert mended["pieces"] > 50  # thick slices: the ribs stay cut into pieces

@@ -130,3 +130,21 @@ class TestSlicesMissingLungs:
 
         with pytest.raises(ValueError, match="differ in shape"):
             slices_missing_lungs(np.zeros((2, 3, 3)), np.zeros((2, 3, 4)))
+
+    @pytest.mark.realdata
+    def test_real_case_2017_mask(self, real_case):
+        """The 2017 mask loses slices near the diaphragm of the real case and keeps one lung on
+        slice 5; the robust mask has lung on 29 of 30 slices.  (The B70f reconstruction gives the
+        same one-lung slice and loses slices 1 and 3; one series is enough here.)"""
+        import warnings
+
+        from helpers.io import load_series
+        from helpers.metrics import slices_missing_lungs
+        from helpers.segment import segment_lungs, segment_lungs_2017
+
+        for series in ("ct-b40f",):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                vol = load_series(real_case / series)
+                r = slices_missing_lungs(segment_lungs(vol), segment_lungs_2017(vol), spacing=vol.spacing)
+            assert {1, 3} <= set(r["no_lung"]) and r["one_lung"] == [5] and r["with_lung"] == 29, (series, r)

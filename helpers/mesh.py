@@ -39,6 +39,7 @@ __all__ = [
     "load_stl",
     "bone_mask",
     "mesh_holes",
+    "crop_mesh",
 ]
 
 #: Named iso-surface levels in HU.  ``"bone"``: cancellous bone starts near
@@ -753,3 +754,31 @@ def mesh_holes(mesh: Mesh) -> dict[str, int]:
     tunnels = (2 * pieces - euler - open_borders) // 2
     return {"pieces": int(pieces), "tunnels": int(max(tunnels, 0)), "open_borders": int(open_borders),
             "euler": int(euler), "nonmanifold_edges": int(np.count_nonzero(counts > 2))}
+
+
+def crop_mesh(mesh: Mesh, lo_mm, hi_mm) -> Mesh:
+    """The triangles of a mesh that lie inside a box (for a close-up).
+
+    Parameters
+    ----------
+    mesh : Mesh
+    lo_mm, hi_mm : 3 floats
+        Opposite corners ``(x, y, z)`` of the box in LPS mm.
+
+    Returns
+    -------
+    Mesh
+        Only the triangles whose three corners are inside the box, with the
+        unused vertices dropped; the cut leaves open borders.
+
+    Examples
+    --------
+    >>> m = Mesh(np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [9, 9, 9]], np.float32), np.array([[0, 1, 2], [1, 2, 3]]))
+    >>> c = crop_mesh(m, (-1, -1, -1), (2, 2, 2))
+    >>> c.n_triangles, c.n_vertices
+    (1, 3)
+    """
+    inside = np.all((mesh.verts >= np.asarray(lo_mm, np.float32)) & (mesh.verts <= np.asarray(hi_mm, np.float32)), axis=1)
+    faces = mesh.faces[inside[mesh.faces].all(axis=1)]
+    used, inverse = np.unique(faces, return_inverse=True)
+    return Mesh(mesh.verts[used], inverse.reshape(-1, 3), dict(mesh.meta, cropped_to=[list(lo_mm), list(hi_mm)]))

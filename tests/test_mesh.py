@@ -10,6 +10,7 @@ from helpers.mesh import (
     LEVELS,
     Mesh,
     bone_mask,
+    crop_mesh,
     decimate,
     load_stl,
     mesh_figure,
@@ -231,6 +232,19 @@ class TestMeshHoles:
 
     def test_empty(self):
         assert mesh_holes(Mesh(np.zeros((0, 3)), np.zeros((0, 3))))["pieces"] == 0
+
+
+class TestCropMesh:
+    def test_half_a_ball(self):
+        m = surface_mesh(ball_volume(), level=300, step_size=1, max_triangles=None)
+        lo, hi = m.bounds
+        centre = (lo + hi) / 2
+        half = crop_mesh(m, lo, [centre[0], hi[1], hi[2]])  # the right half (x below the centre)
+        assert half.verts[:, 0].max() <= centre[0] + 1e-4
+        assert 0.4 < half.n_triangles / m.n_triangles < 0.6
+        assert half.area_mm2 == pytest.approx(m.area_mm2 / 2, rel=0.1)
+        assert mesh_holes(half)["open_borders"] == 1  # the cut
+        assert crop_mesh(m, lo - 1, hi + 1).n_triangles == m.n_triangles
 
 
 class TestBoneMask:

@@ -16,10 +16,18 @@ from scipy import ndimage
 
 from .volume import Volume, as_mask
 
-__all__ = ["dice", "hausdorff95", "surface_distances"]
+__all__ = ["dice", "hausdorff95", "surface_distances", "slices_missing_lungs"]
 
 #: Percentile used by :func:`hausdorff95`.
 HD_PERCENTILE = 95.0
+
+#: :func:`slices_missing_lungs`: a lung counts as found on a slice when the other
+#: mask covers at least this share of it.
+FOUND_SHARE = 0.5
+
+#: :func:`slices_missing_lungs`: a lung smaller than this on a slice (mm^2, a
+#: sliver at the apex or the diaphragm) is not counted as present there.
+MIN_LUNG_AREA_MM2 = 100.0
 
 
 def _check(a: np.ndarray, b: np.ndarray) -> None:
@@ -173,3 +181,66 @@ def hausdorff95(a, b, *, spacing=None, label: int | None = None, percentile: flo
     if np.isinf(da).any() or np.isinf(db).any():
         return float("inf")
     return float(max(np.percentile(da, percentile), np.percentile(db, percentile)))
+
+
+def slices_missing_lungs(labels, other, *, spacing=(1.0, 1.0, 1.0), found_share: float = FOUND_SHARE,
+                         min_area_mm2: float = MIN_LUNG_AREA_MM2) -> dict:
+    """Slices where another mask finds no lung, or only one of the two.
+
+    Parameters
+    ----------
+    labels : ndarray (z, y, x)
+        Reference lung labels: 1 right, 2 left (e.g. ``segment_lungs``).
+    other : ndarray (z, y, x)
+        The mask to judge (any non-zero value is lung), e.g. the 2017 per-slice mask.
+    spacing : 3 floats, keyword-only
+        Voxel size (z, y, x) in mm; the in-plane part turns pixels into mm^2.
+    found_share : float, default 0.5
+        A lung counts as found on a slice when ``other`` covers at least this
+        share of its area there.
+    min_area_mm2 : float, default 100
+        A lung smaller than this on a slice is not counted as present there.
+
+    Returns
+    -------
+    dict
+        ``no_lung``: slices (indices, increasing) where the reference has a
+        lung and ``other`` finds none; ``one_lung``: slices where the reference
+        has both lungs and ``other`` finds exactly one; ``with_lung``: how
+        many slices have a lung in the reference; ``found``: bool array
+        (z, 2), lung found per slice (right, left); ``present``: the same for
+        the reference.
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ.
+
+    Examples
+    --------
+    >>> ref = np.zeros((3, 4, 4), np.uint8); ref[:, 1:3, 0:2] = 1; ref[:, 1:3, 2:4] = 2
+    >>> other = ref.copy(); other[0] = 0; other[1][ref[1] == 2] = 0
+    >>> r = slices_missing_lungs(ref, other, spacing=(5, 10, 10))
+    >>> r["no_lung"], r["one_lung"], r["with_lung"]
+    ([0], [1], 3)
+    """
+    labels = np.asarray(labels)
+    other = np.asarray(other) != 0
+    _check(labels, other)
+    pixel_mm2 = float(spacing[1]) * float(spacing[2])
+    present = np.zeros((labels.shape[0], 2), bool)
+    found = np.zeros_like(present)
+    for j, lab in enumerate((1, 2)):
+        lung = labels == lab
+        area = lung.sum(axis=(1, 2))
+        covered = (lung & other).sum(axis=(1, 2))
+        present[:, j] = area * pixel_mm2 >= min_area_mm2
+        found[:, j] = present[:, j] & (covered >= found_share * np.maximum(area, 1))
+    n_present, n_found = present.sum(axis=1), found.sum(axis=1)
+    return {
+        "no_lung": np.flatnonzero((n_present > 0) & (n_found == 0)).tolist(),
+        "one_lung": np.flatnonzero((n_present == 2) & (n_found == 1)).tolist(),
+        "with_lung": int(np.count_nonzero(n_present)),
+        "found": found,
+        "present": present,
+    }

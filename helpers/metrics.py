@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .volume import Volume, as_mask
+from .volume import Volume, as_array, as_mask, as_volume
 
 __all__ = ["dice", "hausdorff95", "surface_distances", "slices_missing_lungs"]
 
@@ -183,18 +183,20 @@ def hausdorff95(a, b, *, spacing=None, label: int | None = None, percentile: flo
     return float(max(np.percentile(da, percentile), np.percentile(db, percentile)))
 
 
-def slices_missing_lungs(labels, other, *, spacing=(1.0, 1.0, 1.0), found_share: float = FOUND_SHARE,
+def slices_missing_lungs(labels, other, *, spacing=None, found_share: float = FOUND_SHARE,
                          min_area_mm2: float = MIN_LUNG_AREA_MM2) -> dict:
     """Slices where another mask finds no lung, or only one of the two.
 
     Parameters
     ----------
-    labels : ndarray (z, y, x)
+    labels : Volume or ndarray (z, y, x)
         Reference lung labels: 1 right, 2 left (e.g. ``segment_lungs``).
     other : ndarray (z, y, x)
         The mask to judge (any non-zero value is lung), e.g. the 2017 per-slice mask.
     spacing : 3 floats, keyword-only
         Voxel size (z, y, x) in mm; the in-plane part turns pixels into mm^2.
+        Taken from ``labels`` when it is a Volume; a bare array without it
+        is refused (never taken as 1 mm).
     found_share : float, default 0.5
         A lung counts as found on a slice when ``other`` covers at least this
         share of its area there.
@@ -224,10 +226,11 @@ def slices_missing_lungs(labels, other, *, spacing=(1.0, 1.0, 1.0), found_share:
     >>> r["no_lung"], r["one_lung"], r["with_lung"]
     ([0], [1], 3)
     """
-    labels = np.asarray(labels)
-    other = np.asarray(other) != 0
+    reference = as_volume(labels, spacing=spacing, name="labels")
+    labels = reference.hu
+    other = as_array(other, name="other") != 0
     _check(labels, other)
-    pixel_mm2 = float(spacing[1]) * float(spacing[2])
+    pixel_mm2 = float(reference.spacing[1]) * float(reference.spacing[2])
     present = np.zeros((labels.shape[0], 2), bool)
     found = np.zeros_like(present)
     for j, lab in enumerate((1, 2)):

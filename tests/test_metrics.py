@@ -136,7 +136,13 @@ class TestSlicesMissingLungs:
         from helpers.metrics import slices_missing_lungs
 
         with pytest.raises(ValueError, match="differ in shape"):
-            slices_missing_lungs(np.zeros((2, 3, 3)), np.zeros((2, 3, 4)))
+            slices_missing_lungs(np.zeros((2, 3, 3)), np.zeros((2, 3, 4)), spacing=(1, 1, 1))
+
+    def test_bare_array_needs_spacing(self):
+        from helpers.metrics import slices_missing_lungs
+
+        with pytest.raises(ValueError, match="no voxel size"):
+            slices_missing_lungs(np.zeros((2, 3, 3), np.uint8), np.zeros((2, 3, 3)))
 
     @pytest.mark.realdata
     def test_real_case_2017_mask(self, real_case):

@@ -90,8 +90,8 @@ lab() {
     echo "tasks.sh lab: JupyterLab is not installed in .venv: run ./tasks.sh setup (it installs the pinned jupyterlab from requirements.txt)" >&2
     exit 1
   fi
-  "$PY" -m helpers.notebooks build              # notebooks/<chapter>.ipynb from book/*.md (solutions collapsed)
-  "$PY" -m helpers.notebooks install-config >/dev/null   # jupyter/: kernel culling, .md opens as a notebook
+  "$PY" -m helpers.book.notebooks build              # notebooks/<chapter>.ipynb from book/*.md (solutions collapsed)
+  "$PY" -m helpers.book.notebooks install-config >/dev/null   # jupyter/: kernel culling, .md opens as a notebook
   local port token root_flag=()
   port=$("$PY" - "${LAB_PORT:-8888}" <<'PYEOF'
 import socket, sys
@@ -128,7 +128,7 @@ pdf() {
   done
   if [ "$build" = 1 ]; then book "${student[@]}" "${args[@]}"; else setup; fi
   echo "== printing the book to $out (Chromium, one page at a time)"
-  "$PY" -m helpers.pdfbook "$html" "$out" "${student[@]}"
+  "$PY" -m helpers.book.pdfbook "$html" "$out" "${student[@]}"
 }
 
 run_tests() {

@@ -796,7 +796,7 @@ def widget_viewer(
     Needs a live kernel (Jupyter, Binder): each move re-renders the slice in
     Python.  On a static page use :func:`slice_viewer`, or show the widget
     with a still image through :func:`widget_with_still` and
-    ``helpers.notebook.show_widget``.
+    ``helpers.book.notebook.show_widget``.
 
     Parameters
     ----------
@@ -871,7 +871,7 @@ def widget_with_still(volume, **options):
     -------
     (ipywidgets.VBox, bytes)
         The widget and a PNG of the slice it shows first.  In a chapter:
-        ``helpers.notebook.show_widget(*widget_with_still(vol))``.
+        ``helpers.book.notebook.show_widget(*widget_with_still(vol))``.
 
     Examples
     --------

@@ -2,7 +2,6 @@
 import json
 import warnings
 
-import factory
 import numpy as np
 import pytest
 
@@ -17,6 +16,7 @@ from helpers.annotations import (
     read_voc_boxes,
     sibling_series,
 )
+from helpers.testing import factory
 
 
 def voc(xmin, ymin, xmax, ymax, *, name="A", width=factory.COLS, height=factory.ROWS, extra_objects=()):

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from conftest import REPO
 
-from helpers.notebooks import chapters
+from helpers.book.notebooks import chapters
 
 pytestmark = pytest.mark.slow
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from pydicom import Dataset
 
-from helpers import checks
-from helpers.checks import Feedback
+from helpers.book import checks
+from helpers.book.checks import Feedback
 from helpers.volume import Volume
 
 

@@ -585,7 +585,7 @@ class TestCitation:
     def test_chapters_show_the_citation_of_a_fetched_case(self, server, series, tmp_path, monkeypatch):
         import IPython.display
 
-        from helpers.notebook import show_data_source
+        from helpers.book.notebook import show_data_source
 
         shown = []
         monkeypatch.setattr(IPython.display, "display", lambda obj, raw=False: shown.append(obj))

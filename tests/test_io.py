@@ -1,6 +1,6 @@
 """Tests for helpers.io: one class per public function, one test per behaviour.
 
-Series are built by ``tests/factory.py`` (24 axial slices of 64x64, signed int16,
+Series are built by ``helpers/testing/factory.py`` (24 axial slices of 64x64, signed int16,
 intercept -1024, known HU) and broken on purpose.  Compressed syntaxes are
 encoded with ``Dataset.compress`` where pydicom has an encoder (RLE, JPEG-LS via
 pyjpegls, JPEG 2000 via pylibjpeg-openjpeg); deflated and big endian are written
@@ -40,11 +40,9 @@ from pydicom.uid import (
     RLELossless,
 )
 
-sys.path.insert(0, str(Path(__file__).parent))
-import factory as F  # noqa: E402
-
-from helpers.errors import DicomSeriesError, SeriesWarning  # noqa: E402
-from helpers.io import SeriesInfo, SeriesTable, list_series, load_series  # noqa: E402
+from helpers.errors import DicomSeriesError, SeriesWarning
+from helpers.io import SeriesInfo, SeriesTable, list_series, load_series
+from helpers.testing import factory as F
 
 B40F_UID = "1.3.6.1.4.1.14519.5.2.1.6655.2359.207154000096236603057216610983"
 

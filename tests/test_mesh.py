@@ -154,10 +154,10 @@ class TestStl:
 
 
 class TestCheckMeshBudget:
-    """Chapter 6 exercise checker (helpers.checks)."""
+    """Chapter 6 exercise checker (helpers.book.checks)."""
 
     def test_verdicts(self):
-        from helpers.checks import check_mesh_budget
+        from helpers.book.checks import check_mesh_budget
 
         m = surface_mesh(ball_volume(), level=300, max_triangles=300)
         assert check_mesh_budget(m, 300, level=300).ok

@@ -6,7 +6,6 @@ import http.server
 import threading
 from pathlib import Path
 
-import factory as F
 import numpy as np
 import pydicom
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from helpers import pacs
 from helpers.errors import DicomSeriesError
 from helpers.io import load_series
+from helpers.testing import factory as F
 
 needs_orthanc = pytest.mark.skipif(pacs.find_orthanc() is None, reason="Orthanc is not installed")
 

@@ -1,7 +1,7 @@
 """Set-up shared by every chapter: plotly, matplotlib and widget display for the book.
 
-Importing this module (the first hidden cell of every chapter does) makes three
-things true:
+The first hidden cell of every chapter calls :func:`setup`, which makes three
+things true (importing this module changes nothing):
 
 * plotly figures display through the ``"book"`` renderer: a bundle with the
   plotly JSON (JupyterLab draws it live) and a ``text/html`` ``<div>`` plus its
@@ -10,17 +10,18 @@ things true:
   built site and adds it only to the pages that contain such a ``<div>``, so the
   published pages need no network and no CDN.
 * matplotlib draws grey-scale CT images with readable defaults.
-* :func:`show_widget` displays an ipywidgets viewer together with a still PNG:
-  JupyterLab (or Binder) shows the live widget, while the static site shows the
-  PNG (``nb_mime_priority_overrides`` in ``_config.yml`` removes the widget
-  view from the HTML build, because a widget cannot recompute without a kernel).
+* warnings show as one wrapped ``Category: message`` paragraph.
+
+:func:`show_widget` displays an ipywidgets viewer together with a still PNG:
+JupyterLab (or Binder) shows the live widget, while the static site shows the
+PNG (``nb_mime_priority_overrides`` in ``_config.yml`` removes the widget view
+from the HTML build, because a widget cannot recompute without a kernel).
 """
 
 from __future__ import annotations
 
 import base64
 import io
-import json
 import textwrap
 import warnings
 from pathlib import Path
@@ -237,7 +238,7 @@ def show_data_source(path) -> None:
     """
     import html
 
-    from .data import citation_for_path
+    from ..data import citation_for_path
 
     text = citation_for_path(path)
     if text:
@@ -245,34 +246,6 @@ def show_data_source(path) -> None:
 
         display({"text/html": f'<p class="data-citation" style="font-size: 0.85em"><strong>Data:</strong> {html.escape(text)}</p>',
                  "text/plain": f"Data: {text}"}, raw=True)
-
-
-def is_plotly_div(html: str) -> bool:
-    """True when an HTML fragment holds a plotly figure ``<div>``.
-
-    Examples
-    --------
-    >>> is_plotly_div('<div class="plotly-graph-div" id="x"></div>')
-    True
-    """
-    return "plotly-graph-div" in html
-
-
-def _json_default(o):  # pragma: no cover - used by json.dumps in chapters
-    return str(o)
-
-
-def dumps(obj: Any) -> str:
-    """Pretty JSON text of a small result dict (numbers rounded by the caller).
-
-    Examples
-    --------
-    >>> print(dumps({"a": 1}))
-    {
-      "a": 1
-    }
-    """
-    return json.dumps(obj, indent=2, default=_json_default)
 
 
 #: Header tags shown in chapter 1, in reading order (keyword, what it tells you).
@@ -512,7 +485,7 @@ def sample_truth(dicom_dir, volume) -> dict | None:
     sample_dir = Path(dicom_dir).parent
     if not (sample_dir / "labels.npz").is_file():
         return None
-    from .sample import load_labels
+    from ..sample import load_labels
 
     lab = load_labels(sample_dir)
     if lab["lungs"].shape != tuple(volume.shape):
@@ -562,7 +535,7 @@ def window_level_viewer(image_hu, *, level: float = -600.0, width: float = 1500.
     import numpy as np
     from PIL import Image
 
-    from .intensity import window
+    from ..intensity import window
 
     hu = np.asarray(image_hu)
 
@@ -575,7 +548,7 @@ def window_level_viewer(image_hu, *, level: float = -600.0, width: float = 1500.
                             description="level (HU)")
     wid = widgets.IntSlider(value=int(width), min=width_range[0], max=width_range[1], step=50,
                             description="width (HU)")
-    from .display import image_layout
+    from ..display import image_layout
 
     first = png(level, width)
     img = widgets.Image(value=first, format="png", width=size_px, layout=image_layout(first, width_px=size_px))
@@ -586,6 +559,3 @@ def window_level_viewer(image_hu, *, level: float = -600.0, width: float = 1500.
     lev.observe(update, "value")
     wid.observe(update, "value")
     return widgets.VBox([lev, wid, img]), first
-
-
-setup()

@@ -24,8 +24,8 @@ down, and ``.md`` chapters opened as notebooks (jupytext) by default.
 
 Command line::
 
-    python -m helpers.notebooks build [CHAPTER.md ...] [--out notebooks] [--solutions details|omit]
-    python -m helpers.notebooks install-config
+    python -m helpers.book.notebooks build [CHAPTER.md ...] [--out notebooks] [--solutions details|omit]
+    python -m helpers.book.notebooks install-config
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 #: Folder the generated notebooks go to (gitignored; never committed).
 NOTEBOOK_DIR = REPO / "notebooks"
 #: The repository's JupyterLab / Jupyter Server settings (see :func:`install_jupyter_config`).
@@ -171,7 +171,7 @@ def convert_markdown(text: str, *, source: str = "<markdown>", first_line: int =
             raise NotebookConversionError(
                 f"{where}: the {{{name}}} directive has no notebook form; use one the converter knows "
                 f"({', '.join(sorted(set(ADMONITION_TITLES) | {'exercise', 'solution-start', 'solution-end'}))}) "
-                f"or add a case for it in helpers/notebooks.py")
+                f"or add a case for it in helpers/book/notebooks.py")
         i = j + 1
     flush()
     return out
@@ -293,7 +293,7 @@ def student_notebook(path, *, solutions: str = "details"):
         if c.cell_type == "markdown" and RAW_MYST.search(c.source):
             bad = RAW_MYST.search(c.source).group(0)
             raise NotebookConversionError(f"{path}: MyST syntax {bad.strip()!r} would be left in the notebook; "
-                                          "write it as a directive the converter knows (helpers/notebooks.py)")
+                                          "write it as a directive the converter knows (helpers/book/notebooks.py)")
     nb = nbformat.v4.new_notebook(cells=cells)
     nb.metadata = {
         "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
@@ -346,7 +346,7 @@ def write_notebooks(paths=None, out_dir=None, *, solutions: str = "details") -> 
     """
     import nbformat
 
-    from .export import _atomic
+    from ..export import _atomic
 
     out = Path(out_dir) if out_dir is not None else NOTEBOOK_DIR
     out.mkdir(parents=True, exist_ok=True)
@@ -383,7 +383,7 @@ def install_jupyter_config(prefix=None) -> list[Path]:
     Jupyter Server reads ``jupyter_server_config.d/*.json`` only for extension switches, so the
     culling settings go into the environment's ``jupyter_server_config.json`` itself.
     """
-    from .export import _atomic
+    from ..export import _atomic
 
     prefix = Path(prefix or sys.prefix)
     targets = [prefix / "etc" / "jupyter" / "jupyter_server_config.json",
@@ -396,7 +396,7 @@ def install_jupyter_config(prefix=None) -> list[Path]:
                 merged = json.loads(target.read_text())
             except ValueError:
                 raise ValueError(f"{target} is not valid JSON: fix or remove it, then run "
-                                 "python -m helpers.notebooks install-config again") from None
+                                 "python -m helpers.book.notebooks install-config again") from None
         for section, settings in json.loads(source.read_text()).items():
             merged.setdefault(section, {}).update(settings)
         text = json.dumps(merged, indent=2) + "\n"
@@ -408,7 +408,7 @@ def main(argv=None) -> int:
     import argparse
     import time
 
-    ap = argparse.ArgumentParser(prog="python -m helpers.notebooks",
+    ap = argparse.ArgumentParser(prog="python -m helpers.book.notebooks",
                                  description="Generate the student notebooks from the MyST chapters; "
                                              "install the project's JupyterLab settings.")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -428,7 +428,7 @@ def main(argv=None) -> int:
     try:
         written = write_notebooks([Path(c) for c in a.chapters] or None, a.out, solutions=a.solutions)
     except NotebookConversionError as err:
-        print(f"helpers.notebooks: {err}", file=sys.stderr)
+        print(f"helpers.book.notebooks: {err}", file=sys.stderr)
         return 1
     where = Path(a.out)
     try:

@@ -1,6 +1,6 @@
 """The book as one PDF, offline: every built page printed by Chromium, then merged.
 
-``python -m helpers.pdfbook [HTML_DIR] [OUT_PDF]`` (what ``./tasks.sh pdf`` runs
+``python -m helpers.book.pdfbook [HTML_DIR] [OUT_PDF]`` (what ``./tasks.sh pdf`` runs
 after building the book) opens each page of the built site in Debian's
 Chromium through Playwright, in ``_toc.yml`` order, and prints it to PDF:
 
@@ -37,7 +37,7 @@ from pathlib import Path
 
 __all__ = ["PRINT_CSS", "BookPage", "find_chromium", "book_pages", "toc_html", "build_pdf", "main"]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 #: Chromium binaries tried, in order (``CHROMIUM`` in the environment wins).
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 CHROMIUM_ARGS = [
@@ -394,8 +394,8 @@ def build_pdf(html_dir: os.PathLike, out: os.PathLike, *, student: bool = False,
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m helpers.pdfbook [HTML_DIR] [OUT_PDF] [--student]``."""
-    ap = argparse.ArgumentParser(prog="python -m helpers.pdfbook", description=__doc__.splitlines()[0])
+    """Command line: ``python -m helpers.book.pdfbook [HTML_DIR] [OUT_PDF] [--student]``."""
+    ap = argparse.ArgumentParser(prog="python -m helpers.book.pdfbook", description=__doc__.splitlines()[0])
     ap.add_argument("html_dir", nargs="?", default=str(REPO / "_build" / "html"))
     ap.add_argument("out", nargs="?", default=str(REPO / "_build" / "pdf" / "book.pdf"))
     ap.add_argument("--student", action="store_true", help="title page says: without solutions")

@@ -133,7 +133,7 @@ pdf() {
 
 run_tests() {
   setup
-  echo "== ruff (pyflakes, import order, bugbear; settings in pyproject.toml)"
+  echo "== ruff (pyflakes, pycodestyle, import order, bugbear, complexity; settings in pyproject.toml)"
   "$VENV/bin/ruff" check helpers bench tests
   "$PY" -m pytest "$@"
 }

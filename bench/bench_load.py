@@ -184,7 +184,8 @@ def bench_series(label: str, folder: Path, repeats: int = 5, *, memory: bool = T
         common.row(step=STEP, implementation="helpers.io.load_series", data=data, times=times["ours"],
                    ratio=med["ours"] / med["sitk read"], ratio_vs="SimpleITK ImageSeriesReader.Execute",
                    peak_mb=mem.get("ours", {}).get("peak_mb"),
-                   notes=f"{agree}; all checks; {med['ours'] / med['sitk folder']:.2f}x vs SimpleITK incl. file discovery"),
+                   notes=f"{agree}; all checks; {med['ours'] / med['sitk folder']:.2f}x vs SimpleITK "
+                         "incl. file discovery"),
         common.row(step=STEP, implementation="SimpleITK ImageSeriesReader.Execute (file names known)", data=data,
                    times=times["sitk read"], peak_mb=mem.get("sitk read", {}).get("peak_mb")),
         common.row(step=STEP, implementation="SimpleITK GetGDCMSeriesFileNames + Execute", data=data,

@@ -104,7 +104,8 @@ def _synthetic(quick: bool, scratch: Path):
         lab = load_labels(d)
         truth = {"lungs": np.asarray(lab["lungs"])}
         legend = {str(k).lower(): int(v) for k, v in dict(lab.get("legend", {})).items()}
-        for part, key in (("tumour", "tumour"), ("nodule", "nodule"), ("trachea", "airway"), ("heart", "heart_vessels")):
+        parts = (("tumour", "tumour"), ("nodule", "nodule"), ("trachea", "airway"), ("heart", "heart_vessels"))
+        for part, key in parts:
             if key in legend and "tissue" in lab:
                 truth[part] = np.asarray(lab["tissue"]) == legend[key]
         name = f"sample {'x'.join(map(str, vol.shape[::-1]))}"
@@ -263,4 +264,5 @@ def run(*, quick: bool = False) -> list[dict]:
 if __name__ == "__main__":
     quick = "--quick" in sys.argv
     for r in run(quick=quick):
-        print(f"{r['data']:28s} {r['implementation'][:40]:40s} {r['median_s']:7.2f} s  {r['peak_mb']:7.0f} MB  {r['notes']}")
+        print(f"{r['data']:28s} {r['implementation'][:40]:40s} {r['median_s']:7.2f} s  "
+              f"{r['peak_mb']:7.0f} MB  {r['notes']}")

@@ -62,7 +62,8 @@ BASIC_PROFILE: dict[str, str] = {
     "AccessionNumber": "Z", "StudyID": "Z", "StudyDate": "Z", "StudyTime": "Z", "ReferringPhysicianName": "Z",
     "ReferringPhysicianAddress": "X", "ReferringPhysicianTelephoneNumbers": "X",
     "ReferringPhysicianIdentificationSequence": "X", "PhysiciansOfRecord": "X", "NameOfPhysiciansReadingStudy": "X",
-    "PerformingPhysicianName": "X", "OperatorsName": "X", "RequestingPhysician": "X", "ScheduledPerformingPhysicianName": "X",
+    "PerformingPhysicianName": "X", "OperatorsName": "X", "RequestingPhysician": "X",
+    "ScheduledPerformingPhysicianName": "X",
     "AdmissionID": "X", "AdmittingDiagnosesDescription": "X", "CurrentPatientLocation": "X",
     "InstitutionName": "X", "InstitutionAddress": "X", "InstitutionalDepartmentName": "X", "StationName": "X",
     "DeviceSerialNumber": "X", "PlateID": "X", "DetectorID": "X", "GantryID": "X",
@@ -410,7 +411,8 @@ def deidentify(source, out_dir, *, mapping, dates: str = "shift", clean_descript
             out = tmp / f"IM{n:05d}.dcm"
             ds.save_as(out, enforce_file_format=True)
             after = {k: str(ds.get(k, "")) for k in before}
-            rows.append({**{f"original_{k}": v for k, v in before.items()}, **{f"new_{k}": v for k, v in after.items()}})
+            rows.append({**{f"original_{k}": v for k, v in before.items()},
+                         **{f"new_{k}": v for k, v in after.items()}})
             report.n_files += 1
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=list(rows[0]))

@@ -827,7 +827,7 @@ def widget_viewer(
     vol = _as_volume(volume)
     n = vol.shape[axis]
     index = n // 2 if index is None else int(index)
-    options = [(f"{k} (L {l:g}, W {w:g})", k) for k, (l, w) in WINDOWS.items()]
+    options = [(f"{k} (L {lev:g}, W {wid:g})", k) for k, (lev, wid) in WINDOWS.items()]
     if not isinstance(window, str):
         level, width = (float(v) for v in window)
         options.append((f"custom (L {level:g}, W {width:g})", (level, width)))

@@ -301,7 +301,8 @@ def _source_datasets(source, volume: Volume):
             if dist[j] > POSITION_TOL_MM:
                 raise DicomSeriesError(
                     f"no source image at plane {k}'s position {np.round(p, 2).tolist()} mm (closest "
-                    f"(0020,0032) Image Position (Patient) is {dist[j]:.2f} mm away); pass the series the volume came from"
+                    f"(0020,0032) Image Position (Patient) is {dist[j]:.2f} mm away); "
+                    "pass the series the volume came from"
                 )
             ordered.append(dsets[j])
     if len(ordered) != volume.shape[0]:

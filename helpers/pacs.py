@@ -205,7 +205,8 @@ def _config(storage: Path, plugin: Path, *, http_port: int, dicom_port: int, aet
 
 @contextlib.contextmanager
 def orthanc_server(*, workdir=None, aet: str = PACS_AET, local_aet: str = LOCAL_AET,
-                   local_port: int = LOCAL_PORT, startup_timeout_s: float = 60.0, stop_timeout_s: float = 10.0) -> Iterator[Orthanc]:
+                   local_port: int = LOCAL_PORT, startup_timeout_s: float = 60.0,
+                   stop_timeout_s: float = 10.0) -> Iterator[Orthanc]:
     """Start a throw-away Orthanc on 127.0.0.1; stop it (by PID) and delete its storage on exit.
 
     Parameters

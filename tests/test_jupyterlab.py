@@ -146,7 +146,8 @@ def open_notebook(browser, base, token, path, *, markdown=True):
     if markdown:  # every markdown cell rendered (they come a moment after the first cell)
         page.wait_for_function(
             """() => { const m = document.querySelectorAll('.jp-Notebook .jp-MarkdownCell').length;
-                       return m > 0 && document.querySelectorAll('.jp-Notebook .jp-MarkdownCell .jp-RenderedMarkdown').length === m; }""",
+                       const done = document.querySelectorAll('.jp-Notebook .jp-MarkdownCell .jp-RenderedMarkdown');
+                       return m > 0 && done.length === m; }""",
             timeout=KERNEL_TIMEOUT_MS)
     # the kernel is up: the server has a new one for this notebook, and it is idle
     deadline = time.monotonic() + KERNEL_TIMEOUT_MS / 1000
@@ -293,10 +294,12 @@ def test_chapter_5_viewer_fits(lab, browser):
         natural = page.evaluate("el => el.naturalWidth", widget.locator("img").first.element_handle())
         assert img["width"] <= natural + 1, (img, natural)
         # both on one 900 px screen
-        assert max(img["y"] + img["height"], slider["y"] + slider["height"]) - min(img["y"], slider["y"]) <= VIEWPORT["height"]
+        top, bottom = min(img["y"], slider["y"]), max(img["y"] + img["height"], slider["y"] + slider["height"])
+        assert bottom - top <= VIEWPORT["height"]
         # closing the tab shuts its kernel down (kernelShutdown in jupyter/overrides.json)
         page.locator(".lm-TabBar-tab.lm-mod-current .lm-TabBar-tabCloseIcon").first.click()
-        page.wait_for_function("() => !!document.querySelector('.jp-Dialog') || !document.querySelector('.jp-NotebookPanel')",
+        page.wait_for_function("() => !!document.querySelector('.jp-Dialog') "
+                               "|| !document.querySelector('.jp-NotebookPanel')",
                                timeout=KERNEL_TIMEOUT_MS)
         if page.locator(".jp-Dialog").count():  # "save your changes?" (the kernel added language_info)
             page.locator(".jp-Dialog button", has_text="Discard").click()

@@ -213,7 +213,8 @@ class TestBadServer:
             pacs.qido(server, client=pacs.dicomweb_client(server, password="wrong"))
 
     def test_unknown_calling_ae(self, server):
-        with pytest.raises(DicomSeriesError, match="rejected the association from calling AE 'STRANGER'.*registered your AE title"):
+        with pytest.raises(DicomSeriesError,
+                           match="rejected the association from calling AE 'STRANGER'.*registered your AE title"):
             pacs.c_find(server, "STUDY", PatientID="F0001", local_aet="STRANGER")
 
     def test_wrong_called_ae(self, server):

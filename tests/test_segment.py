@@ -208,9 +208,9 @@ class TestLungQC:
         qc = lung_qc(lab, vol, warn=False, min_component_ml=0.01)
         six = ndimage.generate_binary_structure(3, 1)
         want = {}
-        for l in (RIGHT_LUNG, LEFT_LUNG):
-            full, _ = ndimage.label(lab == l, structure=six)
-            want[l] = int((np.bincount(full.ravel())[1:] * vol.voxel_volume_ml >= 0.01).sum())
+        for side in (RIGHT_LUNG, LEFT_LUNG):
+            full, _ = ndimage.label(lab == side, structure=six)
+            want[side] = int((np.bincount(full.ravel())[1:] * vol.voxel_volume_ml >= 0.01).sum())
         assert qc["components"] == want == {RIGHT_LUNG: 2, LEFT_LUNG: 1}
         assert qc["right_ml"] == pytest.approx(np.count_nonzero(lab == 1) * vol.voxel_volume_ml)
         assert lung_qc(lab.astype(bool), vol, warn=False)["components"][RIGHT_LUNG] == 3  # bool: every lung is label 1

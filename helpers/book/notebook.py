@@ -27,7 +27,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BookRenderer", "setup", "show_widget", "show_data_source", "figure_png", "widget_bundle", "header_table", "scratch_folder", "remove_scratch", "add_second_series", "sample_truth", "window_level_viewer", "RENDERER_NAME"]  # noqa: F822 (BookRenderer comes from __getattr__)
+__all__ = [  # noqa: F822 (BookRenderer comes from __getattr__)
+    "BookRenderer", "setup", "show_widget", "show_data_source", "figure_png", "widget_bundle", "header_table",
+    "scratch_folder", "remove_scratch", "add_second_series", "sample_truth", "window_level_viewer", "RENDERER_NAME",
+]
 
 RENDERER_NAME = "book"
 
@@ -244,7 +247,8 @@ def show_data_source(path) -> None:
     if text:
         from IPython.display import display
 
-        display({"text/html": f'<p class="data-citation" style="font-size: 0.85em"><strong>Data:</strong> {html.escape(text)}</p>',
+        para = f'<p class="data-citation" style="font-size: 0.85em"><strong>Data:</strong> {html.escape(text)}</p>'
+        display({"text/html": para,
                  "text/plain": f"Data: {text}"}, raw=True)
 
 

@@ -351,7 +351,8 @@ def build_pdf(html_dir: os.PathLike, out: os.PathLike, *, student: bool = False,
                 def print_front(starts):
                     ctx = browser.new_context()
                     pg = ctx.new_page()
-                    pg.set_content(toc_html(pages, starts, title=title, author=cfg.get("author") or "", edition=edition))
+                    author = cfg.get("author") or ""
+                    pg.set_content(toc_html(pages, starts, title=title, author=author, edition=edition))
                     pg.pdf(path=str(front), format=PAPER, margin=MARGINS, print_background=True)
                     ctx.close()
                     return len(PdfReader(front).pages)

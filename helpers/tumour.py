@@ -348,6 +348,25 @@ def grow_tumour(
     """
     from scipy import ndimage
 
+    _check_grow_inputs(volume, boxes, low_hu=low_hu, high_hu=high_hu, shape=shape)
+    block, allowed = _allowed(boxes, volume.spacing, margin_mm, shape)
+    hu = volume.hu[block]
+    inband = allowed & (hu >= low_hu) & (hu <= high_hu)
+    start = np.array([b.start for b in block])
+    seeds = _grow_seeds(volume, boxes, inband, start, seeds, low_hu=low_hu, high_hu=high_hu, margin_mm=margin_mm)
+    labels, _ = ndimage.label(inband, structure=ndimage.generate_binary_structure(3, 1))
+    keep = np.unique([labels[tuple(np.subtract(s, start))] for s in seeds])
+    sub = np.isin(labels, keep[keep > 0])
+    if fill_holes:
+        for k in np.flatnonzero(sub.any(axis=(1, 2))):
+            sub[k] = ndimage.binary_fill_holes(sub[k]) & allowed[k]
+    region = np.zeros(volume.shape, dtype=bool)
+    region[block] = sub
+    return measure_tumour(region, volume, seeds=seeds)
+
+
+def _check_grow_inputs(volume, boxes, *, low_hu: float, high_hu: float, shape: str) -> None:
+    """Refuse boxes of another volume or series, no box, an empty HU band or an unknown shape."""
     if tuple(boxes.shape) != tuple(volume.shape):
         raise DicomSeriesError(
             f"the boxes were placed on a volume of shape {boxes.shape}, this one is {volume.shape}: "
@@ -364,10 +383,10 @@ def grow_tumour(
         raise ValueError(f"low_hu must be below high_hu; got {low_hu} and {high_hu}")
     if shape not in ("ellipse", "box"):
         raise ValueError(f"shape must be 'ellipse' or 'box'; got {shape!r}")
-    block, allowed = _allowed(boxes, volume.spacing, margin_mm, shape)
-    hu = volume.hu[block]
-    inband = allowed & (hu >= low_hu) & (hu <= high_hu)
-    start = np.array([b.start for b in block])
+
+
+def _grow_seeds(volume, boxes, inband, start, seeds, *, low_hu: float, high_hu: float, margin_mm: float) -> list:
+    """The seeds ``(k, j, i)``: one per box found in the HU band, or the ones given, each checked."""
     if seeds is None:
         local = [_seed_in_box(inband, _shifted(b, start)) for b in boxes]
         seeds = [tuple(int(c) for c in np.add(s, start)) for s in local if s is not None]
@@ -388,15 +407,7 @@ def grow_tumour(
                 f"seed {s} is not a voxel of {low_hu:g}..{high_hu:g} HU inside the boxes (plus "
                 f"{margin_mm:g} mm); pick a voxel of the mass, e.g. near a box's centre"
             )
-    labels, _ = ndimage.label(inband, structure=ndimage.generate_binary_structure(3, 1))
-    keep = np.unique([labels[tuple(np.subtract(s, start))] for s in seeds])
-    sub = np.isin(labels, keep[keep > 0])
-    if fill_holes:
-        for k in np.flatnonzero(sub.any(axis=(1, 2))):
-            sub[k] = ndimage.binary_fill_holes(sub[k]) & allowed[k]
-    region = np.zeros(volume.shape, dtype=bool)
-    region[block] = sub
-    return measure_tumour(region, volume, seeds=seeds)
+    return seeds
 
 
 def kept_fraction(kept_mask, tumour_mask) -> float:

@@ -2,7 +2,7 @@
 # One entry point for the project's chores. Every task is idempotent.
 #   ./tasks.sh book    set up .venv, generate the sample, build the executed book
 #                      (--student: without solutions, into _build/student)
-#   ./tasks.sh test    set up, then run every test (unit, doctests, book build, browser)
+#   ./tasks.sh test    set up, ruff, mypy, then every test (unit, doctests, book build, browser)
 #   ./tasks.sh lab     set up, generate the chapter notebooks, start JupyterLab on 127.0.0.1
 #                      (LAB_PORT=8888 by default; extra arguments go to jupyter-lab)
 #   ./tasks.sh pdf     build the book, then print it to _build/pdf/book.pdf with Chromium
@@ -135,6 +135,8 @@ run_tests() {
   setup
   echo "== ruff (pyflakes, pycodestyle, import order, bugbear, complexity; settings in pyproject.toml)"
   "$VENV/bin/ruff" check helpers bench tests
+  echo "== mypy (types in helpers/; settings in pyproject.toml)"
+  "$VENV/bin/mypy"
   "$PY" -m pytest "$@"
 }
 

@@ -36,11 +36,15 @@ Use :func:`helpers.io.load_series` and :func:`helpers.resample.resample` instead
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pydicom
 import scipy.ndimage
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from .volume import Volume
 
 __all__ = [
     "load_scan", "get_pixels_hu", "resample",
@@ -259,7 +263,7 @@ def resample(image, scan, new_spacing=[1, 1, 1]):  # noqa: B006 - the 2017 signa
 
 
 # ================================================================== the 2017 per-slice lung mask
-def _hu(volume) -> np.ndarray:
+def _hu(volume: Any) -> np.ndarray:
     """The HU array of a Volume or of a 3-D array (the 2017 methods work in pixels, so spacing is not needed)."""
     arr = np.asarray(getattr(volume, "hu", volume))
     if arr.ndim != 3:
@@ -280,7 +284,7 @@ STEPS_2017 = (
 )
 
 #: 2017 tutorial constants, kept as they were (pixels and fractions of the image, not mm).
-RDQ_2017 = dict(
+RDQ_2017: dict[str, Any] = dict(
     middle_fraction=(1 / 5, 4 / 5),  # the "middle" square used for k-means
     erosion_px=3,  # np.ones([3, 3])
     dilation_px=8,  # np.ones([8, 8])
@@ -307,7 +311,7 @@ def _kmeans_1d_two(values: np.ndarray, *, max_iter: int = 100) -> tuple[float, f
     return float(c[0]), float(c[1])
 
 
-def make_lungmask_2017_steps(img) -> dict[str, Any]:
+def make_lungmask_2017_steps(img: np.ndarray) -> dict[str, Any]:
     """Every step of the 2017 tutorial's ``make_lungmask`` on one slice.
 
     A faithful rebuild of ``make_lungmask`` from the 2017 Radiology Data Quest
@@ -390,7 +394,8 @@ def make_lungmask_2017_steps(img) -> dict[str, Any]:
                 dilated=dilation, labels=labels, bbox_kept=good, mask=mask)
 
 
-def segment_lungs_2017(volume, *, return_steps: bool = False):
+def segment_lungs_2017(volume: Volume | ArrayLike, *,
+                       return_steps: bool = False) -> np.ndarray | tuple[np.ndarray, dict[str, Any]]:
     """The 2017 tutorial's per-slice lung mask, applied to every slice.
 
     Parameters
@@ -452,7 +457,8 @@ def _largest_label_volume(im, bg=-1):
     return None
 
 
-def segment_lungs_kaggle3d(volume, *, threshold_hu: float = -320.0, fill_lung_structures: bool = True) -> np.ndarray:
+def segment_lungs_kaggle3d(volume: Volume | ArrayLike, *, threshold_hu: float = -320.0,
+                           fill_lung_structures: bool = True) -> np.ndarray:
     """Guido Zuidhof's 2017 Kaggle ``segment_lung_mask``, rebuilt faithfully.
 
     Threshold at ``threshold_hu``; the 3-D component touching voxel ``[0, 0, 0]``

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["Volume"]
 
@@ -65,8 +66,9 @@ class Volume:
     hu: np.ndarray
     spacing: tuple[float, float, float]
     origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    direction: np.ndarray = field(default=None)  # type: ignore[assignment]
-    positions: np.ndarray = field(default=None)  # type: ignore[assignment]
+    # None only until __post_init__ fills them in (identity, positions on the slice normal)
+    direction: np.ndarray = field(default=None)  # type: ignore[arg-type]
+    positions: np.ndarray = field(default=None)  # type: ignore[arg-type]
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -89,7 +91,7 @@ class Volume:
     @property
     def shape(self) -> tuple[int, int, int]:
         """Array shape ``(z, y, x)``."""
-        return tuple(self.hu.shape)  # type: ignore[return-value]
+        return tuple(self.hu.shape)
 
     @property
     def extent_mm(self) -> tuple[float, float, float]:
@@ -114,12 +116,12 @@ class Volume:
         a[:3, 3] = self.origin
         return a
 
-    def index_to_lps(self, index) -> np.ndarray:
+    def index_to_lps(self, index: ArrayLike) -> np.ndarray:
         """LPS position (mm) of voxel index/indices ``(k, j, i)`` (last axis of size 3)."""
         idx = np.asarray(index, dtype=np.float64)
         return idx * np.asarray(self.spacing) @ self.direction.T + np.asarray(self.origin)
 
-    def lps_to_index(self, point) -> np.ndarray:
+    def lps_to_index(self, point: ArrayLike) -> np.ndarray:
         """Fractional voxel index ``(k, j, i)`` of LPS point(s) in mm (last axis of size 3)."""
         p = np.asarray(point, dtype=np.float64) - np.asarray(self.origin)
         return p @ np.linalg.inv(self.direction).T / np.asarray(self.spacing)

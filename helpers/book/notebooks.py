@@ -32,8 +32,10 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -285,7 +287,7 @@ class _CellWriter:
         return self.cells
 
 
-def student_notebook(path, *, solutions: str = "details"):
+def student_notebook(path: str | os.PathLike, *, solutions: str = "details") -> Any:
     """Read one MyST chapter and return the notebook a resident opens.
 
     Parameters
@@ -339,7 +341,7 @@ def student_notebook(path, *, solutions: str = "details"):
     return nb
 
 
-def chapters(book_dir=None) -> list[Path]:
+def chapters(book_dir: str | os.PathLike | None = None) -> list[Path]:
     """The numbered chapters ``NN*_*.md`` of ``book_dir`` (default: the repository's ``book/``).
 
     Examples
@@ -352,7 +354,8 @@ def chapters(book_dir=None) -> list[Path]:
     return sorted(Path(book_dir or REPO / "book").glob("[0-9][0-9]*_*.md"))
 
 
-def write_notebooks(paths=None, out_dir=None, *, solutions: str = "details") -> list[Path]:
+def write_notebooks(paths: Iterable[str | os.PathLike] | None = None, out_dir: str | os.PathLike | None = None, *,
+                    solutions: str = "details") -> list[Path]:
     """Write the student notebook of each chapter to ``out_dir/<name>.ipynb``, atomically.
 
     Parameters
@@ -391,12 +394,15 @@ def write_notebooks(paths=None, out_dir=None, *, solutions: str = "details") -> 
     for p in (list(paths) if paths is not None else chapters()):
         nb = student_notebook(p, solutions=solutions)
         target = out / (Path(p).stem + ".ipynb")
-        _atomic(target, lambda tmp, nb=nb: nbformat.write(nb, tmp))
+        def write(tmp: str, nb: Any = nb) -> None:
+            nbformat.write(nb, tmp)
+
+        _atomic(target, write)
         written.append(target)
     return written
 
 
-def install_jupyter_config(prefix=None) -> list[Path]:
+def install_jupyter_config(prefix: str | os.PathLike | None = None) -> list[Path]:
     """Copy the repository's Jupyter settings into an environment (a venv, Binder's conda env).
 
     Merges ``jupyter/jupyter_server_config.json`` (kernel culling) into
@@ -437,11 +443,14 @@ def install_jupyter_config(prefix=None) -> list[Path]:
         for section, settings in json.loads(source.read_text()).items():
             merged.setdefault(section, {}).update(settings)
         text = json.dumps(merged, indent=2) + "\n"
-        _atomic(target, lambda tmp, text=text: Path(tmp).write_text(text, encoding="utf-8"))
+        def write_text(tmp: str, text: str = text) -> None:
+            Path(tmp).write_text(text, encoding="utf-8")
+
+        _atomic(target, write_text)
     return targets
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     import argparse
     import time
 

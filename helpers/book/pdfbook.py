@@ -31,9 +31,11 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 __all__ = ["PRINT_CSS", "BookPage", "find_chromium", "book_pages", "toc_html", "build_pdf", "main"]
 
@@ -276,7 +278,7 @@ def page_css(footer: str, first_page: int) -> str:
             f"  @bottom-right {{ content: counter(page); {font} }} }}\n")
 
 
-def _print_page(browser, url: str, out: Path, footer: str, first_page: int) -> dict:
+def _print_page(browser: Any, url: str, out: Path, footer: str, first_page: int) -> dict:
     context = browser.new_context(viewport=VIEWPORT, service_workers="block")
     try:
         page = context.new_page()
@@ -295,7 +297,8 @@ def _print_page(browser, url: str, out: Path, footer: str, first_page: int) -> d
         context.close()
 
 
-def build_pdf(html_dir: os.PathLike, out: os.PathLike, *, student: bool = False, log=print) -> dict:
+def build_pdf(html_dir: os.PathLike, out: os.PathLike, *, student: bool = False,
+              log: Callable[..., object] = print) -> dict:
     """Print every page of the built book and merge them into ``out``.
 
     Parameters

@@ -31,6 +31,7 @@ import json
 import os
 import warnings
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -382,7 +383,7 @@ def read_voc_boxes(source, volume: Volume, *, index_base: int = 0, unmatched: st
     return _result(boxes, volume, label_src, [f.name for f in others])
 
 
-def _xml_files(source) -> tuple[list[Path], str]:
+def _xml_files(source: str | os.PathLike | Iterable[str | os.PathLike]) -> tuple[list[Path], str]:
     """The ``.xml`` files of a folder, one file or a list, and how to name them in a message."""
     if isinstance(source, (str, os.PathLike)):
         p = Path(source)
@@ -404,7 +405,7 @@ def _xml_files(source) -> tuple[list[Path], str]:
     return files, label_src
 
 
-def _slices_elsewhere(volume: Volume, other_series, label_src: str) -> dict:
+def _slices_elsewhere(volume: Volume, other_series: Iterable[Volume], label_src: str) -> dict:
     """SOP Instance UID -> ``(series, slice index)`` for the slices of ``other_series`` (same frame of reference)."""
     elsewhere: dict = {}
     for other in other_series:
@@ -435,7 +436,8 @@ def _report_unmatched(others: list[Path], files: list[Path], volume: Volume, lab
                       SeriesWarning, stacklevel=3)
 
 
-def _voc_objects(f: Path, shape, index_base: int) -> list[tuple[str, tuple[int, int], tuple[int, int]]]:
+def _voc_objects(f: Path, shape: tuple[int, ...],
+                 index_base: int) -> list[tuple[str, tuple[int, int], tuple[int, int]]]:
     """``(label, (ymin, ymax), (xmin, xmax))`` of every ``<object>`` of one PASCAL-VOC file, 0-based pixels."""
     nz, ny, nx = shape
     try:

@@ -22,6 +22,7 @@ box drawn on each slice that has one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -365,7 +366,7 @@ def grow_tumour(
     return measure_tumour(region, volume, seeds=seeds)
 
 
-def _check_grow_inputs(volume, boxes, *, low_hu: float, high_hu: float, shape: str) -> None:
+def _check_grow_inputs(volume: Volume, boxes: TumourBoxes, *, low_hu: float, high_hu: float, shape: str) -> None:
     """Refuse boxes of another volume or series, no box, an empty HU band or an unknown shape."""
     if tuple(boxes.shape) != tuple(volume.shape):
         raise DicomSeriesError(
@@ -385,7 +386,8 @@ def _check_grow_inputs(volume, boxes, *, low_hu: float, high_hu: float, shape: s
         raise ValueError(f"shape must be 'ellipse' or 'box'; got {shape!r}")
 
 
-def _grow_seeds(volume, boxes, inband, start, seeds, *, low_hu: float, high_hu: float, margin_mm: float) -> list:
+def _grow_seeds(volume: Volume, boxes: TumourBoxes, inband: np.ndarray, start: np.ndarray, seeds: Any, *,
+                low_hu: float, high_hu: float, margin_mm: float) -> list:
     """The seeds ``(k, j, i)``: one per box found in the HU band, or the ones given, each checked."""
     if seeds is None:
         local = [_seed_in_box(inband, _shifted(b, start)) for b in boxes]

@@ -31,9 +31,10 @@ import json
 import os
 import warnings
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -219,7 +220,7 @@ def _check_series(series_uid: str, volume: Volume, source: str) -> None:
         )
 
 
-def _place(volume: Volume, k: int, rows, cols, *, label: str, sop: str, source: str,
+def _place(volume: Volume, k: int, rows: Sequence[int], cols: Sequence[int], *, label: str, sop: str, source: str,
            what: str = "row/column") -> Box:
     """Check a box against the image and build it (rows/cols inclusive index pairs)."""
     nz, ny, nx = volume.shape
@@ -246,17 +247,17 @@ def _place(volume: Volume, k: int, rows, cols, *, label: str, sop: str, source: 
                label=label, sop_instance_uid=sop, source=source)
 
 
-def _result(boxes: list[Box], volume: Volume, source: str, unmatched=()) -> TumourBoxes:
+def _result(boxes: list[Box], volume: Volume, source: str, unmatched: Iterable[str] = ()) -> TumourBoxes:
     if not boxes:
         raise DicomSeriesError(f"{source} holds no box; expected at least one annotated slice")
     boxes.sort(key=lambda b: (b.slice_index, b.label, b.rows, b.cols))
-    return TumourBoxes(tuple(boxes), tuple(volume.shape), tuple(volume.spacing),
+    return TumourBoxes(tuple(boxes), volume.shape, volume.spacing,
                        tuple(float(z) for z in volume.slice_positions),
                        str(volume.meta.get("series_uid") or ""), source, tuple(unmatched))
 
 
 # ----------------------------------------------------------------- PASCAL-VOC XML
-def _int_field(node, tag: str, path: Path) -> int:
+def _int_field(node: ET.Element, tag: str, path: Path) -> int:
     el = node.find(tag)
     if el is None or el.text is None:
         raise DicomSeriesError(
@@ -269,8 +270,9 @@ def _int_field(node, tag: str, path: Path) -> int:
         raise DicomSeriesError(f"{path}: <bndbox>/<{tag}> is {el.text!r}; expected a pixel number") from None
 
 
-def read_voc_boxes(source, volume: Volume, *, index_base: int = 0, unmatched: str = "warn",
-                   other_series=(), z_tolerance_mm: float = Z_TOLERANCE_MM) -> TumourBoxes:
+def read_voc_boxes(source: str | os.PathLike | Iterable[str | os.PathLike], volume: Volume, *, index_base: int = 0,
+                   unmatched: str = "warn", other_series: Iterable[Volume] = (),
+                   z_tolerance_mm: float = Z_TOLERANCE_MM) -> TumourBoxes:
     """Read PASCAL-VOC XML tumour boxes and match each file to a slice by SOP Instance UID.
 
     Parameters
@@ -522,7 +524,7 @@ def _number(row: dict, key: str, where: str) -> float:
         raise DicomSeriesError(f"{where}: {key!r} is {row.get(key)!r}; expected a number") from None
 
 
-def read_box_table(path, volume: Volume, *, z_tolerance_mm: float = Z_TOLERANCE_MM) -> TumourBoxes:
+def read_box_table(path: str | os.PathLike, volume: Volume, *, z_tolerance_mm: float = Z_TOLERANCE_MM) -> TumourBoxes:
     """Read boxes from a CSV or JSON table, in voxels or in mm, and place them on ``volume``.
 
     Parameters
@@ -644,7 +646,7 @@ def _row_slice(row: dict, volume: Volume, where: str) -> int:
 
 
 # ----------------------------------------------------------------- one entry point
-def read_boxes(source, volume: Volume, **options) -> TumourBoxes:
+def read_boxes(source: str | os.PathLike, volume: Volume, **options: Any) -> TumourBoxes:
     """Read tumour boxes from a folder of XML files, one XML file, or a CSV/JSON table.
 
     Parameters
@@ -673,7 +675,7 @@ def read_boxes(source, volume: Volume, **options) -> TumourBoxes:
     return read_box_table(p, volume, **options)
 
 
-def find_annotations(dicom_dir) -> Path | None:
+def find_annotations(dicom_dir: str | os.PathLike) -> Path | None:
     """The tumour-box folder that belongs with a series folder, or ``None``.
 
     Looks for ``tumour-boxes/`` inside ``dicom_dir`` and beside it (the layout of a
@@ -701,7 +703,7 @@ def find_annotations(dicom_dir) -> Path | None:
     return None
 
 
-def boxes_from_mask(mask, volume: Volume, *, label: str = "A", source: str = "a mask") -> TumourBoxes:
+def boxes_from_mask(mask: np.ndarray, volume: Volume, *, label: str = "A", source: str = "a mask") -> TumourBoxes:
     """One box per slice around a mask: what an annotator would draw from a known lesion.
 
     The book uses it on the synthetic sample, whose tumour is known voxel by
@@ -750,7 +752,8 @@ def boxes_from_mask(mask, volume: Volume, *, label: str = "A", source: str = "a 
     return _result(boxes, volume, source)
 
 
-def case_boxes(dicom_dir, volume: Volume, *, truth_mask=None) -> tuple[TumourBoxes | None, str]:
+def case_boxes(dicom_dir: str | os.PathLike, volume: Volume, *,
+               truth_mask: np.ndarray | None = None) -> tuple[TumourBoxes | None, str]:
     """The tumour boxes a chapter shows for the folder it reads, and one line saying where they come from.
 
     The annotation files found by :func:`find_annotations` (files of another
@@ -806,7 +809,7 @@ def case_boxes(dicom_dir, volume: Volume, *, truth_mask=None) -> tuple[TumourBox
                   f"{Path(dicom_dir).name})")
 
 
-def boxes_table(boxes: TumourBoxes, volume: Volume):
+def boxes_table(boxes: TumourBoxes, volume: Volume) -> Any:
     """One row per box: the three "slice numbers" a reader may mean, and the box in pixels and mm.
 
     Parameters
@@ -883,7 +886,7 @@ def box_iou(a: Box, b: Box) -> float:
     return inter / float(area(a) + area(b) - inter)
 
 
-def sibling_series(dicom_dir, volume: Volume, *, max_series: int = 4) -> list[Volume]:
+def sibling_series(dicom_dir: str | os.PathLike, volume: Volume, *, max_series: int = 4) -> list[Volume]:
     """The other CT series stored beside ``dicom_dir`` (in its parent folder), loaded.
 
     For placing annotations drawn on another reconstruction of the same study
@@ -919,7 +922,7 @@ def sibling_series(dicom_dir, volume: Volume, *, max_series: int = 4) -> list[Vo
         table = list_series(parent)
     except DicomSeriesError:
         return []
-    out = []
+    out: list[Volume] = []
     for info in table:
         if info.series_uid == volume.meta.get("series_uid") or info.modality != "CT":
             continue

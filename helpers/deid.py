@@ -185,7 +185,7 @@ class DeidReport:
                 f"elements; options: {', '.join(self.options) or 'none'}; burned-in flagged: {len(self.burned_in)}")
 
 
-def identifying_values(ds, *, min_length: int = 3) -> set[str]:
+def identifying_values(ds: Dataset, *, min_length: int = 3) -> set[str]:
     """Every value of ``ds`` (sequences included) the profile treats as identifying.
 
     The strings of attributes in :data:`BASIC_PROFILE` with action X, Z, D or U,
@@ -242,7 +242,7 @@ def _options(dates: str, clean_descriptors: bool, patient_characteristics: bool)
     return tuple(opts)
 
 
-def _burn_risk(ds) -> bool:
+def _burn_risk(ds: Dataset) -> bool:
     flag = str(ds.get("BurnedInAnnotation", "")).upper()
     if flag == "YES":
         return True
@@ -260,7 +260,8 @@ def _clean_text(text: str, secrets_: set[str]) -> str:
     return " ".join(text.split())
 
 
-def deidentify(source, out_dir, *, mapping, dates: str = "shift", clean_descriptors: bool = True,
+def deidentify(source: str | os.PathLike | Iterable[str | os.PathLike], out_dir: str | os.PathLike, *,
+               mapping: str | os.PathLike, dates: str = "shift", clean_descriptors: bool = True,
                patient_characteristics: bool = False, seed: str | None = None,
                on_burned_in: str = "warn") -> DeidReport:
     """Copy a DICOM series to a new folder, de-identified after PS3.15 Annex E.

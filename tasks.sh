@@ -2,7 +2,7 @@
 # One entry point for the project's chores. Every task is idempotent.
 #   ./tasks.sh book    set up .venv, generate the sample, build the executed book
 #                      (--student: without solutions, into _build/student)
-#   ./tasks.sh test    set up, then run every test (unit, doctests, book build, browser)
+#   ./tasks.sh test    set up, ruff, mypy, then every test (unit, doctests, book build, browser)
 #   ./tasks.sh lab     set up, generate the chapter notebooks, start JupyterLab on 127.0.0.1
 #                      (LAB_PORT=8888 by default; extra arguments go to jupyter-lab)
 #   ./tasks.sh pdf     build the book, then print it to _build/pdf/book.pdf with Chromium
@@ -90,8 +90,8 @@ lab() {
     echo "tasks.sh lab: JupyterLab is not installed in .venv: run ./tasks.sh setup (it installs the pinned jupyterlab from requirements.txt)" >&2
     exit 1
   fi
-  "$PY" -m helpers.notebooks build              # notebooks/<chapter>.ipynb from book/*.md (solutions collapsed)
-  "$PY" -m helpers.notebooks install-config >/dev/null   # jupyter/: kernel culling, .md opens as a notebook
+  "$PY" -m helpers.book.notebooks build              # notebooks/<chapter>.ipynb from book/*.md (solutions collapsed)
+  "$PY" -m helpers.book.notebooks install-config >/dev/null   # jupyter/: kernel culling, .md opens as a notebook
   local port token root_flag=()
   port=$("$PY" - "${LAB_PORT:-8888}" <<'PYEOF'
 import socket, sys
@@ -128,13 +128,15 @@ pdf() {
   done
   if [ "$build" = 1 ]; then book "${student[@]}" "${args[@]}"; else setup; fi
   echo "== printing the book to $out (Chromium, one page at a time)"
-  "$PY" -m helpers.pdfbook "$html" "$out" "${student[@]}"
+  "$PY" -m helpers.book.pdfbook "$html" "$out" "${student[@]}"
 }
 
 run_tests() {
   setup
-  echo "== ruff (pyflakes, import order, bugbear; settings in pyproject.toml)"
+  echo "== ruff (pyflakes, pycodestyle, import order, bugbear, complexity; settings in pyproject.toml)"
   "$VENV/bin/ruff" check helpers bench tests
+  echo "== mypy (types in helpers/; settings in pyproject.toml)"
+  "$VENV/bin/mypy"
   "$PY" -m pytest "$@"
 }
 

@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     names = _select(discover(), args.only)
-    command = "python -m bench" + ("" if argv is None and len(sys.argv) <= 1 else " " + shlex.join(argv if argv is not None else sys.argv[1:]))
+    args = argv if argv is not None else sys.argv[1:]
+    command = "python -m bench" + ("" if argv is None and len(sys.argv) <= 1 else " " + shlex.join(args))
     previous = common.read_previous(args.out) if args.only else {"rows": [], "runs": {}}
     facts = common.machine_facts()
     facts["memory_check"] = common.measure_in_subprocess("bench.common:calibration_call", 100.0)["peak_mb"]

@@ -214,10 +214,12 @@ def run(*, quick: bool = False) -> list[dict]:
             if before is not None:
                 notes.append(f"was {before:.0f} MB at 455395d")
             if res["n_workers"]:
-                notes.append(f"kernel {res['peak_mb']:.0f} MB + {res['n_workers']} child processes {res['workers_mb']:.0f} MB")
+                notes.append(f"kernel {res['peak_mb']:.0f} MB + {res['n_workers']} child processes "
+                             f"{res['workers_mb']:.0f} MB")
             notes.append(f"run {res['seconds']:.0f} s")
             notes.append("highest cells: " + _top_cells(res["cells"]))
-            rows.append(common.row(step=f"chapter {num} kernel peak RSS", implementation="nbclient, fresh python3 kernel",
+            rows.append(common.row(step=f"chapter {num} kernel peak RSS",
+                                   implementation="nbclient, fresh python3 kernel",
                                    data=label, peak_mb=total, ratio=total / TARGET_MB, ratio_vs="the 1 GB target",
                                    notes="; ".join(notes), chapter=num, dataset=key, kernel_mb=res["peak_mb"],
                                    method=res["method"]))

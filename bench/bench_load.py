@@ -2,7 +2,7 @@
 
 Inputs: the real B40f series (30 slices 512x512, ``../shared/data``, skipped when
 absent), a generated 512x512x120 series: the bundled sample when
-``helpers.sample.ensure_sample`` exists, else ``tests/factory.py`` written to a
+``helpers.sample.ensure_sample`` exists, else ``helpers/testing/factory.py`` written to a
 scratch folder outside the repo (512x512x40 with ``quick``), and (not with
 ``quick``) the factory series at 512x512x40 compressed as RLE, JPEG Lossless
 (SV1, the usual PACS export), JPEG-LS and JPEG 2000 lossless, where decoding dominates.
@@ -50,8 +50,7 @@ def generated_series(quick: bool = False) -> tuple[str, Path, Path | None]:
                 return "sample CT", folder, None
         except (ImportError, NotImplementedError, AttributeError):
             pass
-    sys.path.insert(0, str(common.REPO / "tests"))
-    import factory
+    from helpers.testing import factory
 
     n = 40 if quick else 120
     scratch = common.scratch_dir()
@@ -61,8 +60,7 @@ def generated_series(quick: bool = False) -> tuple[str, Path, Path | None]:
 
 def compressed_series(syntaxes, n: int = 40) -> tuple[list[tuple[str, Path]], Path]:
     """Factory 512x512xn series compressed with each transfer syntax (pydicom encoders), in a scratch folder."""
-    sys.path.insert(0, str(common.REPO / "tests"))
-    import factory
+    from helpers.testing import factory
 
     scratch = common.scratch_dir()
     out = []
@@ -186,7 +184,8 @@ def bench_series(label: str, folder: Path, repeats: int = 5, *, memory: bool = T
         common.row(step=STEP, implementation="helpers.io.load_series", data=data, times=times["ours"],
                    ratio=med["ours"] / med["sitk read"], ratio_vs="SimpleITK ImageSeriesReader.Execute",
                    peak_mb=mem.get("ours", {}).get("peak_mb"),
-                   notes=f"{agree}; all checks; {med['ours'] / med['sitk folder']:.2f}x vs SimpleITK incl. file discovery"),
+                   notes=f"{agree}; all checks; {med['ours'] / med['sitk folder']:.2f}x vs SimpleITK "
+                         "incl. file discovery"),
         common.row(step=STEP, implementation="SimpleITK ImageSeriesReader.Execute (file names known)", data=data,
                    times=times["sitk read"], peak_mb=mem.get("sitk read", {}).get("peak_mb")),
         common.row(step=STEP, implementation="SimpleITK GetGDCMSeriesFileNames + Execute", data=data,

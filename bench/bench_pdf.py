@@ -1,7 +1,7 @@
 """The book as a PDF: seconds to print the built site with Chromium, pages and size.
 
 Prints the existing HTML build (``_build/html``, made by ``./tasks.sh book``)
-with :func:`helpers.pdfbook.build_pdf` into a scratch folder, once (the build
+with :func:`helpers.book.pdfbook.build_pdf` into a scratch folder, once (the build
 itself is measured by ``bench_book``).  Skipped with ``--quick``, and reported
 as skipped when there is no build or no Chromium.
 
@@ -27,10 +27,10 @@ def run(*, quick: bool = False) -> list[dict]:
     """One row: seconds, pages and MB of the PDF of ``_build/html``."""
     if quick:
         return []
-    from helpers import pdfbook
+    from helpers.book import pdfbook
 
     html = common.REPO / "_build" / "html"
-    impl = "helpers.pdfbook (Chromium page.pdf per page, pypdf merge)"
+    impl = "helpers.book.pdfbook (Chromium page.pdf per page, pypdf merge)"
     if not (html / "index.html").is_file() or pdfbook.find_chromium() is None:
         why = "no _build/html: run ./tasks.sh book first" if pdfbook.find_chromium() else "no Chromium"
         return [common.row(step=STEP, implementation=impl, data="", notes=f"skipped: {why}")]

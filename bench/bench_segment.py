@@ -4,7 +4,7 @@ Data
 ----
 * **synthetic 512x512x130**: the bundled sample when ``helpers.sample`` can build
   it (ground truth from ``load_labels``), else the numpy chest phantom of
-  ``tests/lung_phantom.py`` at 512x512, 0.70 mm pixels, 2.5 mm slices, 130
+  ``helpers/testing/lung_phantom.py`` at 512x512, 0.70 mm pixels, 2.5 mm slices, 130
   slices, 20 HU noise (ground truth known by construction).  Dice and HD95 per
   lung, share of the tumour and nodule inside the mask, trachea and heart
   inside the mask.
@@ -14,7 +14,7 @@ Data
   mask.  The boxes (PASCAL-VOC XML named by SOP Instance UID of either series)
   are on the same grid for both series.
 
-* **phantom cases** (``tests/lung_phantom.py``, 256x256, 2.5 mm slices, 20 HU
+* **phantom cases** (``helpers/testing/lung_phantom.py``, 256x256, 2.5 mm slices, 20 HU
   noise): a hilar mass against the right main bronchus, a mass against the
   mediastinum by the aorta, a mass on the posterior chest wall, a pleural
   effusion, a chest-abdomen-pelvis extent.  ``segment_lungs`` only, one run:
@@ -43,16 +43,24 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
 
 from bench import common  # noqa: E402
 
 REAL = REPO.parent / "shared" / "data" / "lung-pet-ct-dx-A0002"
 METHODS = {
     "new": ("helpers.segment.segment_lungs", "segment_lungs"),
-    "2017": ("helpers.segment.segment_lungs_2017 (per-slice make_lungmask)", "segment_lungs_2017"),
-    "kaggle": ("helpers.segment.segment_lungs_kaggle3d (-320 HU, largest air)", "segment_lungs_kaggle3d"),
+    "2017": ("helpers.legacy.segment_lungs_2017 (per-slice make_lungmask)", "segment_lungs_2017"),
+    "kaggle": ("helpers.legacy.segment_lungs_kaggle3d (-320 HU, largest air)", "segment_lungs_kaggle3d"),
 }
+
+
+def _method(key: str):
+    """The function :data:`METHODS` names for ``key`` (``helpers.segment`` or ``helpers.legacy``)."""
+    import helpers.legacy
+    import helpers.segment
+
+    name = METHODS[key][1]
+    return getattr(helpers.segment if key == "new" else helpers.legacy, name)
 CARINA_Z_MM = 160.0  # the phantom's carina height
 #: Phantom cases (name: make_phantom options) reported one row each.
 PHANTOM_CASES = {
@@ -71,10 +79,8 @@ def call(path: str, method: str):
     import skimage.morphology  # noqa: F401  segmentation memory)
     import skimage.segmentation  # noqa: F401
 
-    import helpers.segment as seg
-
     vol = common.load_volume(path)
-    fn = getattr(seg, METHODS[method][1])
+    fn = _method(method)
 
     def run():
         with warnings.catch_warnings():
@@ -98,12 +104,13 @@ def _synthetic(quick: bool, scratch: Path):
         lab = load_labels(d)
         truth = {"lungs": np.asarray(lab["lungs"])}
         legend = {str(k).lower(): int(v) for k, v in dict(lab.get("legend", {})).items()}
-        for part, key in (("tumour", "tumour"), ("nodule", "nodule"), ("trachea", "airway"), ("heart", "heart_vessels")):
+        parts = (("tumour", "tumour"), ("nodule", "nodule"), ("trachea", "airway"), ("heart", "heart_vessels"))
+        for part, key in parts:
             if key in legend and "tissue" in lab:
                 truth[part] = np.asarray(lab["tissue"]) == legend[key]
         name = f"sample {'x'.join(map(str, vol.shape[::-1]))}"
     except Exception:  # the sample is not available: use the phantom
-        from lung_phantom import make_phantom
+        from helpers.testing.lung_phantom import make_phantom
 
         n = 256 if quick else 512
         vol, t = make_phantom(n_xy=n, slice_mm=2.5, z_mm=(-100.0, 225.0), noise_hu=20.0)
@@ -132,12 +139,10 @@ def _boxes(vols) -> np.ndarray:
 
 # ------------------------------------------------------------------ run
 def _time_all(vol, repeats):
-    import helpers.segment as seg
-
     results = {}
 
     def bound(key):
-        fn = getattr(seg, METHODS[key][1])
+        fn = _method(key)
 
         def run():
             with warnings.catch_warnings():
@@ -152,10 +157,9 @@ def _time_all(vol, repeats):
 
 def _phantom_rows(n: int, scratch: Path) -> list[dict]:
     """One row per :data:`PHANTOM_CASES` entry: ``segment_lungs`` on an ``n`` x ``n`` phantom, one run."""
-    from lung_phantom import make_phantom
-
     from helpers.metrics import dice
     from helpers.segment import segment_lungs
+    from helpers.testing.lung_phantom import make_phantom
 
     rows = []
     for i, (case, kw) in enumerate(PHANTOM_CASES.items()):
@@ -260,4 +264,5 @@ def run(*, quick: bool = False) -> list[dict]:
 if __name__ == "__main__":
     quick = "--quick" in sys.argv
     for r in run(quick=quick):
-        print(f"{r['data']:28s} {r['implementation'][:40]:40s} {r['median_s']:7.2f} s  {r['peak_mb']:7.0f} MB  {r['notes']}")
+        print(f"{r['data']:28s} {r['implementation'][:40]:40s} {r['median_s']:7.2f} s  "
+              f"{r['peak_mb']:7.0f} MB  {r['notes']}")

@@ -355,7 +355,8 @@ def render_markdown(rows: list[dict], facts: dict, command: str, runs: dict[str,
         "|---|---|---|---:|---|---:|---|",
     ]
     for r in rows:
-        ratio = "" if r.get("ratio") is None else f"{r['ratio']:.2f}x" + (f" vs {r['ratio_vs']}" if r.get("ratio_vs") else "")
+        versus = f" vs {r['ratio_vs']}" if r.get("ratio_vs") else ""
+        ratio = "" if r.get("ratio") is None else f"{r['ratio']:.2f}x" + versus
         med = r.get("median_s")
         med_s = "" if med is None else (f"{med:.3f}" if med < 10 else f"{med:.1f}")
         reps = r.get("repeats") or 0
@@ -390,7 +391,8 @@ def render_markdown(rows: list[dict], facts: dict, command: str, runs: dict[str,
         lines += ["", "## Sections", ""]
         for name, info in sorted(runs.items()):
             lines.append(f"- `{name}`: measured {info.get('date_utc')} at commit {info.get('commit')}"
-                         + (" (quick)" if info.get("quick") else "") + (f"; {info['error']}" if info.get("error") else ""))
+                         + (" (quick)" if info.get("quick") else "")
+                         + (f"; {info['error']}" if info.get("error") else ""))
     payload = json.dumps({"rows": rows, "runs": runs or {}}, default=str)
     lines += ["", f"<!-- bench-data {payload} -->", ""]
     return "\n".join(lines)

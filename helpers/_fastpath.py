@@ -19,7 +19,7 @@ read from its first bytes, so a lying DICOM header is caught before anything is 
 from __future__ import annotations
 
 import struct
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pydicom
@@ -54,14 +54,14 @@ _JPEGLS = {"1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"}
 
 
 # ----------------------------------------------------------------- header values
-def header_values(ds, fields: dict[str, tuple[int, str]], *, little: bool) -> dict[str, Any]:
+def header_values(ds: pydicom.Dataset, fields: dict[str, tuple[int, str]], *, little: bool) -> dict[str, Any]:
     """The values of ``fields`` (keyword -> (tag, kind)) in ``ds``; None when absent or unreadable.
 
     ``kind`` is ``"str"``, ``"strs"`` (a list), ``"floats"`` (a list), ``"float"``, ``"int"``
     (an IS value) or ``"us"`` (an unsigned short).
     """
-    raw_dict = ds._dict
-    out = {}
+    raw_dict: Any = ds._dict  # keyed by BaseTag, an int: plain int tags find the same entries
+    out: dict[str, Any] = {}
     for keyword, (tag, kind) in fields.items():
         elem = raw_dict.get(tag)
         if elem is None:
@@ -76,7 +76,7 @@ def header_values(ds, fields: dict[str, tuple[int, str]], *, little: bool) -> di
     return out
 
 
-def _from_bytes(value: bytes, kind: str, little: bool):
+def _from_bytes(value: bytes, kind: str, little: bool) -> Any:
     if kind == "us":
         return struct.unpack("<H" if little else ">H", value[:2])[0] if len(value) >= 2 else None
     text = value.decode("latin-1").strip(" \x00")
@@ -93,7 +93,7 @@ def _from_bytes(value: bytes, kind: str, little: bool):
     return int(text)
 
 
-def _from_pydicom(ds, tag: int, kind: str):
+def _from_pydicom(ds: pydicom.Dataset, tag: int, kind: str) -> Any:
     try:
         value = ds[tag].value
     except Exception:  # a value pydicom cannot convert either: treated as absent
@@ -115,7 +115,7 @@ def _from_pydicom(ds, tag: int, kind: str):
 
 
 # ----------------------------------------------------------------- compressed pixels
-def decode(ds, ts: str, frames: Sequence[bytes] | None = None) -> np.ndarray:
+def decode(ds: pydicom.Dataset, ts: str, frames: Sequence[bytes] | None = None) -> np.ndarray:
     """Pixels of a compressed data set as pydicom types them, by the fastest decoder that works.
 
     ``frames`` are the data set's encoded frames when the caller has split them already.
@@ -137,7 +137,7 @@ def decode(ds, ts: str, frames: Sequence[bytes] | None = None) -> np.ndarray:
     return ds.pixel_array
 
 
-def decode_imagecodecs(ds, ts: str, frames: Sequence[bytes] | None = None) -> np.ndarray | None:
+def decode_imagecodecs(ds: pydicom.Dataset, ts: str, frames: Sequence[bytes] | None = None) -> np.ndarray | None:
     """Grey-scale frames decoded by imagecodecs, typed as pydicom types them.
 
     Returns None when the file is not one this fast path handles (colour, not 8/16 bits
@@ -154,10 +154,9 @@ def decode_imagecodecs(ds, ts: str, frames: Sequence[bytes] | None = None) -> np
     shape = (int(ds.Rows), int(ds.Columns))
     signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
     unsigned = np.dtype(np.uint16 if bits == 16 else np.uint8)
-    if frames is None:
-        frames = generate_frames(ds.PixelData, number_of_frames=n)
+    chunks: Iterable[bytes] = frames if frames is not None else generate_frames(ds.PixelData, number_of_frames=n)
     out = []
-    for data in frames:
+    for data in chunks:
         frame = decoder(data)
         if frame.shape != shape or frame.dtype.itemsize > unsigned.itemsize or (frame.dtype.kind == "i" and not signed):
             return None
@@ -217,7 +216,7 @@ def read_into(path: str, offset: int, out: np.ndarray) -> int:
     """
     with open(path, "rb") as fh:
         fh.seek(offset)
-        return fh.readinto(memoryview(out).cast("B"))
+        return fh.readinto(memoryview(out).cast("B"))  # type: ignore[arg-type]  # numpy's stubs: no Buffer
 
 
 def keep_stored_bits(arr: np.ndarray, *, bits_allocated: int, bits_stored: int, signed: bool,

@@ -31,8 +31,10 @@ import json
 import os
 import warnings
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -218,7 +220,7 @@ def _check_series(series_uid: str, volume: Volume, source: str) -> None:
         )
 
 
-def _place(volume: Volume, k: int, rows, cols, *, label: str, sop: str, source: str,
+def _place(volume: Volume, k: int, rows: Sequence[int], cols: Sequence[int], *, label: str, sop: str, source: str,
            what: str = "row/column") -> Box:
     """Check a box against the image and build it (rows/cols inclusive index pairs)."""
     nz, ny, nx = volume.shape
@@ -245,17 +247,17 @@ def _place(volume: Volume, k: int, rows, cols, *, label: str, sop: str, source: 
                label=label, sop_instance_uid=sop, source=source)
 
 
-def _result(boxes: list[Box], volume: Volume, source: str, unmatched=()) -> TumourBoxes:
+def _result(boxes: list[Box], volume: Volume, source: str, unmatched: Iterable[str] = ()) -> TumourBoxes:
     if not boxes:
         raise DicomSeriesError(f"{source} holds no box; expected at least one annotated slice")
     boxes.sort(key=lambda b: (b.slice_index, b.label, b.rows, b.cols))
-    return TumourBoxes(tuple(boxes), tuple(volume.shape), tuple(volume.spacing),
+    return TumourBoxes(tuple(boxes), volume.shape, volume.spacing,
                        tuple(float(z) for z in volume.slice_positions),
                        str(volume.meta.get("series_uid") or ""), source, tuple(unmatched))
 
 
 # ----------------------------------------------------------------- PASCAL-VOC XML
-def _int_field(node, tag: str, path: Path) -> int:
+def _int_field(node: ET.Element, tag: str, path: Path) -> int:
     el = node.find(tag)
     if el is None or el.text is None:
         raise DicomSeriesError(
@@ -268,8 +270,9 @@ def _int_field(node, tag: str, path: Path) -> int:
         raise DicomSeriesError(f"{path}: <bndbox>/<{tag}> is {el.text!r}; expected a pixel number") from None
 
 
-def read_voc_boxes(source, volume: Volume, *, index_base: int = 0, unmatched: str = "warn",
-                   other_series=(), z_tolerance_mm: float = Z_TOLERANCE_MM) -> TumourBoxes:
+def read_voc_boxes(source: str | os.PathLike | Iterable[str | os.PathLike], volume: Volume, *, index_base: int = 0,
+                   unmatched: str = "warn", other_series: Iterable[Volume] = (),
+                   z_tolerance_mm: float = Z_TOLERANCE_MM) -> TumourBoxes:
     """Read PASCAL-VOC XML tumour boxes and match each file to a slice by SOP Instance UID.
 
     Parameters
@@ -344,6 +347,46 @@ def read_voc_boxes(source, volume: Volume, *, index_base: int = 0, unmatched: st
     >>> int(boxes.mask().sum())
     12
     """
+    files, label_src = _xml_files(source)
+    uids = _volume_uids(volume, label_src)
+    where = {u: k for k, u in enumerate(uids)}
+    elsewhere = _slices_elsewhere(volume, other_series, label_src)
+    if not any(f.stem in where or f.stem in elsewhere for f in files):
+        raise DicomSeriesError(
+            f"none of the {len(files)} annotation files in {label_src} is named after a slice of the "
+            f"loaded series {volume.meta.get('series_uid', '?')} "
+            f"({volume.meta.get('series_description', '')!r}): expected file names equal to the "
+            f"slices' (0008,0018) SOP Instance UIDs (e.g. {uids[0]}.xml). These annotations belong to "
+            "another series (another reconstruction of the same study?): load that one with "
+            "load_series(folder, series_uid=...)"
+        )
+    if unmatched not in ("warn", "ignore", "raise"):
+        raise ValueError(f"unmatched must be 'warn', 'ignore' or 'raise'; got {unmatched!r}")
+    others = [f for f in files if f.stem not in where and f.stem not in elsewhere]
+    if others:
+        _report_unmatched(others, files, volume, label_src, unmatched)
+    zpos = volume.slice_positions
+    dz = float(np.min(np.abs(np.diff(zpos)))) if len(zpos) > 1 else float(volume.spacing[0])
+    tol = min(float(z_tolerance_mm), dz / 2)
+    boxes: list[Box] = []
+    for f in files:
+        if f.stem in where:
+            drawn_on, k = volume, where[f.stem]
+        elif f.stem in elsewhere:
+            drawn_on, k = elsewhere[f.stem]
+        else:
+            continue
+        for label, (y0, y1), (x0, x1) in _voc_objects(f, drawn_on.shape, index_base):
+            if drawn_on is volume:
+                boxes.append(_place(volume, k, (y0, y1), (x0, x1), label=label, sop=f.stem, source=f.name,
+                                    what="<bndbox> ymin/ymax, xmin/xmax"))
+            else:
+                boxes.append(_box_by_position(f, volume, drawn_on, k, (y0, y1), (x0, x1), label=label, tol=tol))
+    return _result(boxes, volume, label_src, [f.name for f in others])
+
+
+def _xml_files(source: str | os.PathLike | Iterable[str | os.PathLike]) -> tuple[list[Path], str]:
+    """The ``.xml`` files of a folder, one file or a list, and how to name them in a message."""
     if isinstance(source, (str, os.PathLike)):
         p = Path(source)
         if p.is_dir():
@@ -361,9 +404,12 @@ def read_voc_boxes(source, volume: Volume, *, index_base: int = 0, unmatched: st
             f"no .xml file in {label_src}; expected one PASCAL-VOC file per annotated slice, "
             "named by the slice's SOP Instance UID"
         )
-    uids = _volume_uids(volume, label_src)
-    where = {u: k for k, u in enumerate(uids)}
-    elsewhere = {}
+    return files, label_src
+
+
+def _slices_elsewhere(volume: Volume, other_series: Iterable[Volume], label_src: str) -> dict:
+    """SOP Instance UID -> ``(series, slice index)`` for the slices of ``other_series`` (same frame of reference)."""
+    elsewhere: dict = {}
     for other in other_series:
         a, b = other.meta.get("frame_of_reference_uid"), volume.meta.get("frame_of_reference_uid")
         if a and b and a != b:
@@ -374,88 +420,77 @@ def read_voc_boxes(source, volume: Volume, *, index_base: int = 0, unmatched: st
             )
         for k, u in enumerate(_volume_uids(other, label_src)):
             elsewhere.setdefault(u, (other, k))
-    if not any(f.stem in where or f.stem in elsewhere for f in files):
-        raise DicomSeriesError(
-            f"none of the {len(files)} annotation files in {label_src} is named after a slice of the "
-            f"loaded series {volume.meta.get('series_uid', '?')} "
-            f"({volume.meta.get('series_description', '')!r}): expected file names equal to the "
-            f"slices' (0008,0018) SOP Instance UIDs (e.g. {uids[0]}.xml). These annotations belong to "
-            "another series (another reconstruction of the same study?): load that one with "
-            "load_series(folder, series_uid=...)"
-        )
-    if unmatched not in ("warn", "ignore", "raise"):
-        raise ValueError(f"unmatched must be 'warn', 'ignore' or 'raise'; got {unmatched!r}")
-    others = [f for f in files if f.stem not in where and f.stem not in elsewhere]
-    if others:
-        text = (
-            f"{len(others)} of the {len(files)} annotation files in {label_src} name no slice of the "
-            f"loaded series {volume.meta.get('series_uid', '?')} ((0008,0018) SOP Instance UID = file "
-            f"name; first: {others[0].name}); they annotate another series of the study, or slices "
-            "missing from the loaded folder"
-        )
-        if unmatched == "raise":
-            raise DicomSeriesError(text + "; remove them, load the complete series, or pass unmatched='warn'")
-        if unmatched == "warn":
-            warnings.warn(text + "; they were left out (TumourBoxes.unmatched lists them)",
-                          SeriesWarning, stacklevel=2)
+    return elsewhere
+
+
+def _report_unmatched(others: list[Path], files: list[Path], volume: Volume, label_src: str, unmatched: str) -> None:
+    """Warn about (or refuse) the files that name no slice of the loaded series."""
+    text = (
+        f"{len(others)} of the {len(files)} annotation files in {label_src} name no slice of the "
+        f"loaded series {volume.meta.get('series_uid', '?')} ((0008,0018) SOP Instance UID = file "
+        f"name; first: {others[0].name}); they annotate another series of the study, or slices "
+        "missing from the loaded folder"
+    )
+    if unmatched == "raise":
+        raise DicomSeriesError(text + "; remove them, load the complete series, or pass unmatched='warn'")
+    if unmatched == "warn":
+        warnings.warn(text + "; they were left out (TumourBoxes.unmatched lists them)",
+                      SeriesWarning, stacklevel=3)
+
+
+def _voc_objects(f: Path, shape: tuple[int, ...],
+                 index_base: int) -> list[tuple[str, tuple[int, int], tuple[int, int]]]:
+    """``(label, (ymin, ymax), (xmin, xmax))`` of every ``<object>`` of one PASCAL-VOC file, 0-based pixels."""
+    nz, ny, nx = shape
+    try:
+        root = ET.parse(f).getroot()
+    except ET.ParseError as exc:
+        raise DicomSeriesError(f"{f} is not valid XML ({exc}); expected a PASCAL-VOC annotation") from None
+    size = root.find("size")
+    if size is not None:
+        w, h = size.findtext("width"), size.findtext("height")
+        if w and h and (int(float(w)), int(float(h))) != (nx, ny):
+            raise DicomSeriesError(
+                f"{f}: <size> is {w} x {h} pixels, the slice is {nx} x {ny} "
+                "((0028,0011) Columns x (0028,0010) Rows); the boxes were drawn on another image: "
+                "check which series they belong to"
+            )
+    objects = root.findall("object")
+    if not objects:
+        raise DicomSeriesError(f"{f} has no <object>; expected one <object> with a <bndbox> per lesion")
+    out = []
+    for obj in objects:
+        bb = obj.find("bndbox")
+        if bb is None:
+            raise DicomSeriesError(f"{f}: an <object> has no <bndbox>; expected xmin, ymin, xmax, ymax")
+        x0, x1, y0, y1 = (_int_field(bb, t, f) - index_base for t in ("xmin", "xmax", "ymin", "ymax"))
+        out.append(((obj.findtext("name") or "").strip(), (y0, y1), (x0, x1)))
+    return out
+
+
+def _box_by_position(f: Path, volume: Volume, drawn_on: Volume, k: int, ys: tuple[int, int], xs: tuple[int, int],
+                     *, label: str, tol: float) -> Box:
+    """A box drawn on slice ``k`` of another series, moved to this volume's grid: pixel edges -> mm -> pixels."""
+    (y0, y1), (x0, x1) = ys, xs
     zpos = volume.slice_positions
-    dz = float(np.min(np.abs(np.diff(zpos)))) if len(zpos) > 1 else float(volume.spacing[0])
-    tol = min(float(z_tolerance_mm), dz / 2)
-    boxes: list[Box] = []
-    for f in files:
-        if f.stem in where:
-            drawn_on, k = volume, where[f.stem]
-        elif f.stem in elsewhere:
-            drawn_on, k = elsewhere[f.stem]
-        else:
-            continue
-        nz, ny, nx = drawn_on.shape
-        try:
-            root = ET.parse(f).getroot()
-        except ET.ParseError as exc:
-            raise DicomSeriesError(f"{f} is not valid XML ({exc}); expected a PASCAL-VOC annotation") from None
-        size = root.find("size")
-        if size is not None:
-            w, h = size.findtext("width"), size.findtext("height")
-            if w and h and (int(float(w)), int(float(h))) != (nx, ny):
-                raise DicomSeriesError(
-                    f"{f}: <size> is {w} x {h} pixels, the slice is {nx} x {ny} "
-                    "((0028,0011) Columns x (0028,0010) Rows); the boxes were drawn on another image: "
-                    "check which series they belong to"
-                )
-        objects = root.findall("object")
-        if not objects:
-            raise DicomSeriesError(f"{f} has no <object>; expected one <object> with a <bndbox> per lesion")
-        for obj in objects:
-            bb = obj.find("bndbox")
-            if bb is None:
-                raise DicomSeriesError(f"{f}: an <object> has no <bndbox>; expected xmin, ymin, xmax, ymax")
-            x0, x1, y0, y1 = (_int_field(bb, t, f) - index_base for t in ("xmin", "xmax", "ymin", "ymax"))
-            label = (obj.findtext("name") or "").strip()
-            if drawn_on is volume:
-                boxes.append(_place(volume, k, (y0, y1), (x0, x1), label=label, sop=f.stem, source=f.name,
-                                    what="<bndbox> ymin/ymax, xmin/xmax"))
-                continue
-            # drawn on another series: pixel edges -> patient mm -> this volume's grid
-            _place(drawn_on, k, (y0, y1), (x0, x1), label=label, sop=f.stem, source=f.name)  # checks the box
-            corners = drawn_on.index_to_lps([(k, y0 - 0.5, x0 - 0.5), (k, y1 + 0.5, x1 + 0.5)])
-            idx = volume.lps_to_index(corners)
-            z = float(drawn_on.slice_positions[k])
-            kk = int(np.argmin(np.abs(zpos - z)))
-            if abs(zpos[kk] - z) > tol:
-                raise DicomSeriesError(
-                    f"{f}: its slice (series {drawn_on.meta.get('series_uid', '?')}, z = {z:.2f} mm) matches no "
-                    f"slice of the volume: the nearest is {kk} at {zpos[kk]:.2f} mm (tolerance {tol:g} mm); "
-                    "boxes can only be moved between series whose slices lie at the same positions"
-                )
-            j = np.sort(idx[:, 1])
-            i = np.sort(idx[:, 2])
-            # every pixel whose centre lies inside the box's edges (on an edge included)
-            rows = (int(np.ceil(j[0] - 1e-6)), int(np.floor(j[1] + 1e-6)))
-            cols = (int(np.ceil(i[0] - 1e-6)), int(np.floor(i[1] + 1e-6)))
-            boxes.append(_place(volume, kk, rows, cols, label=label, sop="",
-                                source=f"{f.name} (series {drawn_on.meta.get('series_uid', '?')}, by position)"))
-    return _result(boxes, volume, label_src, [f.name for f in others])
+    _place(drawn_on, k, (y0, y1), (x0, x1), label=label, sop=f.stem, source=f.name)  # checks the box
+    corners = drawn_on.index_to_lps([(k, y0 - 0.5, x0 - 0.5), (k, y1 + 0.5, x1 + 0.5)])
+    idx = volume.lps_to_index(corners)
+    z = float(drawn_on.slice_positions[k])
+    kk = int(np.argmin(np.abs(zpos - z)))
+    if abs(zpos[kk] - z) > tol:
+        raise DicomSeriesError(
+            f"{f}: its slice (series {drawn_on.meta.get('series_uid', '?')}, z = {z:.2f} mm) matches no "
+            f"slice of the volume: the nearest is {kk} at {zpos[kk]:.2f} mm (tolerance {tol:g} mm); "
+            "boxes can only be moved between series whose slices lie at the same positions"
+        )
+    j = np.sort(idx[:, 1])
+    i = np.sort(idx[:, 2])
+    # every pixel whose centre lies inside the box's edges (on an edge included)
+    rows = (int(np.ceil(j[0] - 1e-6)), int(np.floor(j[1] + 1e-6)))
+    cols = (int(np.ceil(i[0] - 1e-6)), int(np.floor(i[1] + 1e-6)))
+    return _place(volume, kk, rows, cols, label=label, sop="",
+                  source=f"{f.name} (series {drawn_on.meta.get('series_uid', '?')}, by position)")
 
 
 # ----------------------------------------------------------------- CSV / JSON tables
@@ -489,7 +524,7 @@ def _number(row: dict, key: str, where: str) -> float:
         raise DicomSeriesError(f"{where}: {key!r} is {row.get(key)!r}; expected a number") from None
 
 
-def read_box_table(path, volume: Volume, *, z_tolerance_mm: float = Z_TOLERANCE_MM) -> TumourBoxes:
+def read_box_table(path: str | os.PathLike, volume: Volume, *, z_tolerance_mm: float = Z_TOLERANCE_MM) -> TumourBoxes:
     """Read boxes from a CSV or JSON table, in voxels or in mm, and place them on ``volume``.
 
     Parameters
@@ -543,52 +578,9 @@ def read_box_table(path, volume: Volume, *, z_tolerance_mm: float = Z_TOLERANCE_
         _check_series(str(row.get("series_uid") or ""), volume, where)
         label = str(row.get("label") or "")
         if all(c in row and row[c] not in ("", None) for c in MM_COLUMNS):
-            z = _number(row, "z_mm", where)
-            k = int(np.argmin(np.abs(zpos - z)))
-            if abs(zpos[k] - z) > tol:
-                raise DicomSeriesError(
-                    f"{where}: z_mm = {z:g} matches no slice: the nearest slice {k} is at "
-                    f"{zpos[k]:.2f} mm ({abs(zpos[k] - z):.2f} mm away, tolerance {tol:g} mm); slices run "
-                    f"{zpos.min():.1f}..{zpos.max():.1f} mm. Give the position of an existing slice "
-                    "((0020,0032) Image Position (Patient)), or its index in a 'slice' column"
-                )
-            xs = (_number(row, "x_min_mm", where), _number(row, "x_max_mm", where))
-            ys = (_number(row, "y_min_mm", where), _number(row, "y_max_mm", where))
-            plane = volume.positions[k]
-            normal = volume.direction[:, 0]
-            corners = []
-            for x in xs:
-                for y in ys:
-                    p = np.array([x, y, plane[2]], float)
-                    if abs(normal[2]) > 1e-6:  # put the corner on the slice plane
-                        p[2] = plane[2] - ((p - plane) @ normal - (p - plane)[2] * normal[2]) / normal[2]
-                    corners.append(volume.lps_to_index(p)[1:])
-            corners = np.asarray(corners)
-            jj = np.round(corners[:, 0]).astype(int)
-            ii = np.round(corners[:, 1]).astype(int)
-            boxes.append(_place(volume, k, (jj.min(), jj.max()), (ii.min(), ii.max()), label=label,
-                                sop="", source=where, what="x/y mm"))
+            boxes.append(_box_in_mm(row, volume, where, label=label, tol=tol))
         elif all(c in row and row[c] not in ("", None) for c in VOXEL_COLUMNS):
-            if row.get("sop_instance_uid"):
-                uids = _volume_uids(volume, where)
-                sop = str(row["sop_instance_uid"])
-                if sop not in uids:
-                    raise DicomSeriesError(
-                        f"{where}: sop_instance_uid {sop} matches no slice of series "
-                        f"{volume.meta.get('series_uid', '?')} ((0008,0018) SOP Instance UID); the box "
-                        "belongs to another series or the folder lacks that slice"
-                    )
-                k = uids.index(sop)
-            elif row.get("slice") not in ("", None):
-                kf = _number(row, "slice", where)
-                k = int(kf)
-                if k != kf or not 0 <= k < volume.shape[0]:
-                    raise DicomSeriesError(
-                        f"{where}: slice = {row['slice']} matches no slice; expected an integer index "
-                        f"0..{volume.shape[0] - 1} counted from the feet (volume.hu[k])"
-                    )
-            else:
-                raise DicomSeriesError(f"{where}: a box in voxels needs a 'slice' index or a 'sop_instance_uid'")
+            k = _row_slice(row, volume, where)
             vals = [int(round(_number(row, c, where))) for c in VOXEL_COLUMNS]
             boxes.append(_place(volume, k, vals[0:2], vals[2:4], label=label,
                                 sop=str(row.get("sop_instance_uid") or ""), source=where))
@@ -600,8 +592,61 @@ def read_box_table(path, volume: Volume, *, z_tolerance_mm: float = Z_TOLERANCE_
     return _result(boxes, volume, str(path))
 
 
+def _box_in_mm(row: dict, volume: Volume, where: str, *, label: str, tol: float) -> Box:
+    """A table row in mm (z_mm, x/y min/max mm) placed on the slice at ``z_mm``."""
+    zpos = volume.slice_positions
+    z = _number(row, "z_mm", where)
+    k = int(np.argmin(np.abs(zpos - z)))
+    if abs(zpos[k] - z) > tol:
+        raise DicomSeriesError(
+            f"{where}: z_mm = {z:g} matches no slice: the nearest slice {k} is at "
+            f"{zpos[k]:.2f} mm ({abs(zpos[k] - z):.2f} mm away, tolerance {tol:g} mm); slices run "
+            f"{zpos.min():.1f}..{zpos.max():.1f} mm. Give the position of an existing slice "
+            "((0020,0032) Image Position (Patient)), or its index in a 'slice' column"
+        )
+    xs = (_number(row, "x_min_mm", where), _number(row, "x_max_mm", where))
+    ys = (_number(row, "y_min_mm", where), _number(row, "y_max_mm", where))
+    plane = volume.positions[k]
+    normal = volume.direction[:, 0]
+    corners = []
+    for x in xs:
+        for y in ys:
+            p = np.array([x, y, plane[2]], float)
+            if abs(normal[2]) > 1e-6:  # put the corner on the slice plane
+                p[2] = plane[2] - ((p - plane) @ normal - (p - plane)[2] * normal[2]) / normal[2]
+            corners.append(volume.lps_to_index(p)[1:])
+    jj = np.round(np.asarray(corners)[:, 0]).astype(int)
+    ii = np.round(np.asarray(corners)[:, 1]).astype(int)
+    return _place(volume, k, (jj.min(), jj.max()), (ii.min(), ii.max()), label=label,
+                  sop="", source=where, what="x/y mm")
+
+
+def _row_slice(row: dict, volume: Volume, where: str) -> int:
+    """The slice index of a table row in voxels: from its sop_instance_uid, else its 'slice' column."""
+    if row.get("sop_instance_uid"):
+        uids = _volume_uids(volume, where)
+        sop = str(row["sop_instance_uid"])
+        if sop not in uids:
+            raise DicomSeriesError(
+                f"{where}: sop_instance_uid {sop} matches no slice of series "
+                f"{volume.meta.get('series_uid', '?')} ((0008,0018) SOP Instance UID); the box "
+                "belongs to another series or the folder lacks that slice"
+            )
+        return uids.index(sop)
+    if row.get("slice") not in ("", None):
+        kf = _number(row, "slice", where)
+        k = int(kf)
+        if k != kf or not 0 <= k < volume.shape[0]:
+            raise DicomSeriesError(
+                f"{where}: slice = {row['slice']} matches no slice; expected an integer index "
+                f"0..{volume.shape[0] - 1} counted from the feet (volume.hu[k])"
+            )
+        return k
+    raise DicomSeriesError(f"{where}: a box in voxels needs a 'slice' index or a 'sop_instance_uid'")
+
+
 # ----------------------------------------------------------------- one entry point
-def read_boxes(source, volume: Volume, **options) -> TumourBoxes:
+def read_boxes(source: str | os.PathLike, volume: Volume, **options: Any) -> TumourBoxes:
     """Read tumour boxes from a folder of XML files, one XML file, or a CSV/JSON table.
 
     Parameters
@@ -630,7 +675,7 @@ def read_boxes(source, volume: Volume, **options) -> TumourBoxes:
     return read_box_table(p, volume, **options)
 
 
-def find_annotations(dicom_dir) -> Path | None:
+def find_annotations(dicom_dir: str | os.PathLike) -> Path | None:
     """The tumour-box folder that belongs with a series folder, or ``None``.
 
     Looks for ``tumour-boxes/`` inside ``dicom_dir`` and beside it (the layout of a
@@ -658,7 +703,7 @@ def find_annotations(dicom_dir) -> Path | None:
     return None
 
 
-def boxes_from_mask(mask, volume: Volume, *, label: str = "A", source: str = "a mask") -> TumourBoxes:
+def boxes_from_mask(mask: np.ndarray, volume: Volume, *, label: str = "A", source: str = "a mask") -> TumourBoxes:
     """One box per slice around a mask: what an annotator would draw from a known lesion.
 
     The book uses it on the synthetic sample, whose tumour is known voxel by
@@ -705,7 +750,8 @@ def boxes_from_mask(mask, volume: Volume, *, label: str = "A", source: str = "a 
     return _result(boxes, volume, source)
 
 
-def case_boxes(dicom_dir, volume: Volume, *, truth_mask=None) -> tuple[TumourBoxes | None, str]:
+def case_boxes(dicom_dir: str | os.PathLike, volume: Volume, *,
+               truth_mask: np.ndarray | None = None) -> tuple[TumourBoxes | None, str]:
     """The tumour boxes a chapter shows for the folder it reads, and one line saying where they come from.
 
     The annotation files found by :func:`find_annotations` (files of another
@@ -761,7 +807,7 @@ def case_boxes(dicom_dir, volume: Volume, *, truth_mask=None) -> tuple[TumourBox
                   f"{Path(dicom_dir).name})")
 
 
-def boxes_table(boxes: TumourBoxes, volume: Volume):
+def boxes_table(boxes: TumourBoxes, volume: Volume) -> Any:
     """One row per box: the three "slice numbers" a reader may mean, and the box in pixels and mm.
 
     Parameters
@@ -838,7 +884,7 @@ def box_iou(a: Box, b: Box) -> float:
     return inter / float(area(a) + area(b) - inter)
 
 
-def sibling_series(dicom_dir, volume: Volume, *, max_series: int = 4) -> list[Volume]:
+def sibling_series(dicom_dir: str | os.PathLike, volume: Volume, *, max_series: int = 4) -> list[Volume]:
     """The other CT series stored beside ``dicom_dir`` (in its parent folder), loaded.
 
     For placing annotations drawn on another reconstruction of the same study
@@ -874,7 +920,7 @@ def sibling_series(dicom_dir, volume: Volume, *, max_series: int = 4) -> list[Vo
         table = list_series(parent)
     except DicomSeriesError:
         return []
-    out = []
+    out: list[Volume] = []
     for info in table:
         if info.series_uid == volume.meta.get("series_uid") or info.modality != "CT":
             continue

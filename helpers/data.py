@@ -56,7 +56,9 @@ import urllib.error
 import urllib.request
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import DicomSeriesError
@@ -73,7 +75,7 @@ __all__ = [
     "verify",
 ]
 
-#: The repository root (the one definition; ``helpers.notebooks`` and ``helpers.pdfbook`` import it).
+#: The repository root (the one definition; ``helpers.book.notebooks`` and ``helpers.book.pdfbook`` import it).
 REPO = Path(__file__).resolve().parents[1]
 #: The data root: the folder that holds ``NAME/`` for every fetched dataset (and ``.partial/``).
 DATA_DIR = REPO / "data"
@@ -176,14 +178,19 @@ def _check_entry(name: str, entry: dict, source: str) -> None:
         if not files:
             raise DatasetError(f"{where} lists no 'files' (name, sha256, size)")
         for f in files:
-            fname = f.get("name", "")
-            if not fname or "/" in fname or "\\" in fname or fname.startswith("."):
-                raise DatasetError(f"{where}: file name {fname!r} must be a plain name")
-            sha = str(f.get("sha256", ""))
-            if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
-                raise DatasetError(f"{where}: file {fname!r} needs a 64-hex-digit 'sha256'")
-            if not isinstance(f.get("size"), int):
-                raise DatasetError(f"{where}: file {fname!r} needs an integer 'size' in bytes")
+            _check_file_entry(f, where)
+
+
+def _check_file_entry(f: dict, where: str) -> None:
+    """One file of a manifest download: a plain name, a 64-hex-digit SHA-256, a size in bytes."""
+    fname = f.get("name", "")
+    if not fname or "/" in fname or "\\" in fname or fname.startswith("."):
+        raise DatasetError(f"{where}: file name {fname!r} must be a plain name")
+    sha = str(f.get("sha256", ""))
+    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        raise DatasetError(f"{where}: file {fname!r} needs a 64-hex-digit 'sha256'")
+    if not isinstance(f.get("size"), int):
+        raise DatasetError(f"{where}: file {fname!r} needs an integer 'size' in bytes")
 
 
 def _entry(name: str, manifest) -> dict:
@@ -371,8 +378,6 @@ def _download(
     say,
 ) -> tuple[Path, bool]:
     """Stream ``url`` into ``part`` (resuming it); return (part, resumed)."""
-    from tqdm.auto import tqdm
-
     part.parent.mkdir(parents=True, exist_ok=True)
     validator_file = part.with_name(part.name + ".json")
     resumed = False
@@ -381,65 +386,16 @@ def _download(
         if attempt:
             _backoff_sleep(attempt - 1, backoff)
         offset = part.stat().st_size if part.exists() else 0
-        headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
-            try:
-                saved = json.loads(validator_file.read_text())
-            except (OSError, json.JSONDecodeError):
-                saved = {}
-            if saved.get("etag") or saved.get("last_modified"):
-                headers["If-Range"] = saved.get("etag") or saved["last_modified"]
+        headers = _request_headers(offset, validator_file)
         try:
             with urllib.request.urlopen(
                 urllib.request.Request(url, headers=headers), timeout=timeout
             ) as resp:
-                status = getattr(resp, "status", None) or 200
                 length = resp.headers.get("Content-Length")
-                if offset and status == 206:
-                    start = _content_range_start(resp.headers.get("Content-Range"))
-                    if start != offset:  # unusable answer: start again from zero next time
-                        part.unlink(missing_ok=True)
-                        raise _Interrupted(
-                            f"asked for bytes from {offset}, the server sent "
-                            f"Content-Range {resp.headers.get('Content-Range')!r}"
-                        )
-                    mode, resumed = "ab", True
-                    say(f"  resuming {label} at {offset / 1e6:.1f} MB")
-                else:
-                    if offset:
-                        say(
-                            f"  the server ignored the Range request for {label} "
-                            "(answered 200): restarting from the first byte"
-                        )
-                    offset, mode = 0, "wb"
-                    validator_file.write_text(
-                        json.dumps(
-                            {
-                                "url": url,
-                                "etag": resp.headers.get("ETag"),
-                                "last_modified": resp.headers.get("Last-Modified"),
-                            }
-                        )
-                    )
+                offset, mode = _resume_or_restart(resp, offset, part, validator_file, url=url, label=label, say=say)
+                resumed = resumed or mode == "ab"
                 total = offset + int(length) if length is not None else None
-                with open(part, mode) as fh, tqdm(
-                    total=total,
-                    initial=offset,
-                    unit="B",
-                    unit_scale=True,
-                    unit_divisor=1024,
-                    desc=label,
-                    disable=not progress,
-                    file=sys.stderr,
-                    leave=False,
-                ) as bar:
-                    while True:
-                        block = resp.read(CHUNK_BYTES)
-                        if not block:
-                            break
-                        fh.write(block)
-                        bar.update(len(block))
+                _stream(resp, part, mode, offset=offset, total=total, label=label, progress=progress)
                 got = part.stat().st_size
                 if total is not None and got != total:
                     raise _Interrupted(f"connection closed after {got} of {total} bytes")
@@ -466,19 +422,91 @@ def _download(
         say(f"  attempt {attempt + 1} of {retries + 1} for {label} failed: {last_error}")
     kept = part.stat().st_size if part.exists() else 0
     if not kept:  # nothing to resume: leave no empty folders behind
-        part.unlink(missing_ok=True)
-        validator_file.unlink(missing_ok=True)
-        for folder in (part.parent, part.parent.parent):
-            try:
-                folder.rmdir()
-            except OSError:
-                break
+        _remove_empty_partial(part, validator_file)
     raise DatasetError(
         f"download of {label} from {url} failed after {retries + 1} attempt(s): "
         f"{last_error}. {kept} bytes are kept in {part}; run the same command again "
         "to resume (check your internet connection, or set "
         f"{MIRROR_ENV} to a mirror)."
     )
+
+
+def _request_headers(offset: int, validator_file: Path) -> dict[str, str]:
+    """GET headers: no compression; from byte ``offset`` on when resuming, if the copy is still the same."""
+    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+        try:
+            saved = json.loads(validator_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            saved = {}
+        if saved.get("etag") or saved.get("last_modified"):
+            headers["If-Range"] = saved.get("etag") or saved["last_modified"]
+    return headers
+
+
+def _resume_or_restart(resp: Any, offset: int, part: Path, validator_file: Path, *, url: str, label: str,
+                       say: Callable[[str], None]) -> tuple[int, str]:
+    """``(offset, file mode)``: append after a 206 from ``offset``; else restart at 0 and record the validators."""
+    status = getattr(resp, "status", None) or 200
+    if offset and status == 206:
+        start = _content_range_start(resp.headers.get("Content-Range"))
+        if start != offset:  # unusable answer: start again from zero next time
+            part.unlink(missing_ok=True)
+            raise _Interrupted(
+                f"asked for bytes from {offset}, the server sent "
+                f"Content-Range {resp.headers.get('Content-Range')!r}"
+            )
+        say(f"  resuming {label} at {offset / 1e6:.1f} MB")
+        return offset, "ab"
+    if offset:
+        say(
+            f"  the server ignored the Range request for {label} "
+            "(answered 200): restarting from the first byte"
+        )
+    validator_file.write_text(
+        json.dumps(
+            {
+                "url": url,
+                "etag": resp.headers.get("ETag"),
+                "last_modified": resp.headers.get("Last-Modified"),
+            }
+        )
+    )
+    return 0, "wb"
+
+
+def _stream(resp: Any, part: Path, mode: str, *, offset: int, total: int | None, label: str, progress: bool) -> None:
+    """Copy the response body into ``part`` block by block, with a progress bar."""
+    from tqdm.auto import tqdm
+
+    with open(part, mode) as fh, tqdm(
+        total=total,
+        initial=offset,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=label,
+        disable=not progress,
+        file=sys.stderr,
+        leave=False,
+    ) as bar:
+        while True:
+            block = resp.read(CHUNK_BYTES)
+            if not block:
+                break
+            fh.write(block)
+            bar.update(len(block))
+
+
+def _remove_empty_partial(part: Path, validator_file: Path) -> None:
+    part.unlink(missing_ok=True)
+    validator_file.unlink(missing_ok=True)
+    for folder in (part.parent, part.parent.parent):
+        try:
+            folder.rmdir()
+        except OSError:
+            break
 
 
 def _content_range_start(value: str | None) -> int | None:
@@ -500,6 +528,19 @@ def _content_range_total(value: str | None) -> int | None:
 # --------------------------------------------------------------------------- extraction
 
 
+def _open_zip(archive: Path, url: str) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(archive)
+    except zipfile.BadZipFile:
+        head = archive.read_bytes()[:60]
+        raise DatasetError(
+            f"the download from {url} ({archive.stat().st_size} bytes) is not a complete "
+            f"zip archive; it starts with {head!r}. It was deleted. The connection may "
+            "have dropped, or the server sent an error page: run the fetch again later, "
+            "or check the URL in data/manifest.json."
+        ) from None
+
+
 def _extract_verified(
     archive: Path, dl: dict, url: str, out: Path, staging: Path, say
 ) -> None:
@@ -510,17 +551,7 @@ def _extract_verified(
     seen_names: dict[str, str] = {}  # member base name -> actual sha256
     extras: list[str] = []
     staging.mkdir(parents=True, exist_ok=True)
-    try:
-        zf = zipfile.ZipFile(archive)
-    except zipfile.BadZipFile:
-        head = archive.read_bytes()[:60]
-        raise DatasetError(
-            f"the download from {url} ({archive.stat().st_size} bytes) is not a complete "
-            f"zip archive; it starts with {head!r}. It was deleted. The connection may "
-            "have dropped, or the server sent an error page: run the fetch again later, "
-            "or check the URL in data/manifest.json."
-        ) from None
-    with zf:
+    with _open_zip(archive, url) as zf:
         for i, info in enumerate(zf.infolist()):
             if info.is_dir():
                 continue
@@ -549,22 +580,7 @@ def _extract_verified(
                 tmp.unlink()
     missing = [f for sha, f in wanted.items() if sha not in found]
     if missing:
-        lines = []
-        for f in missing[:5]:
-            actual = seen_names.get(f["name"])
-            got = (
-                f"the download's {f['name']} has sha256 {actual}"
-                if actual
-                else "no file in the download has this content"
-            )
-            lines.append(f"{f['name']}: expected sha256 {f['sha256']} ({f['size']} bytes); {got}")
-        more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
-        raise DatasetError(
-            f"{len(missing)} of {len(wanted)} files from {url} do not match the "
-            f"manifest{more}:\n  " + "\n  ".join(lines) + "\nThe download was deleted "
-            "and nothing was installed. If this repeats, the archive changed on the "
-            "server: report it (the manifest needs new hashes)."
-        )
+        raise _mismatch_error(missing, len(wanted), seen_names, url)
     out.mkdir(parents=True, exist_ok=True)
     for sha, tmp in found.items():
         f = wanted[sha]
@@ -574,6 +590,26 @@ def _extract_verified(
     if extras:
         shown = ", ".join(extras[:5]) + (" ..." if len(extras) > 5 else "")
         say(f"  left out {len(extras)} file(s) not listed in the manifest: {shown}")
+
+
+def _mismatch_error(missing: list[dict], n_wanted: int, seen_names: dict[str, str], url: str) -> DatasetError:
+    """The error for manifest files whose content the download lacks: each one's expected and actual SHA-256."""
+    lines = []
+    for f in missing[:5]:
+        actual = seen_names.get(f["name"])
+        got = (
+            f"the download's {f['name']} has sha256 {actual}"
+            if actual
+            else "no file in the download has this content"
+        )
+        lines.append(f"{f['name']}: expected sha256 {f['sha256']} ({f['size']} bytes); {got}")
+    more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
+    return DatasetError(
+        f"{len(missing)} of {n_wanted} files from {url} do not match the "
+        f"manifest{more}:\n  " + "\n  ".join(lines) + "\nThe download was deleted "
+        "and nothing was installed. If this repeats, the archive changed on the "
+        "server: report it (the manifest needs new hashes)."
+    )
 
 
 def _verify_dir(folder: Path, entry: dict, name: str) -> list[str]:
@@ -597,6 +633,48 @@ def _verify_dir(folder: Path, entry: dict, name: str) -> list[str]:
 
 
 # --------------------------------------------------------------------------- public API
+
+
+def _check_existing(dest: Path, entry: dict, name: str, digest: str) -> None:
+    """Refuse a ``dest`` that is not a completed, verified download of this manifest entry."""
+    marker = _read_marker(dest)
+    if marker is None:
+        raise DatasetError(
+            f"{dest} exists but is not a completed download of {name!r} (no "
+            f"{MARKER}); move it away, or fetch with force=True / --force to replace it"
+        )
+    problems = _verify_dir(dest, entry, name) if marker.get("digest") == digest else [
+        "it was fetched with a different manifest entry"
+    ]
+    if problems:
+        raise DatasetError(
+            f"{dest} does not match the manifest for {name!r}: {problems[0]}"
+            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+            + "; fetch with force=True / --force to download it again"
+        )
+
+
+def _fetch_download(dl: dict, dl_id: str, url: str, part: Path, tmp: Path, *, label: str, progress: bool,
+                    retries: int, backoff: float, timeout: float, say: Callable[[str], None]) -> None:
+    """Download one archive of the entry (resuming ``part``), check it and extract its files into ``tmp``."""
+    for round_ in range(2):  # a resumed archive that proves corrupt is refetched once
+        part, resumed = _download(
+            url, part, label=label, progress=progress,
+            retries=retries, backoff=backoff, timeout=timeout, say=say,
+        )
+        try:
+            _check_archive(part, dl, url)
+            _extract_verified(
+                part, dl, url, tmp / dl.get("subdir", ""), tmp / ".staging" / dl_id, say
+            )
+            return
+        except DatasetError:
+            part.unlink(missing_ok=True)
+            part.with_name(part.name + ".json").unlink(missing_ok=True)
+            if not (resumed and round_ == 0):
+                raise
+            say(f"  the resumed archive for {dl_id} is inconsistent "
+                "(the server's copy changed?): downloading it again from the start")
 
 
 def fetch(
@@ -666,24 +744,10 @@ def fetch(
     digest = _entry_digest(entry)
 
     if dest.exists() and not force:
-        marker = _read_marker(dest)
-        if marker is None:
-            raise DatasetError(
-                f"{dest} exists but is not a completed download of {name!r} (no "
-                f"{MARKER}); move it away, or fetch with force=True / --force to replace it"
-            )
-        problems = _verify_dir(dest, entry, name) if marker.get("digest") == digest else [
-            "it was fetched with a different manifest entry"
-        ]
-        if not problems:
-            say(f"{name} is already in {dest} (all {_n_files(entry)} files verified).")
-            say(f"Please cite: {cite}")
-            return dest
-        raise DatasetError(
-            f"{dest} does not match the manifest for {name!r}: {problems[0]}"
-            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
-            + "; fetch with force=True / --force to download it again"
-        )
+        _check_existing(dest, entry, name, digest)
+        say(f"{name} is already in {dest} (all {_n_files(entry)} files verified).")
+        say(f"Please cite: {cite}")
+        return dest
 
     partial = _partial_dir(dest, name)
     size_mb = sum(f["size"] for dl in entry["downloads"] for f in dl["files"]) / 1e6
@@ -695,26 +759,9 @@ def fetch(
         for i, dl in enumerate(entry["downloads"]):
             dl_id = dl.get("id", f"part{i}")
             url = _resolve_url(dl, base_url)
-            part = partial / f"{dl_id}.zip.part"
             say(f"  {dl_id}: {url}")
-            for round_ in range(2):  # a resumed archive that proves corrupt is refetched once
-                part, resumed = _download(
-                    url, part, label=f"{name}/{dl_id}", progress=progress,
-                    retries=retries, backoff=backoff, timeout=timeout, say=say,
-                )
-                try:
-                    _check_archive(part, dl, url)
-                    _extract_verified(
-                        part, dl, url, tmp / dl.get("subdir", ""), tmp / ".staging" / dl_id, say
-                    )
-                    break
-                except DatasetError:
-                    part.unlink(missing_ok=True)
-                    part.with_name(part.name + ".json").unlink(missing_ok=True)
-                    if not (resumed and round_ == 0):
-                        raise
-                    say(f"  the resumed archive for {dl_id} is inconsistent "
-                        "(the server's copy changed?): downloading it again from the start")
+            _fetch_download(dl, dl_id, url, partial / f"{dl_id}.zip.part", tmp, label=f"{name}/{dl_id}",
+                            progress=progress, retries=retries, backoff=backoff, timeout=timeout, say=say)
         shutil.rmtree(tmp / ".staging", ignore_errors=True)
         problems = _verify_dir(tmp, entry, name)
         if problems:  # defensive: extraction already matched every hash

@@ -35,10 +35,16 @@ import io
 import os
 import secrets
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import DicomSeriesError, SeriesWarning
+
+if TYPE_CHECKING:
+    from pydicom.dataelem import DataElement
+    from pydicom.dataset import Dataset
 
 __all__ = ["deidentify", "DeidReport", "BASIC_PROFILE", "DESCRIPTORS", "PATIENT_CHARACTERISTICS",
            "OPTION_CODES", "identifying_values"]
@@ -62,7 +68,8 @@ BASIC_PROFILE: dict[str, str] = {
     "AccessionNumber": "Z", "StudyID": "Z", "StudyDate": "Z", "StudyTime": "Z", "ReferringPhysicianName": "Z",
     "ReferringPhysicianAddress": "X", "ReferringPhysicianTelephoneNumbers": "X",
     "ReferringPhysicianIdentificationSequence": "X", "PhysiciansOfRecord": "X", "NameOfPhysiciansReadingStudy": "X",
-    "PerformingPhysicianName": "X", "OperatorsName": "X", "RequestingPhysician": "X", "ScheduledPerformingPhysicianName": "X",
+    "PerformingPhysicianName": "X", "OperatorsName": "X", "RequestingPhysician": "X",
+    "ScheduledPerformingPhysicianName": "X",
     "AdmissionID": "X", "AdmittingDiagnosesDescription": "X", "CurrentPatientLocation": "X",
     "InstitutionName": "X", "InstitutionAddress": "X", "InstitutionalDepartmentName": "X", "StationName": "X",
     "DeviceSerialNumber": "X", "PlateID": "X", "DetectorID": "X", "GantryID": "X",
@@ -178,7 +185,7 @@ class DeidReport:
                 f"elements; options: {', '.join(self.options) or 'none'}; burned-in flagged: {len(self.burned_in)}")
 
 
-def identifying_values(ds, *, min_length: int = 3) -> set[str]:
+def identifying_values(ds: Dataset, *, min_length: int = 3) -> set[str]:
     """Every value of ``ds`` (sequences included) the profile treats as identifying.
 
     The strings of attributes in :data:`BASIC_PROFILE` with action X, Z, D or U,
@@ -235,7 +242,7 @@ def _options(dates: str, clean_descriptors: bool, patient_characteristics: bool)
     return tuple(opts)
 
 
-def _burn_risk(ds) -> bool:
+def _burn_risk(ds: Dataset) -> bool:
     flag = str(ds.get("BurnedInAnnotation", "")).upper()
     if flag == "YES":
         return True
@@ -253,7 +260,8 @@ def _clean_text(text: str, secrets_: set[str]) -> str:
     return " ".join(text.split())
 
 
-def deidentify(source, out_dir, *, mapping, dates: str = "shift", clean_descriptors: bool = True,
+def deidentify(source: str | os.PathLike | Iterable[str | os.PathLike], out_dir: str | os.PathLike, *,
+               mapping: str | os.PathLike, dates: str = "shift", clean_descriptors: bool = True,
                patient_characteristics: bool = False, seed: str | None = None,
                on_burned_in: str = "warn") -> DeidReport:
     """Copy a DICOM series to a new folder, de-identified after PS3.15 Annex E.
@@ -306,11 +314,8 @@ def deidentify(source, out_dir, *, mapping, dates: str = "shift", clean_descript
     >>> rep.n_files, rep.removed["InstitutionName"], rep.replaced["PatientID"]
     (40, 40, 40)
     """
-    import pydicom
     from dicognito.anonymizer import Anonymizer
     from dicognito.value_keeper import ValueKeeper
-    from pydicom.dataset import Dataset
-    from pydicom.sequence import Sequence as DicomSequence
 
     from .export import atomic_write
 
@@ -318,6 +323,70 @@ def deidentify(source, out_dir, *, mapping, dates: str = "shift", clean_descript
     if on_burned_in not in ("warn", "error"):
         raise ValueError(f"on_burned_in={on_burned_in!r}: choose 'warn' or 'error'")
     out_dir, mapping = Path(out_dir), Path(mapping)
+    dsets = _read_for_deid(source, out_dir, mapping)
+
+    anon = Anonymizer(seed=seed if seed is not None else secrets.token_hex(16))
+    keep = set()
+    if dates == "keep":
+        keep |= {e.keyword for _, d in dsets for e in d.iterall()
+                 if e.VR in _TEMPORAL_VRS and e.keyword and e.keyword not in _NEVER_RETAINED}
+    if patient_characteristics:
+        keep |= set(PATIENT_CHARACTERISTICS)
+    for kw in sorted(keep):
+        anon.add_element_handler(ValueKeeper(kw))
+
+    report = DeidReport(out_dir=out_dir, mapping=mapping, options=opts)
+    tmp = out_dir.with_name(f".{out_dir.name}.partial-{secrets.token_hex(3)}")
+    tmp.mkdir(parents=True)
+    rows = []
+    try:
+        for n, (f, ds) in enumerate(dsets):
+            _check_burned_in(f, ds, report, on_burned_in)
+            secret = identifying_values(ds)
+            before = {k: str(ds.get(k, "")) for k in ("PatientID", "PatientName", "AccessionNumber",
+                                                       "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID",
+                                                       "StudyDate")}
+            descr = {k: str(ds.get(k)) for k in DESCRIPTORS if k in ds and isinstance(ds[k].value, str)}
+            # 1. private tags, overlays and curves: removed (Basic Profile; no Retain Safe Private option)
+            _remove_private_overlays_curves(ds, report)
+            # 2. dicognito: UIDs remapped, names/IDs/addresses dummies, dates shifted
+            kws_before = {e.keyword for e in ds.iterall()}
+            anon.anonymize(ds)
+            # 3. the profile's table, on top, recursively (sequences included)
+            _apply_profile(ds, dates=dates, clean_descriptors=clean_descriptors,
+                           keep=keep, report=report, bump=_bump, descr=descr, secret=secret)
+            _count_replaced(ds, kws_before, report)
+            # 4. the record of what was done
+            _record_method(ds, opts, dates)
+            out = tmp / f"IM{n:05d}.dcm"
+            ds.save_as(out, enforce_file_format=True)
+            after = {k: str(ds.get(k, "")) for k in before}
+            rows.append({**{f"original_{k}": v for k, v in before.items()},
+                         **{f"new_{k}": v for k, v in after.items()}})
+            report.n_files += 1
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+        atomic_write(mapping, lambda t: Path(t).write_text(buf.getvalue()))
+        os.replace(tmp, out_dir)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return report
+
+
+def _bump(d: dict, kw: str) -> None:
+    d[kw] = d.get(kw, 0) + 1
+
+
+def _read_for_deid(source: str | os.PathLike | Iterable[str | os.PathLike], out_dir: Path,
+                   mapping: Path) -> list:
+    """``(path, dataset)`` of every DICOM file of ``source``, once the output and the mapping are safe places."""
+    import pydicom
+
     if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
         files = sorted(p for p in Path(source).rglob("*") if p.is_file())
         src_root = Path(source).resolve()
@@ -341,89 +410,58 @@ def deidentify(source, out_dir, *, mapping, dates: str = "shift", clean_descript
             continue
     if not dsets:
         raise DicomSeriesError(f"de-identify {source}: no DICOM file found; point it at a series folder")
+    return dsets
 
-    anon = Anonymizer(seed=seed if seed is not None else secrets.token_hex(16))
-    keep = set()
-    if dates == "keep":
-        keep |= {e.keyword for _, d in dsets for e in d.iterall()
-                 if e.VR in _TEMPORAL_VRS and e.keyword and e.keyword not in _NEVER_RETAINED}
-    if patient_characteristics:
-        keep |= set(PATIENT_CHARACTERISTICS)
-    for kw in sorted(keep):
-        anon.add_element_handler(ValueKeeper(kw))
 
-    report = DeidReport(out_dir=out_dir, mapping=mapping, options=opts)
-    tmp = out_dir.with_name(f".{out_dir.name}.partial-{secrets.token_hex(3)}")
-    tmp.mkdir(parents=True)
-    rows = []
+def _check_burned_in(f: Path, ds: Dataset, report: DeidReport, on_burned_in: str) -> None:
+    """Flag (warn, or refuse) a file whose pixels may carry burned-in text: they are not cleaned here."""
+    if not _burn_risk(ds):
+        return
+    report.burned_in.append(str(f))
+    msg = (f"{f}: (0028,0301) Burned In Annotation is {ds.get('BurnedInAnnotation', 'absent')} for "
+           f"modality {ds.get('Modality', '?')}: the pixels may show the patient's name; they are NOT "
+           "cleaned here. Check the images by eye or exclude them")
+    if on_burned_in == "error":
+        raise DicomSeriesError(msg)
+    warnings.warn(msg, SeriesWarning, stacklevel=3)
 
-    def bump(d, kw):
-        d[kw] = d.get(kw, 0) + 1
 
-    try:
-        for n, (f, ds) in enumerate(dsets):
-            if _burn_risk(ds):
-                report.burned_in.append(str(f))
-                msg = (f"{f}: (0028,0301) Burned In Annotation is {ds.get('BurnedInAnnotation', 'absent')} for "
-                       f"modality {ds.get('Modality', '?')}: the pixels may show the patient's name; they are NOT "
-                       "cleaned here. Check the images by eye or exclude them")
-                if on_burned_in == "error":
-                    raise DicomSeriesError(msg)
-                warnings.warn(msg, SeriesWarning, stacklevel=2)
-            secret = identifying_values(ds)
-            before = {k: str(ds.get(k, "")) for k in ("PatientID", "PatientName", "AccessionNumber",
-                                                       "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID",
-                                                       "StudyDate")}
-            descr = {k: str(ds.get(k)) for k in DESCRIPTORS if k in ds and isinstance(ds[k].value, str)}
-            # 1. private tags, overlays and curves: removed (Basic Profile; no Retain Safe Private option)
-            n_priv = sum(1 for _ in _iter_private(ds))
-            ds.remove_private_tags()
-            report.private_removed += n_priv
-            for elem in list(ds):  # curves (50xx) and overlays (60xx): X
-                if 0x5000 <= elem.tag.group <= 0x50FF or 0x6000 <= elem.tag.group <= 0x60FF:
-                    del ds[elem.tag]
-                    bump(report.removed, f"({elem.tag.group:04X},{elem.tag.element:04X})")
-            # 2. dicognito: UIDs remapped, names/IDs/addresses dummies, dates shifted
-            kws_before = {e.keyword for e in ds.iterall()}
-            anon.anonymize(ds)
-            # 3. the profile's table, on top, recursively (sequences included)
-            _apply_profile(ds, dates=dates, clean_descriptors=clean_descriptors,
-                           keep=keep, report=report, bump=bump, descr=descr, secret=secret)
-            for kw in ("PatientName", "PatientID", "AccessionNumber", "StudyID"):
-                if kw in ds and ds[kw].value and kw in kws_before:
-                    bump(report.replaced, kw)
-            for kw in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID"):
-                if kw in ds:
-                    bump(report.replaced, kw)
-            # 4. the record of what was done
-            ds.PatientIdentityRemoved = "YES"
-            ds.DeidentificationMethod = "PS3.15 E.1 Basic Profile (helpers.deid + dicognito)"[:64]
-            seq = []
-            for o in opts:
-                code = Dataset()
-                code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = OPTION_CODES[o][0], "DCM", \
-                    OPTION_CODES[o][1]
-                seq.append(code)
-            ds.DeidentificationMethodCodeSequence = DicomSequence(seq)
-            ds.LongitudinalTemporalInformationModified = {"remove": "REMOVED", "shift": "MODIFIED",
-                                                          "keep": "UNMODIFIED"}[dates]
-            out = tmp / f"IM{n:05d}.dcm"
-            ds.save_as(out, enforce_file_format=True)
-            after = {k: str(ds.get(k, "")) for k in before}
-            rows.append({**{f"original_{k}": v for k, v in before.items()}, **{f"new_{k}": v for k, v in after.items()}})
-            report.n_files += 1
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-        atomic_write(mapping, lambda t: Path(t).write_text(buf.getvalue()))
-        os.replace(tmp, out_dir)
-    except BaseException:
-        import shutil
+def _remove_private_overlays_curves(ds: Dataset, report: DeidReport) -> None:
+    """Private tags, curves (50xx) and overlays (60xx): X in the Basic Profile."""
+    n_priv = sum(1 for _ in _iter_private(ds))
+    ds.remove_private_tags()
+    report.private_removed += n_priv
+    for elem in list(ds):
+        if 0x5000 <= elem.tag.group <= 0x50FF or 0x6000 <= elem.tag.group <= 0x60FF:
+            del ds[elem.tag]
+            _bump(report.removed, f"({elem.tag.group:04X},{elem.tag.element:04X})")
 
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return report
+
+def _count_replaced(ds: Dataset, kws_before: set, report: DeidReport) -> None:
+    for kw in ("PatientName", "PatientID", "AccessionNumber", "StudyID"):
+        if kw in ds and ds[kw].value and kw in kws_before:
+            _bump(report.replaced, kw)
+    for kw in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID"):
+        if kw in ds:
+            _bump(report.replaced, kw)
+
+
+def _record_method(ds: Dataset, opts: Iterable[str], dates: str) -> None:
+    """(0012,0062) Patient Identity Removed, the method, its option codes, the temporal information."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence as DicomSequence
+
+    ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethod = "PS3.15 E.1 Basic Profile (helpers.deid + dicognito)"[:64]
+    seq = []
+    for o in opts:
+        code = Dataset()
+        code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = OPTION_CODES[o][0], "DCM", \
+            OPTION_CODES[o][1]
+        seq.append(code)
+    ds.DeidentificationMethodCodeSequence = DicomSequence(seq)
+    ds.LongitudinalTemporalInformationModified = {"remove": "REMOVED", "shift": "MODIFIED",
+                                                  "keep": "UNMODIFIED"}[dates]
 
 
 def _iter_private(ds):
@@ -447,36 +485,50 @@ def _apply_profile(ds, *, dates, clean_descriptors, keep, report, bump, descr, s
             continue
         if kw in keep:
             continue
-        temporal = elem.VR in _TEMPORAL_VRS and kw not in _NEVER_RETAINED
-        if temporal and dates == "remove":
-            if BASIC_PROFILE.get(kw) == "Z":
-                elem.value = ""
-                bump(report.emptied, kw)
-            else:
-                del ds[elem.tag]
-                bump(report.removed, kw)
-            continue
-        if temporal:  # shifted by dicognito (Modified Dates option) or kept (Full Dates)
-            bump(report.replaced, kw)
-            continue
-        action = BASIC_PROFILE.get(kw)
-        if action == "C":
-            if clean_descriptors and kw in descr:
-                elem.value = _clean_text(descr[kw], secret)
-                bump(report.replaced, kw)
-            else:
-                del ds[elem.tag]
-                bump(report.removed, kw)
-        elif action == "X":
-            del ds[elem.tag]
-            bump(report.removed, kw)
-        elif action == "Z" and kw not in ("PatientName", "PatientID", "AccessionNumber", "StudyID") \
-                and elem.VR != "PN":
+        if elem.VR in _TEMPORAL_VRS and kw not in _NEVER_RETAINED:
+            _apply_temporal(ds, elem, dates=dates, report=report, bump=bump)
+        else:
+            _apply_action(ds, elem, clean_descriptors=clean_descriptors, report=report, bump=bump, descr=descr,
+                          secret=secret)
+
+
+def _apply_temporal(ds: Dataset, elem: DataElement, *, dates: str, report: DeidReport,
+                    bump: Callable[[dict, str], None]) -> None:
+    """A date or time: emptied or removed (dates="remove"), else counted as shifted or kept by dicognito."""
+    kw = elem.keyword
+    if dates == "remove":
+        if BASIC_PROFILE.get(kw) == "Z":
             elem.value = ""
             bump(report.emptied, kw)
-        elif action == "D" and elem.VR not in ("PN", "SQ") and elem.value:
-            elem.value = ""  # no meaningful dummy for free text: emptied
-            bump(report.emptied, kw)
-        elif elem.VR == "PN" and kw not in ("PatientName",) and elem.value:
-            elem.value = ""  # dicognito made up a name; the profile empties other persons' names
-            bump(report.emptied, kw)
+        else:
+            del ds[elem.tag]
+            bump(report.removed, kw)
+    else:  # shifted by dicognito (Modified Dates option) or kept (Full Dates)
+        bump(report.replaced, kw)
+
+
+def _apply_action(ds: Dataset, elem: DataElement, *, clean_descriptors: bool, report: DeidReport,
+                  bump: Callable[[dict, str], None], descr: dict[str, str], secret: set[str]) -> None:
+    """The Basic Profile's action for one element that is neither a sequence nor a date: C, X, Z, D."""
+    kw = elem.keyword
+    action = BASIC_PROFILE.get(kw)
+    if action == "C":
+        if clean_descriptors and kw in descr:
+            elem.value = _clean_text(descr[kw], secret)
+            bump(report.replaced, kw)
+        else:
+            del ds[elem.tag]
+            bump(report.removed, kw)
+    elif action == "X":
+        del ds[elem.tag]
+        bump(report.removed, kw)
+    elif action == "Z" and kw not in ("PatientName", "PatientID", "AccessionNumber", "StudyID") \
+            and elem.VR != "PN":
+        elem.value = ""
+        bump(report.emptied, kw)
+    elif action == "D" and elem.VR not in ("PN", "SQ") and elem.value:
+        elem.value = ""  # no meaningful dummy for free text: emptied
+        bump(report.emptied, kw)
+    elif elem.VR == "PN" and kw not in ("PatientName",) and elem.value:
+        elem.value = ""  # dicognito made up a name; the profile empties other persons' names
+        bump(report.emptied, kw)

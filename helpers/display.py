@@ -800,7 +800,7 @@ def widget_viewer(
     Needs a live kernel (Jupyter, Binder): each move re-renders the slice in
     Python.  On a static page use :func:`slice_viewer`, or show the widget
     with a still image through :func:`widget_with_still` and
-    ``helpers.notebook.show_widget``.
+    ``helpers.book.notebook.show_widget``.
 
     Parameters
     ----------
@@ -831,7 +831,7 @@ def widget_viewer(
     vol = as_volume(volume)
     n = vol.shape[axis]
     index = n // 2 if index is None else int(index)
-    options = [(f"{k} (L {l:g}, W {w:g})", k) for k, (l, w) in WINDOWS.items()]
+    options = [(f"{k} (L {lev:g}, W {wid:g})", k) for k, (lev, wid) in WINDOWS.items()]
     if not isinstance(window, str):
         level, width = (float(v) for v in window)
         options.append((f"custom (L {level:g}, W {width:g})", (level, width)))
@@ -875,7 +875,7 @@ def widget_with_still(volume, **options):
     -------
     (ipywidgets.VBox, bytes)
         The widget and a PNG of the slice it shows first.  In a chapter:
-        ``helpers.notebook.show_widget(*widget_with_still(vol))``.
+        ``helpers.book.notebook.show_widget(*widget_with_still(vol))``.
 
     Examples
     --------

@@ -295,6 +295,23 @@ def save_nifti(labels, volume: Volume, path) -> Path:
 # ----------------------------------------------------------------- DICOM SEG
 def _source_datasets(source, volume: Volume):
     """Source datasets in the volume's plane order (matched by SOP UID, else by position)."""
+    dsets = _read_source(source, volume)
+    series_uid = volume.meta.get("series_uid")
+    if series_uid:
+        dsets = [d for d in dsets if str(d.get("SeriesInstanceUID", "")) == series_uid]
+    uids = volume.meta.get("sop_instance_uids")
+    if uids and len(uids) == volume.shape[0]:
+        ordered = _order_by_uid(dsets, uids)
+    else:
+        ordered = _order_by_position(dsets, volume)
+    if len(ordered) != volume.shape[0]:
+        raise DicomSeriesError(f"found {len(ordered)} source images for a volume of {volume.shape[0]} planes; "
+                               "pass the series the volume was loaded from")
+    return ordered
+
+
+def _read_source(source: Any, volume: Volume) -> list:
+    """Every DICOM dataset of ``source`` (a folder, a file, a list of files or datasets; default: the volume's)."""
     import pydicom
 
     if source is None:
@@ -317,36 +334,36 @@ def _source_datasets(source, volume: Volume):
             dsets.append(pydicom.dcmread(f))
         except Exception:  # not DICOM (a README, a thumbnail): not a source image
             continue
-    series_uid = volume.meta.get("series_uid")
-    if series_uid:
-        dsets = [d for d in dsets if str(d.get("SeriesInstanceUID", "")) == series_uid]
-    uids = volume.meta.get("sop_instance_uids")
-    ordered = []
-    if uids and len(uids) == volume.shape[0]:
-        by_uid = {str(d.SOPInstanceUID): d for d in dsets}
-        missing = [u for u in uids if u not in by_uid]
-        if missing:
+    return dsets
+
+
+def _order_by_uid(dsets: list, uids: list) -> list:
+    by_uid = {str(d.SOPInstanceUID): d for d in dsets}
+    missing = [u for u in uids if u not in by_uid]
+    if missing:
+        raise DicomSeriesError(
+            f"{len(missing)} of the volume's {len(uids)} slices are not in the source "
+            f"(first missing (0008,0018) SOP Instance UID {missing[0]}); pass the folder the volume was loaded from"
+        )
+    return [by_uid[u] for u in uids]
+
+
+def _order_by_position(dsets: list, volume: Volume) -> list:
+    """For each plane of ``volume``, the source image at its (0020,0032) position (within POSITION_TOL_MM)."""
+    ordered: list = []
+    if not dsets:
+        return ordered
+    pos = np.array([[float(v) for v in d.ImagePositionPatient] for d in dsets])
+    for k, p in enumerate(volume.positions):
+        dist = np.linalg.norm(pos - p, axis=1)
+        j = int(np.argmin(dist))
+        if dist[j] > POSITION_TOL_MM:
             raise DicomSeriesError(
-                f"{len(missing)} of the volume's {len(uids)} slices are not in the source "
-                f"(first missing (0008,0018) SOP Instance UID {missing[0]}); pass the folder the volume was loaded from"
+                f"no source image at plane {k}'s position {np.round(p, 2).tolist()} mm (closest "
+                f"(0020,0032) Image Position (Patient) is {dist[j]:.2f} mm away); "
+                "pass the series the volume came from"
             )
-        ordered = [by_uid[u] for u in uids]
-    else:
-        pos = np.array([[float(v) for v in d.ImagePositionPatient] for d in dsets]) if dsets else np.zeros((0, 3))
-        for k, p in enumerate(volume.positions):
-            if len(pos) == 0:
-                break
-            dist = np.linalg.norm(pos - p, axis=1)
-            j = int(np.argmin(dist))
-            if dist[j] > POSITION_TOL_MM:
-                raise DicomSeriesError(
-                    f"no source image at plane {k}'s position {np.round(p, 2).tolist()} mm (closest "
-                    f"(0020,0032) Image Position (Patient) is {dist[j]:.2f} mm away); pass the series the volume came from"
-                )
-            ordered.append(dsets[j])
-    if len(ordered) != volume.shape[0]:
-        raise DicomSeriesError(f"found {len(ordered)} source images for a volume of {volume.shape[0]} planes; "
-                               "pass the series the volume was loaded from")
+        ordered.append(dsets[j])
     return ordered
 
 

@@ -25,7 +25,7 @@ LAA_HU = -950.0
 LUNG_BANDS_HU: tuple[float, ...] = (-1024.0, -950.0, -850.0, -700.0, -500.0, -100.0, 3072.0)
 
 
-def lung_features(image, mask, spacing, *, laa_hu: float = LAA_HU,
+def lung_features(image: np.ndarray, mask: np.ndarray, spacing: tuple[float, float, float], *, laa_hu: float = LAA_HU,
                   bands_hu: tuple[float, ...] = LUNG_BANDS_HU) -> dict[str, float]:
     """One row of numbers for one case: lung volumes, LAA %, HU band shares.
 

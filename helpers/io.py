@@ -628,7 +628,8 @@ def _entry(path: str) -> tuple[str, Any] | None:
 def _unopenable_text(path: str, exc: OSError) -> str:
     if os.path.islink(path):
         target = os.readlink(path)
-        why = "which does not exist" if isinstance(exc, FileNotFoundError) else f"which cannot be followed ({exc.strerror})"
+        missing = isinstance(exc, FileNotFoundError)
+        why = "which does not exist" if missing else f"which cannot be followed ({exc.strerror})"
         return (
             f"{path} is a symbolic link to {target}, {why}. Point the link at the file, delete the link, "
             "or pass on_error='skip' to leave it out."
@@ -1017,7 +1018,8 @@ def _encapsulated_size_problem(f: _File, declared: int, frames: int) -> str | No
     if declared > MAX_FILE_BYTES or (declared > MAX_PLAUSIBLE_BYTES and declared > MAX_COMPRESSION_RATIO * f.size):
         return (
             f"{f.name}: the header declares {declared / 1e6:.0f} MB of pixels ((0028,0010) Rows {h.rows} x "
-            f"(0028,0011) Columns {h.columns} x (0028,0100) Bits Allocated {h.bits_allocated}/8 x {frames} frame(s)) but "
+            f"(0028,0011) Columns {h.columns} x (0028,0100) Bits Allocated {h.bits_allocated}/8 x "
+            f"{frames} frame(s)) but "
             f"the whole file holds {f.size / 1e6:.2f} MB of compressed data; the header is wrong. "
             "Nothing was allocated. Remove or repair the file, or pass on_error='skip'."
         )
@@ -1266,7 +1268,8 @@ def _check_plane(where: str, ipp, iop, ps) -> None:
         row, col = iop[:3], iop[3:]
         lengths = math.sqrt(sum(v * v for v in row)), math.sqrt(sum(v * v for v in col))
         dot = sum(a * b for a, b in zip(row, col))
-        ok = all(map(math.isfinite, iop)) and max(abs(lengths[0] - 1), abs(lengths[1] - 1), abs(dot)) <= ORTHONORMAL_TOLERANCE
+        off = max(abs(lengths[0] - 1), abs(lengths[1] - 1), abs(dot))
+        ok = all(map(math.isfinite, iop)) and off <= ORTHONORMAL_TOLERANCE
         if not ok:
             raise DicomSeriesError(
                 f"{where}: {_tag_text('ImageOrientationPatient')} is {iop}; expected two perpendicular unit "
@@ -1322,7 +1325,9 @@ def _drop_duplicates(frames: list[_Frame], notes: _Notes) -> list[_Frame]:
 
 def _require_geometry(frames: list[_Frame]) -> None:
     for fr in frames:
-        for kw, val in (("ImagePositionPatient", fr.ipp), ("ImageOrientationPatient", fr.iop), ("PixelSpacing", fr.pixel_spacing)):
+        per_frame = (("ImagePositionPatient", fr.ipp), ("ImageOrientationPatient", fr.iop),
+                     ("PixelSpacing", fr.pixel_spacing))
+        for kw, val in per_frame:
             if val is None:
                 raise DicomSeriesError(
                     f"{fr.file.name}: {_tag_text(kw)} is missing or malformed; a CT slice needs it to be placed "
@@ -1676,7 +1681,8 @@ def _report_tilt(pos: np.ndarray, normal: np.ndarray, chosen: SeriesInfo, notes:
 def _single_slice_spacing(fr: _Frame, chosen: SeriesInfo, notes: _Notes) -> float:
     thick = _floats(_get(fr.file.ds, "SliceThickness"), 1)
     dz = thick[0] if thick and math.isfinite(thick[0]) and thick[0] > 0 else 1.0
-    notes.warn(f"series {chosen.series_uid} has a single slice; slice spacing set to {dz} mm ((0018,0050) Slice Thickness).")
+    notes.warn(f"series {chosen.series_uid} has a single slice; "
+               f"slice spacing set to {dz} mm ((0018,0050) Slice Thickness).")
     return dz
 
 
@@ -1843,7 +1849,8 @@ def _meta(ds, chosen: SeriesInfo, root, frames, skipped, notes, padded, padding_
     windows = []
     if centers and widths:
         for i, (c, w) in enumerate(zip(centers, widths)):
-            windows.append({"name": str(names[i]) if names and i < len(names) else f"window {i + 1}", "center": c, "width": w})
+            name = str(names[i]) if names and i < len(names) else f"window {i + 1}"
+            windows.append({"name": name, "center": c, "width": w})
     thick = _floats(_get(ds, "SliceThickness"), 1)
     files = [fr.file.name for fr in frames]
     return {

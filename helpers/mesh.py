@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .volume import as_volume, is_mask
+from .volume import Volume, as_volume, is_mask
 
 __all__ = [
     "LEVELS",
@@ -722,7 +722,7 @@ def mesh_holes(mesh: Mesh) -> dict[str, int]:
     --------
     >>> z, y, x = np.mgrid[:24, :40, :40]
     >>> ring = (np.abs(z - 12) < 4) & (np.abs(np.hypot(y - 20, x - 20) - 12) < 4)  # a doughnut
-    >>> mesh_holes(surface_mesh(ring, max_triangles=None))["tunnels"]
+    >>> mesh_holes(surface_mesh(ring, spacing=(1, 1, 1), max_triangles=None))["tunnels"]
     1
     >>> m = Mesh(np.eye(3, dtype=np.float32), np.array([[0, 1, 2]]))        # one open triangle
     >>> {k: mesh_holes(m)[k] for k in ("pieces", "tunnels", "open_borders")}
@@ -781,7 +781,8 @@ def crop_mesh(mesh: Mesh, lo_mm, hi_mm) -> Mesh:
     >>> c.n_triangles, c.n_vertices
     (1, 3)
     """
-    inside = np.all((mesh.verts >= np.asarray(lo_mm, np.float32)) & (mesh.verts <= np.asarray(hi_mm, np.float32)), axis=1)
+    lo, hi = np.asarray(lo_mm, np.float32), np.asarray(hi_mm, np.float32)
+    inside = np.all((mesh.verts >= lo) & (mesh.verts <= hi), axis=1)
     faces = mesh.faces[inside[mesh.faces].all(axis=1)]
     used, inverse = np.unique(faces, return_inverse=True)
     return Mesh(mesh.verts[used], inverse.reshape(-1, 3), dict(mesh.meta, cropped_to=[list(lo_mm), list(hi_mm)]))

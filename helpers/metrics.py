@@ -32,7 +32,8 @@ MIN_LUNG_AREA_MM2 = 100.0
 
 def _check(a: np.ndarray, b: np.ndarray) -> None:
     if a.shape != b.shape:
-        raise ValueError(f"the two masks differ in shape: {a.shape} vs {b.shape}; resample one onto the other's grid first")
+        raise ValueError(f"the two masks differ in shape: {a.shape} vs {b.shape}; "
+                         "resample one onto the other's grid first")
 
 
 def dice(a, b, *, label: int | None = None) -> float:

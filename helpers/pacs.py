@@ -30,7 +30,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from .errors import DicomSeriesError
 
@@ -141,8 +141,9 @@ def find_orthanc() -> tuple[Path, Path] | None:
     True
     """
     binary = next((Path(p) for p in ORTHANC_CANDIDATES if Path(p).is_file()), None)
-    if binary is None and shutil.which("Orthanc"):
-        binary = Path(shutil.which("Orthanc"))
+    found = shutil.which("Orthanc")
+    if binary is None and found:
+        binary = Path(found)
     plugin = next((Path(d) / "libOrthancDicomWeb.so" for d in PLUGIN_DIRS
                    if (Path(d) / "libOrthancDicomWeb.so").is_file()), None)
     if binary is None or plugin is None:
@@ -204,8 +205,9 @@ def _config(storage: Path, plugin: Path, *, http_port: int, dicom_port: int, aet
 
 
 @contextlib.contextmanager
-def orthanc_server(*, workdir=None, aet: str = PACS_AET, local_aet: str = LOCAL_AET,
-                   local_port: int = LOCAL_PORT, startup_timeout_s: float = 60.0, stop_timeout_s: float = 10.0) -> Iterator[Orthanc]:
+def orthanc_server(*, workdir: str | os.PathLike | None = None, aet: str = PACS_AET, local_aet: str = LOCAL_AET,
+                   local_port: int = LOCAL_PORT, startup_timeout_s: float = 60.0,
+                   stop_timeout_s: float = 10.0) -> Iterator[Orthanc]:
     """Start a throw-away Orthanc on 127.0.0.1; stop it (by PID) and delete its storage on exit.
 
     Parameters
@@ -255,7 +257,7 @@ def orthanc_server(*, workdir=None, aet: str = PACS_AET, local_aet: str = LOCAL_
             "(./tasks.sh setup does it) to run the PACS chapter")
     binary, plugin = found
     own_tmp = workdir is None
-    root = Path(tempfile.mkdtemp(prefix="orthanc-")) if own_tmp else Path(workdir)
+    root = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="orthanc-"))
     root.mkdir(parents=True, exist_ok=True)
     host = "127.0.0.1"
     http_port, dicom_port = _free_port(host), _free_port(host)
@@ -300,7 +302,7 @@ def orthanc_server(*, workdir=None, aet: str = PACS_AET, local_aet: str = LOCAL_
 
 
 # ============================================================================ DIMSE
-def _ae(local_aet: str, *, timeout_s: float):
+def _ae(local_aet: str, *, timeout_s: float) -> Any:
     from pynetdicom import AE
 
     ae = AE(ae_title=local_aet)
@@ -308,7 +310,7 @@ def _ae(local_aet: str, *, timeout_s: float):
     return ae
 
 
-def _associate(ae, pacs: Orthanc, request: str, local_aet: str, **kw):
+def _associate(ae: Any, pacs: Orthanc, request: str, local_aet: str, **kw: Any) -> Any:
     """Open an association or raise a message that says what to check."""
     try:
         assoc = ae.associate(pacs.host, pacs.dicom_port, ae_title=pacs.aet, **kw)
@@ -355,7 +357,7 @@ def c_echo(pacs: Orthanc, *, local_aet: str = LOCAL_AET, timeout_s: float = 10.0
     return bool(status) and status.Status == 0x0000
 
 
-def _dicom_files(source) -> list[Path]:
+def _dicom_files(source: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
     if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
         return sorted(p for p in Path(source).rglob("*") if p.is_file() and not p.name.startswith("."))
     if isinstance(source, (str, os.PathLike)):
@@ -363,7 +365,8 @@ def _dicom_files(source) -> list[Path]:
     return [Path(p) for p in source]
 
 
-def c_store(source, pacs: Orthanc, *, local_aet: str = LOCAL_AET, timeout_s: float = 30.0) -> int:
+def c_store(source: str | os.PathLike | Iterable[str | os.PathLike], pacs: Orthanc, *, local_aet: str = LOCAL_AET,
+            timeout_s: float = 30.0) -> int:
     """Send DICOM files to the PACS with C-STORE (what a modality or a workstation does).
 
     Parameters
@@ -443,12 +446,12 @@ def first_header(source):
     raise DicomSeriesError(f"no DICOM file in {source}; point it at a series folder")
 
 
-def _flat(ds, keys) -> dict:
+def _flat(ds: Any, keys: Iterable[str]) -> dict:
     return {k: (str(ds.get(k, "")) if ds.get(k) is not None else "") for k in keys}
 
 
 def c_find(pacs: Orthanc, level: str = "STUDY", *, allow_empty: bool = False, local_aet: str = LOCAL_AET,
-           timeout_s: float = 30.0, **keys) -> list[dict]:
+           timeout_s: float = 30.0, **keys: Any) -> list[dict]:
     """DIMSE C-FIND (Study Root): the query a PACS workstation sends.
 
     Parameters
@@ -541,14 +544,14 @@ def _new_tmp(out_dir: Path) -> Path:
     return Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.partial-"))
 
 
-def _write_instance(ds, folder: Path) -> Path:
+def _write_instance(ds: Any, folder: Path) -> Path:
     path = folder / f"{ds.SOPInstanceUID}.dcm"
     ds.save_as(path, enforce_file_format=True)
     return path
 
 
-def c_get_series(pacs: Orthanc, study_uid: str, series_uid: str, out_dir, *, local_aet: str = LOCAL_AET,
-                 timeout_s: float = 60.0) -> Path:
+def c_get_series(pacs: Orthanc, study_uid: str, series_uid: str, out_dir: str | os.PathLike, *,
+                 local_aet: str = LOCAL_AET, timeout_s: float = 60.0) -> Path:
     """Retrieve one series with DIMSE C-GET into a new folder.
 
     The PACS sends the instances back over the same association (C-STORE
@@ -656,7 +659,7 @@ def _literal_wildcard_session():
 
 
 def dicomweb_client(pacs: Orthanc, *, user: str | None = None, password: str | None = None,
-                    attempts: int = 2, backoff_ms: int = 200):
+                    attempts: int = 2, backoff_ms: int = 200) -> Any:
     """A ``dicomweb_client.DICOMwebClient`` logged in to the PACS (HTTP basic auth).
 
     ``attempts`` tries per request, waiting ``backoff_ms`` (doubling) in between:
@@ -676,16 +679,17 @@ def dicomweb_client(pacs: Orthanc, *, user: str | None = None, password: str | N
 
 
 @contextlib.contextmanager
-def _web_errors(pacs: Orthanc, request: str):
+def _web_errors(pacs: Orthanc, request: str) -> Iterator[None]:
     import requests
 
     try:
         yield
     except requests.exceptions.HTTPError as exc:
-        code = exc.response.status_code if exc.response is not None else "?"
-        what = {401: "the user name/password (or token) was refused: check the credentials the PACS admin gave you",
-                403: "this account may not do that: ask the PACS admin for the right",
-                404: "the server has no such resource: check the UIDs and the DICOMweb root (/dicom-web)"}
+        code: int | str = exc.response.status_code if exc.response is not None else "?"
+        what: dict[int | str, str] = {
+            401: "the user name/password (or token) was refused: check the credentials the PACS admin gave you",
+            403: "this account may not do that: ask the PACS admin for the right",
+            404: "the server has no such resource: check the UIDs and the DICOMweb root (/dicom-web)"}
         raise DicomSeriesError(f"{request} to {pacs.dicomweb_url}: HTTP {code}; "
                                f"{what.get(code, 'check the server log and the request')}") from None
     except requests.exceptions.ConnectionError:
@@ -703,7 +707,7 @@ def _web_errors(pacs: Orthanc, request: str):
 
 
 def qido(pacs: Orthanc, level: str = "STUDY", *, study_uid: str | None = None, allow_empty: bool = False,
-         client=None, **keys) -> list[dict]:
+         client: Any = None, **keys: Any) -> list[dict]:
     """QIDO-RS search (``GET /studies``, ``/series``, ``/instances``), flattened to keyword dicts.
 
     Parameters
@@ -756,7 +760,8 @@ def qido(pacs: Orthanc, level: str = "STUDY", *, study_uid: str | None = None, a
     return out
 
 
-def wado_series(pacs: Orthanc, study_uid: str, series_uid: str, out_dir, *, client=None) -> Path:
+def wado_series(pacs: Orthanc, study_uid: str, series_uid: str, out_dir: str | os.PathLike, *,
+                client: Any = None) -> Path:
     """Retrieve one series with WADO-RS into a new folder (one file per instance).
 
     Parameters
@@ -798,7 +803,7 @@ def wado_series(pacs: Orthanc, study_uid: str, series_uid: str, out_dir, *, clie
     return _finish(tmp, out_dir, len(listed), request, pacs.dicomweb_url)
 
 
-def stow(source, pacs: Orthanc, *, client=None) -> list[str]:
+def stow(source: str | os.PathLike | Iterable[str | os.PathLike], pacs: Orthanc, *, client: Any = None) -> list[str]:
     """Send DICOM files to the PACS with STOW-RS (``POST /studies``).
 
     Parameters
@@ -839,7 +844,7 @@ def timed(fn, *args, **kwargs):
     return out, time.perf_counter() - t0
 
 
-def iter_files(folder) -> Iterable[Path]:
+def iter_files(folder: str | os.PathLike) -> Iterable[Path]:
     """The files of a retrieved folder, sorted."""
     return sorted(p for p in Path(folder).iterdir() if p.is_file())
 
@@ -848,7 +853,7 @@ def iter_files(folder) -> Iterable[Path]:
 HIDDEN_COLUMNS = ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber")
 
 
-def table(rows, *, hide=HIDDEN_COLUMNS, uid_chars: int = 24):
+def table(rows: list[dict], *, hide: Iterable[str] = HIDDEN_COLUMNS, uid_chars: int = 24) -> Any:
     """Query results as a pandas DataFrame for a notebook, identifiers hidden, UIDs shortened.
 
     Parameters

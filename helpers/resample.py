@@ -527,6 +527,19 @@ def _body_centre(volume: Volume, threshold_hu: float) -> np.ndarray:
     return np.array([(s.start + s.stop - 1) / 2 for s in sl])
 
 
+def _mask_centre(mask: np.ndarray | Volume | None, shape: tuple[int, ...]) -> np.ndarray:
+    """Centre ``(z, y, x)`` (voxels) of the bounding box of a non-empty mask of the volume's shape."""
+    if mask is None:
+        raise ValueError("center='mask' needs mask=<array of the volume's shape>")
+    m = as_array(mask, shape=shape)
+    nz = np.nonzero(m.any(axis=(1, 2)))[0]
+    if nz.size == 0:
+        raise ValueError("the mask is empty: no voxel to centre on; use center='body' or 'array'")
+    ys = np.nonzero(m.any(axis=(0, 2)))[0]
+    xs = np.nonzero(m.any(axis=(0, 1)))[0]
+    return np.array([(v[0] + v[-1]) / 2 for v in (nz, ys, xs)])
+
+
 def crop_or_pad(
     volume: Volume,
     shape,
@@ -588,15 +601,7 @@ def crop_or_pad(
     elif center == "body":
         c = _body_centre(volume, body_threshold_hu)
     elif center == "mask":
-        if mask is None:
-            raise ValueError("center='mask' needs mask=<array of the volume's shape>")
-        m = as_array(mask, shape=a.shape)
-        nz = np.nonzero(m.any(axis=(1, 2)))[0]
-        if nz.size == 0:
-            raise ValueError("the mask is empty: no voxel to centre on; use center='body' or 'array'")
-        ys = np.nonzero(m.any(axis=(0, 2)))[0]
-        xs = np.nonzero(m.any(axis=(0, 1)))[0]
-        c = np.array([(v[0] + v[-1]) / 2 for v in (nz, ys, xs)])
+        c = _mask_centre(mask, a.shape)
     else:
         raise ValueError(f"center must be 'body', 'mask' or 'array'; got {center!r}")
     start = np.floor(c - (np.asarray(shape) - 1) / 2 + 0.5).astype(int)

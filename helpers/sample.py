@@ -401,7 +401,8 @@ def _build_slices(cv: _Canvas, rng, med_margin):
         # heart with epicardial fat
         u, v, w, s = _heart_level(X, Y, h)
         fat_mm = HEART["fat_mm"]
-        heart_fat = ((u / (s[0] + fat_mm)) ** 2 + (v / (s[1] + fat_mm)) ** 2 + (w / (s[2] + fat_mm)) ** 2 < 1) & (h > dia - 2)
+        in_fat_shell = (u / (s[0] + fat_mm)) ** 2 + (v / (s[1] + fat_mm)) ** 2 + (w / (s[2] + fat_mm)) ** 2 < 1
+        heart_fat = in_fat_shell & (h > dia - 2)
         heart = ((u / s[0]) ** 2 + (v / s[1]) ** 2 + (w / s[2]) ** 2 < 1) & heart_fat
         # spine
         spine_front = (X / 21.0) ** 2 + ((Y - ys - 2.0) / 19.0) ** 2 < 1
@@ -475,7 +476,8 @@ def _vertebra(T, H, X, Y, h, ys, vert_hu, rng, *, period=25.0, disc=5.0, top=292
         ring = (r < 14.5) & (Y > ys + 10.0)
         tp = (np.abs(np.abs(X) - 24.0) < 12.0) & (np.abs(Y - (cy - 2.0 + 0.25 * (np.abs(X) - 12))) < 5.0)
         b = ring | tp
-        _bone(T, H, b, (ring & (r < 12.5) & (r > 10.5)) | (tp & (np.abs(Y - (cy - 2.0 + 0.25 * (np.abs(X) - 12))) < 3.0)))
+        transverse = tp & (np.abs(Y - (cy - 2.0 + 0.25 * (np.abs(X) - 12))) < 3.0)
+        _bone(T, H, b, (ring & (r < 12.5) & (r > 10.5)) | transverse)
     sp_len = 20.0 if phase > period / 2 else 14.0
     sp = (np.abs(X) < 4.0) & (Y > cy + 8.0) & (Y < cy + 8.0 + sp_len)
     _bone(T, H, sp, (np.abs(X) < 2.0) & (Y > cy + 9.5) & (Y < cy + 6.5 + sp_len))

@@ -21,13 +21,18 @@ box drawn on each slice that has one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .annotations import TumourBoxes
+from .annotations import Box, TumourBoxes
 from .errors import DicomSeriesError
 from .volume import Volume, as_mask
+
+if TYPE_CHECKING:
+    from .intensity import WindowSpec
 
 __all__ = [
     "TumourRegion",
@@ -124,7 +129,7 @@ def _feret(points_mm: np.ndarray) -> tuple[float, int, int]:
     return float(d[a, b]), int(idx[a]), int(idx[b])
 
 
-def longest_axial_diameter(mask, spacing) -> tuple[float, int, np.ndarray]:
+def longest_axial_diameter(mask: np.ndarray, spacing: Sequence[float]) -> tuple[float, int, np.ndarray]:
     """The longest in-plane diameter of a 3-D mask over all its axial slices (RECIST-style).
 
     Parameters
@@ -179,7 +184,7 @@ def longest_axial_diameter(mask, spacing) -> tuple[float, int, np.ndarray]:
     return best
 
 
-def measure_tumour(mask, volume: Volume, *, seeds=()) -> TumourRegion:
+def measure_tumour(mask: np.ndarray, volume: Volume, *, seeds: Sequence[Sequence[int]] = ()) -> TumourRegion:
     """Volume, longest axial diameter and mean HU of a lesion mask.
 
     Parameters
@@ -228,7 +233,8 @@ def measure_tumour(mask, volume: Volume, *, seeds=()) -> TumourRegion:
 
 
 # ----------------------------------------------------------------- growing
-def _allowed(boxes: TumourBoxes, spacing, margin_mm: float, shape: str):
+def _allowed(boxes: TumourBoxes, spacing: Sequence[float], margin_mm: float,
+             shape: str) -> tuple[tuple[slice, ...], np.ndarray]:
     """Where the region may grow: each box (or the ellipse inscribed in it) widened by the margin.
 
     Returns the block ``(k, j, i)`` slices holding it and the boolean array of that block.
@@ -263,7 +269,7 @@ def _shifted(box, start):
                    cols=(box.cols[0] - int(start[2]), box.cols[1] - int(start[2])))
 
 
-def _seed_in_box(inband: np.ndarray, box) -> tuple[int, int, int] | None:
+def _seed_in_box(inband: np.ndarray, box: Box) -> tuple[int, int, int] | None:
     """The in-band voxel of a box nearest its centre, or None."""
     k = box.slice_index
     (r0, r1), (c0, c1) = box.rows, box.cols
@@ -283,7 +289,7 @@ def grow_tumour(
     low_hu: float = LOW_HU,
     high_hu: float = HIGH_HU,
     margin_mm: float = MARGIN_MM,
-    seeds=None,
+    seeds: Sequence[Sequence[int]] | None = None,
     shape: str = "ellipse",
     fill_holes: bool = True,
 ) -> TumourRegion:
@@ -346,6 +352,25 @@ def grow_tumour(
     """
     from scipy import ndimage
 
+    _check_grow_inputs(volume, boxes, low_hu=low_hu, high_hu=high_hu, shape=shape)
+    block, allowed = _allowed(boxes, volume.spacing, margin_mm, shape)
+    hu = volume.hu[block]
+    inband = allowed & (hu >= low_hu) & (hu <= high_hu)
+    start = np.array([b.start for b in block])
+    seeds = _grow_seeds(volume, boxes, inband, start, seeds, low_hu=low_hu, high_hu=high_hu, margin_mm=margin_mm)
+    labels, _ = ndimage.label(inband, structure=ndimage.generate_binary_structure(3, 1))
+    keep = np.unique([labels[tuple(np.subtract(s, start))] for s in seeds])
+    sub = np.isin(labels, keep[keep > 0])
+    if fill_holes:
+        for k in np.flatnonzero(sub.any(axis=(1, 2))):
+            sub[k] = ndimage.binary_fill_holes(sub[k]) & allowed[k]
+    region = np.zeros(volume.shape, dtype=bool)
+    region[block] = sub
+    return measure_tumour(region, volume, seeds=seeds)
+
+
+def _check_grow_inputs(volume: Volume, boxes: TumourBoxes, *, low_hu: float, high_hu: float, shape: str) -> None:
+    """Refuse boxes of another volume or series, no box, an empty HU band or an unknown shape."""
     if tuple(boxes.shape) != tuple(volume.shape):
         raise DicomSeriesError(
             f"the boxes were placed on a volume of shape {boxes.shape}, this one is {volume.shape}: "
@@ -362,10 +387,11 @@ def grow_tumour(
         raise ValueError(f"low_hu must be below high_hu; got {low_hu} and {high_hu}")
     if shape not in ("ellipse", "box"):
         raise ValueError(f"shape must be 'ellipse' or 'box'; got {shape!r}")
-    block, allowed = _allowed(boxes, volume.spacing, margin_mm, shape)
-    hu = volume.hu[block]
-    inband = allowed & (hu >= low_hu) & (hu <= high_hu)
-    start = np.array([b.start for b in block])
+
+
+def _grow_seeds(volume: Volume, boxes: TumourBoxes, inband: np.ndarray, start: np.ndarray, seeds: Any, *,
+                low_hu: float, high_hu: float, margin_mm: float) -> list:
+    """The seeds ``(k, j, i)``: one per box found in the HU band, or the ones given, each checked."""
     if seeds is None:
         local = [_seed_in_box(inband, _shifted(b, start)) for b in boxes]
         seeds = [tuple(int(c) for c in np.add(s, start)) for s in local if s is not None]
@@ -386,18 +412,10 @@ def grow_tumour(
                 f"seed {s} is not a voxel of {low_hu:g}..{high_hu:g} HU inside the boxes (plus "
                 f"{margin_mm:g} mm); pick a voxel of the mass, e.g. near a box's centre"
             )
-    labels, _ = ndimage.label(inband, structure=ndimage.generate_binary_structure(3, 1))
-    keep = np.unique([labels[tuple(np.subtract(s, start))] for s in seeds])
-    sub = np.isin(labels, keep[keep > 0])
-    if fill_holes:
-        for k in np.flatnonzero(sub.any(axis=(1, 2))):
-            sub[k] = ndimage.binary_fill_holes(sub[k]) & allowed[k]
-    region = np.zeros(volume.shape, dtype=bool)
-    region[block] = sub
-    return measure_tumour(region, volume, seeds=seeds)
+    return seeds
 
 
-def kept_fraction(kept_mask, tumour_mask) -> float:
+def kept_fraction(kept_mask: np.ndarray, tumour_mask: np.ndarray) -> float:
     """Share of a tumour's voxels that lie inside another mask (e.g. a lung mask), 0..1.
 
     Parameters
@@ -432,7 +450,7 @@ def kept_fraction(kept_mask, tumour_mask) -> float:
     return float(np.count_nonzero(kept_mask[tumour_mask])) / n
 
 
-def kept_table(masks: dict, tumours: dict):
+def kept_table(masks: dict, tumours: dict) -> Any:
     """Share (%) of each tumour mask kept by each mask: rows tumours, columns masks.
 
     Parameters
@@ -470,7 +488,8 @@ def _axial_flips(volume: Volume) -> tuple[bool, bool]:
     return p["flip_rows"], p["flip_cols"]
 
 
-def _crop_window(volume: Volume, rows, cols, margin_mm: float | None):
+def _crop_window(volume: Volume, rows: Sequence[int], cols: Sequence[int],
+                 margin_mm: float | None) -> tuple[slice, slice]:
     ny, nx = volume.shape[1:]
     if margin_mm is None:
         return slice(0, ny), slice(0, nx)
@@ -480,7 +499,7 @@ def _crop_window(volume: Volume, rows, cols, margin_mm: float | None):
             slice(max(0, cols[0] - mx), min(nx, cols[1] + 1 + mx)))
 
 
-def _show_slice(ax, volume: Volume, k: int, rs: slice, cs: slice, window, flips):
+def _show_slice(ax: Any, volume: Volume, k: int, rs: slice, cs: slice, window: WindowSpec, flips: Any) -> Any:
     """Draw slice ``k`` cropped to ``rs, cs``; data coordinates stay voxel ``(col, row)``."""
     from .intensity import window as apply_window
 
@@ -508,11 +527,11 @@ def draw_tumour(
     region: TumourRegion,
     *,
     boxes: TumourBoxes | None = None,
-    window=TUMOUR_WINDOW,
+    window: WindowSpec = TUMOUR_WINDOW,
     margin_mm: float | None = 30.0,
     size_in: float = 5.0,
     title: str | None = None,
-):
+) -> Any:
     """The slice of the longest diameter: region outline, diameter and its length, the box.
 
     Parameters
@@ -593,11 +612,11 @@ def box_montage(
     boxes: TumourBoxes,
     *,
     cols: int = 4,
-    window=TUMOUR_WINDOW,
+    window: WindowSpec = TUMOUR_WINDOW,
     margin_mm: float | None = 25.0,
     ax_size_in: float = 2.2,
     region: TumourRegion | None = None,
-):
+) -> Any:
     """Every annotated slice, zoomed on its box, with the box drawn and index/z written.
 
     Parameters
@@ -678,10 +697,10 @@ def tumour_viewer(
     *,
     margin_mm: float = 50.0,
     extra_slices: int = 3,
-    window=TUMOUR_WINDOW,
+    window: WindowSpec = TUMOUR_WINDOW,
     max_size_px: int = 320,
     region: TumourRegion | None = None,
-):
+) -> Any:
     """The book's slice viewer (:func:`helpers.display.slice_viewer`) zoomed on the lesion.
 
     It pages through the annotated slices plus ``extra_slices`` above and below,

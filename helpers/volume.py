@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["Volume", "as_volume", "as_array", "is_mask", "as_mask"]
 
@@ -65,8 +66,9 @@ class Volume:
     hu: np.ndarray
     spacing: tuple[float, float, float]
     origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    direction: np.ndarray = field(default=None)  # type: ignore[assignment]
-    positions: np.ndarray = field(default=None)  # type: ignore[assignment]
+    # None only until __post_init__ fills them in (identity, positions on the slice normal)
+    direction: np.ndarray = field(default=None)  # type: ignore[arg-type]
+    positions: np.ndarray = field(default=None)  # type: ignore[arg-type]
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -89,7 +91,7 @@ class Volume:
     @property
     def shape(self) -> tuple[int, int, int]:
         """Array shape ``(z, y, x)``."""
-        return tuple(self.hu.shape)  # type: ignore[return-value]
+        return tuple(self.hu.shape)
 
     @property
     def extent_mm(self) -> tuple[float, float, float]:
@@ -114,12 +116,12 @@ class Volume:
         a[:3, 3] = self.origin
         return a
 
-    def index_to_lps(self, index) -> np.ndarray:
+    def index_to_lps(self, index: ArrayLike) -> np.ndarray:
         """LPS position (mm) of voxel index/indices ``(k, j, i)`` (last axis of size 3)."""
         idx = np.asarray(index, dtype=np.float64)
         return idx * np.asarray(self.spacing) @ self.direction.T + np.asarray(self.origin)
 
-    def lps_to_index(self, point) -> np.ndarray:
+    def lps_to_index(self, point: ArrayLike) -> np.ndarray:
         """Fractional voxel index ``(k, j, i)`` of LPS point(s) in mm (last axis of size 3)."""
         p = np.asarray(point, dtype=np.float64) - np.asarray(self.origin)
         return p @ np.linalg.inv(self.direction).T / np.asarray(self.spacing)
@@ -149,7 +151,7 @@ class Volume:
 
 
 # ------------------------------------------------------------------ coercion
-def as_volume(data, *, spacing=None, name: str = "volume") -> Volume:
+def as_volume(data: Any, *, spacing: ArrayLike | None = None, name: str = "volume") -> Volume:
     """``data`` as a :class:`Volume`: the one place a bare array gets its geometry.
 
     Every helper that works in mm or mL calls this on its input, so a bare
@@ -181,15 +183,16 @@ def as_volume(data, *, spacing=None, name: str = "volume") -> Volume:
     >>> v = as_volume(np.zeros((2, 3, 4), np.int16), spacing=(2.5, 0.7, 0.7))
     >>> v.spacing, as_volume(v) is v
     ((2.5, 0.7, 0.7), True)
-    >>> as_volume(np.zeros((2, 3, 4)))
+    >>> as_volume(np.zeros((2, 3, 4)))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: volume is a bare array of shape (2, 3, 4) with no voxel size, and the sizes here are in mm: pass the Volume from helpers.load_series, or wrap the array with its spacing in mm, helpers.Volume(array, spacing=(z, y, x)).
+    ValueError: volume is a bare array of shape (2, 3, 4) with no voxel size, ... spacing=(z, y, x)).
     """
     if isinstance(data, Volume):
         if spacing is not None and not np.allclose(np.broadcast_to(np.asarray(spacing, float), (3,)), data.spacing):
             raise ValueError(
-                f"{name} is a Volume with spacing {data.spacing} mm but spacing={tuple(spacing)} was passed; "
+                f"{name} is a Volume with spacing {data.spacing} mm "
+                f"but spacing={np.asarray(spacing).tolist()} was passed; "
                 "drop spacing= (a Volume carries its own) or pass volume.hu"
             )
         return data
@@ -203,7 +206,8 @@ def as_volume(data, *, spacing=None, name: str = "volume") -> Volume:
     return Volume(arr, spacing=tuple(np.broadcast_to(np.asarray(spacing, float), (3,))))
 
 
-def as_array(data, *, shape=None, ndim: int | None = None, name: str = "mask") -> np.ndarray:
+def as_array(data: Any, *, shape: tuple[int, ...] | None = None, ndim: int | None = None,
+             name: str = "mask") -> np.ndarray:
     """The voxel array of a :class:`Volume`, or ``np.asarray(data)``: for steps that need no mm.
 
     Parameters
@@ -249,7 +253,7 @@ def as_array(data, *, shape=None, ndim: int | None = None, name: str = "mask") -
     return arr
 
 
-def is_mask(array) -> bool:
+def is_mask(array: Any) -> bool:
     """The one rule for "is this a mask (or label map), not a CT?": decided by the dtype alone.
 
     bool, unsigned integers and int8 are masks: CT is int16 or float32 in
@@ -276,7 +280,8 @@ def is_mask(array) -> bool:
     return dtype == np.bool_ or dtype == np.int8 or np.issubdtype(dtype, np.unsignedinteger)
 
 
-def as_mask(data, *, label: int | None = None, shape=None, name: str = "mask") -> np.ndarray:
+def as_mask(data: Any, *, label: int | None = None, shape: tuple[int, ...] | None = None,
+            name: str = "mask") -> np.ndarray:
     """A boolean mask from a mask, a label map or a :class:`Volume` of either.
 
     Parameters

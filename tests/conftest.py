@@ -6,7 +6,11 @@ session ends, so a test run leaves nothing in the system's temporary folder.
 """
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -38,14 +42,7 @@ def real_case() -> Path:
 
 
 # ---------------------------------------------------------------- the book (test_book, test_browser)
-import os as _os
-import subprocess as _subprocess
-import sys as _sys
-import time as _time
-from dataclasses import dataclass as _dataclass
-
-
-@_dataclass
+@dataclass
 class BookBuild:
     """Result of one ``jupyter-book build`` of the whole book."""
 
@@ -62,14 +59,14 @@ def book_build() -> BookBuild:
     ``BOOK_REUSE_BUILD=1`` reuses an existing ``_build/html`` (for iterating on tests).
     """
     html = REPO / "_build" / "html"
-    if _os.environ.get("BOOK_REUSE_BUILD") == "1" and (html / "index.html").is_file():
+    if os.environ.get("BOOK_REUSE_BUILD") == "1" and (html / "index.html").is_file():
         return BookBuild(0, "(reused existing build)", html, 0.0)
     # jupyter_book has no __main__: call its click entry point through the same interpreter
-    cmd = [_sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; sys.exit(main())",
+    cmd = [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; sys.exit(main())",
            "build", str(REPO), "-W", "-n", "--keep-going", "--all"]
-    t0 = _time.perf_counter()
-    proc = _subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1800)
-    seconds = _time.perf_counter() - t0
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1800)
+    seconds = time.perf_counter() - t0
     (REPO / "_build").mkdir(exist_ok=True)
     log = proc.stdout + proc.stderr
     (REPO / "_build" / "book-build.log").write_text(log + f"\n[test] {seconds:.1f} s\n")

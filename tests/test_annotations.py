@@ -2,7 +2,6 @@
 import json
 import warnings
 
-import factory
 import numpy as np
 import pytest
 
@@ -17,6 +16,7 @@ from helpers.annotations import (
     read_voc_boxes,
     sibling_series,
 )
+from helpers.testing import factory
 
 
 def voc(xmin, ymin, xmax, ymax, *, name="A", width=factory.COLS, height=factory.ROWS, extra_objects=()):
@@ -50,7 +50,8 @@ def write_boxes(folder, vol, boxes):
 
 class TestReadVocBoxes:
     def test_matches_by_sop_uid_and_builds_the_mask(self, case, tmp_path):
-        d = write_boxes(tmp_path / "boxes", case, {5: voc(10, 20, 19, 29), 6: voc(12, 21, 20, 30), 7: voc(11, 22, 21, 31)})
+        boxes = {5: voc(10, 20, 19, 29), 6: voc(12, 21, 20, 30), 7: voc(11, 22, 21, 31)}
+        d = write_boxes(tmp_path / "boxes", case, boxes)
         boxes = read_voc_boxes(d, case)
         assert [b.slice_index for b in boxes] == [5, 6, 7]
         assert boxes.boxes[0].rows == (20, 29) and boxes.boxes[0].cols == (10, 19)
@@ -115,7 +116,8 @@ class TestReadVocBoxes:
         d = write_boxes(tmp_path / "b", case, {2: "<annotation><object><bndbox>"})
         with pytest.raises(DicomSeriesError, match="is not valid XML"):
             read_voc_boxes(d, case)
-        d = write_boxes(tmp_path / "c", case, {2: "<annotation><object><bndbox><xmin>1</xmin></bndbox></object></annotation>"})
+        no_ymin = "<annotation><object><bndbox><xmin>1</xmin></bndbox></object></annotation>"
+        d = write_boxes(tmp_path / "c", case, {2: no_ymin})
         with pytest.raises(DicomSeriesError, match=r"<bndbox> has no <xmax>"):
             read_voc_boxes(d, case)
         d = write_boxes(tmp_path / "e", case, {2: voc(9, 1, 3, 2)})

@@ -145,7 +145,8 @@ class TestChapters:
             assert 'class="cell_output' in html, f"{doc}: no executed output in the page"
         # error outputs only in cells tagged raises-exception (intentional errors)
         cells = re.split(r'<div class="cell(?=[ "])', html)[1:]
-        untagged = [c[:200] for c in cells if "output traceback" in c and "tag_raises-exception" not in c.split(">", 1)[0]]
+        untagged = [c[:200] for c in cells
+                    if "output traceback" in c and "tag_raises-exception" not in c.split(">", 1)[0]]
         assert not untagged, f"{doc}: an error output in a cell not tagged raises-exception: {untagged[0]!r}"
 
     @pytest.mark.parametrize("doc", chapter_files())

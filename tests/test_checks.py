@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from pydicom import Dataset
 
-from helpers import checks
-from helpers.checks import Feedback
+from helpers.book import checks
+from helpers.book.checks import Feedback
 from helpers.volume import Volume
 
 
@@ -123,7 +123,7 @@ class TestChapter7:
         assert checks.check_volume_ml(500, m, (2, 1, 1)).ok is False
 
     def test_dice(self):
-        a = np.array([1, 1, 0, 0]); b = np.array([1, 0, 1, 0])
+        a, b = np.array([1, 1, 0, 0]), np.array([1, 0, 1, 0])
         assert checks.check_dice(0.5, a, b).ok
         assert checks.check_dice(0.25, a, b).ok is False
         assert checks.check_dice(1.0, np.zeros(3), np.zeros(3)).ok

@@ -318,7 +318,8 @@ class TestFetch:
         half = len(archive) // 2
         server.routes[ROUTE] = archive
         server.cuts = [half]
-        with pytest.raises(DatasetError, match=rf"{half} of {len(archive)} bytes.*run the same command again to resume"):
+        with pytest.raises(DatasetError, match=rf"{half} of {len(archive)} bytes.*"
+                                               r"run the same command again to resume"):
             _fetch(server, tmp_path, _manifest(series))
         part = tmp_path / "data" / ".partial" / "case" / "ct.zip.part"
         assert part.stat().st_size == half
@@ -517,7 +518,8 @@ class TestRealManifest:
             if dl.get("kind") == "annotations":
                 members = {f"Lung-PET-CT-Dx-Annotations-XML-Files-rev12222020/Annotation/A0002/{p.name}": p.read_bytes()
                            for p in sorted((real_case / "tumour-boxes").glob("*.xml"))}
-                members["Lung-PET-CT-Dx-Annotations-XML-Files-rev12222020/Annotation/A0001/1.2.3.xml"] = b"<annotation/>"
+                xml = "Lung-PET-CT-Dx-Annotations-XML-Files-rev12222020/Annotation/A0001/1.2.3.xml"
+                members[xml] = b"<annotation/>"
             else:
                 members = {p.name: p.read_bytes() for p in sorted((real_case / dl["id"]).glob("*.dcm"))}
             server.routes["/" + dl["mirror_path"]] = _zip(members)
@@ -592,7 +594,7 @@ class TestCitation:
     def test_chapters_show_the_citation_of_a_fetched_case(self, server, series, tmp_path, monkeypatch):
         import IPython.display
 
-        from helpers.notebook import show_data_source
+        from helpers.book.notebook import show_data_source
 
         shown = []
         monkeypatch.setattr(IPython.display, "display", lambda obj, raw=False: shown.append(obj))

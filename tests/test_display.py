@@ -202,10 +202,10 @@ class TestWidgetViewer:
 
 
 class TestCheckAspect:
-    """Chapter 5 exercise checkers (helpers.checks)."""
+    """Chapter 5 exercise checkers (helpers.book.checks)."""
 
     def test_planes(self, vol):
-        from helpers.checks import check_aspect
+        from helpers.book.checks import check_aspect
 
         assert check_aspect(2.5 / 0.7, vol, "coronal").ok and check_aspect(1.0, vol, "axial").ok
         assert check_aspect(0.7 / 2.5, vol, "sagittal").ok is False
@@ -213,7 +213,7 @@ class TestCheckAspect:
 
 class TestCheckSliceAt:
     def test_nearest(self, vol):
-        from helpers.checks import check_slice_at
+        from helpers.book.checks import check_slice_at
 
         assert check_slice_at(4, vol, 110.4).ok  # origin z 100, 2.5 mm slices
         assert check_slice_at(5, vol, 110.4).ok is False

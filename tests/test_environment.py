@@ -66,4 +66,5 @@ class TestEnvironmentInStep:
                 have = None
             if have != lock[name]:
                 off[name] = (have, lock[name])
-        assert not off, f"installed versions differ from requirements.txt (installed, locked): {off}; run ./tasks.sh setup"
+        assert not off, (f"installed versions differ from requirements.txt (installed, locked): {off}; "
+                         "run ./tasks.sh setup")

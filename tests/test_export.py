@@ -3,12 +3,12 @@ import json
 import os
 import warnings
 
-import factory
 import numpy as np
 import pytest
 
 from helpers.errors import DicomSeriesError, SeriesWarning
 from helpers.export import load_npy, nifti_affine, save_dicom_seg, save_nifti, save_npy
+from helpers.testing import factory
 from helpers.volume import Volume
 
 

@@ -115,10 +115,10 @@ class TestTissueHistograms:
 
 
 class TestCheckLaaPercent:
-    """Chapter 4 exercise checker (helpers.checks)."""
+    """Chapter 4 exercise checker (helpers.book.checks)."""
 
     def test_right_wrong_missing(self, vol):
-        from helpers.checks import check_laa_percent
+        from helpers.book.checks import check_laa_percent
 
         lungs = (vol.hu == -800) | (vol.hu == -1000)
         expected = 100 * np.count_nonzero(vol.hu[lungs] < -950) / np.count_nonzero(lungs)
@@ -129,7 +129,7 @@ class TestCheckLaaPercent:
 
 class TestCheckBandPercent:
     def test_right_and_wrong(self, vol):
-        from helpers.checks import check_band_percent
+        from helpers.book.checks import check_band_percent
 
         body = vol.hu > -1100
         expected = 100 * np.count_nonzero((vol.hu[body] >= -29) & (vol.hu[body] <= 150)) / body.sum()

@@ -1,6 +1,6 @@
 """Tests for helpers.io: one class per public function, one test per behaviour.
 
-Series are built by ``tests/factory.py`` (24 axial slices of 64x64, signed int16,
+Series are built by ``helpers/testing/factory.py`` (24 axial slices of 64x64, signed int16,
 intercept -1024, known HU) and broken on purpose.  Compressed syntaxes are
 encoded with ``Dataset.compress`` where pydicom has an encoder (RLE, JPEG-LS via
 pyjpegls, JPEG 2000 via pylibjpeg-openjpeg); deflated and big endian are written
@@ -40,11 +40,9 @@ from pydicom.uid import (
     RLELossless,
 )
 
-sys.path.insert(0, str(Path(__file__).parent))
-import factory as F  # noqa: E402
-
-from helpers.errors import DicomSeriesError, SeriesWarning  # noqa: E402
-from helpers.io import SeriesInfo, SeriesTable, list_series, load_series  # noqa: E402
+from helpers.errors import DicomSeriesError, SeriesWarning
+from helpers.io import SeriesInfo, SeriesTable, list_series, load_series
+from helpers.testing import factory as F
 
 B40F_UID = "1.3.6.1.4.1.14519.5.2.1.6655.2359.207154000096236603057216610983"
 
@@ -276,7 +274,8 @@ class TestLoadSeries:
     def test_tilt_warns_with_angle(self, tmp_path):
         dss = F.clean_datasets()
         for k, ds in enumerate(dss):  # 15 degree gantry tilt: each slice shifted along y
-            ds.ImagePositionPatient = [F.ORIGIN[0], F.ORIGIN[1] + k * 2.5 * np.tan(np.radians(15)), ds.ImagePositionPatient[2]]
+            y = F.ORIGIN[1] + k * 2.5 * np.tan(np.radians(15))
+            ds.ImagePositionPatient = [F.ORIGIN[0], y, ds.ImagePositionPatient[2]]
         F.write(dss, tmp_path)
         with pytest.warns(SeriesWarning, match=r"tilted.*15\.0 degrees"):
             vol = load_series(tmp_path)
@@ -287,7 +286,8 @@ class TestLoadSeries:
         small = F.clean_datasets(rows=32, cols=32)[7]
         dss[7] = small
         F.write(dss, tmp_path)
-        with pytest.raises(DicomSeriesError, match=r"same \(0028,0010\) Rows x \(0028,0011\) Columns.*slice_007\.dcm has \(32, 32\)"):
+        with pytest.raises(DicomSeriesError,
+                           match=r"same \(0028,0010\) Rows x \(0028,0011\) Columns.*slice_007\.dcm has \(32, 32\)"):
             load_series(tmp_path)
 
     def test_different_pixel_spacing_raise(self, tmp_path):
@@ -351,7 +351,8 @@ class TestLoadSeries:
         assert not (vol.hu == -3024).any()
 
     # ---------------------------------------------------------------- compression
-    @pytest.mark.parametrize("syntax", [RLELossless, JPEGLSLossless, JPEG2000Lossless], ids=["rle", "jpeg-ls", "jpeg2000"])
+    @pytest.mark.parametrize("syntax", [RLELossless, JPEGLSLossless, JPEG2000Lossless],
+                             ids=["rle", "jpeg-ls", "jpeg2000"])
     def test_compressed_lossless(self, tmp_path, syntax):
         dss = F.clean_datasets(n=6)
         for ds in dss:
@@ -478,7 +479,8 @@ class TestLoadSeries:
         F.write(dss, tmp_path)
         monkeypatch.setattr(get_decoder(JPEG2000Lossless), "_available", {})  # as if the plugin were not installed
         monkeypatch.setitem(sys.modules, "imagecodecs", None)  # and imagecodecs neither
-        with pytest.raises(DicomSeriesError, match=r"slice_00\d\.dcm.*1\.2\.840\.10008\.1\.2\.4\.90.*pylibjpeg-openjpeg"):
+        with pytest.raises(DicomSeriesError,
+                           match=r"slice_00\d\.dcm.*1\.2\.840\.10008\.1\.2\.4\.90.*pylibjpeg-openjpeg"):
             load_series(tmp_path)
 
     # ---------------------------------------------------------------- broken files
@@ -523,7 +525,8 @@ class TestLoadSeries:
         ds = F.clean_datasets()[0]
         del ds.PixelData
         ds.save_as(clean / "cut.dcm", enforce_file_format=True)
-        with pytest.raises(DicomSeriesError, match=r"cut\.dcm is a DICOM image header without \(7FE0,0010\) Pixel Data"):
+        with pytest.raises(DicomSeriesError,
+                           match=r"cut\.dcm is a DICOM image header without \(7FE0,0010\) Pixel Data"):
             load_series(clean)
         with pytest.warns(SeriesWarning, match=r"cut\.dcm"):
             vol = load_series(clean, on_error="skip")
@@ -583,7 +586,8 @@ class TestLoadSeries:
         with no_hang(), pytest.raises(DicomSeriesError, match=r"slice_00\d\.dcm: " + match + r".*Nothing was"):
             load_series(tmp_path)
 
-    @pytest.mark.parametrize("syntax", [JPEG2000Lossless, JPEGLSLossless, RLELossless], ids=["jpeg2000", "jpeg-ls", "rle"])
+    @pytest.mark.parametrize("syntax", [JPEG2000Lossless, JPEGLSLossless, RLELossless],
+                             ids=["jpeg2000", "jpeg-ls", "rle"])
     def test_compressed_rows_columns_checked_against_the_codestream(self, tmp_path, syntax):
         dss = F.clean_datasets(n=3)
         for ds in dss:
@@ -607,7 +611,8 @@ class TestLoadSeries:
                 zf.write(p, p.name)
             zf.writestr("zeros.dcm", bytes(8 * 2**20))  # packs about 1030:1
         with peak_traced() as peak, pytest.raises(DicomSeriesError, match=(
-                r"zeros\.dcm: the zip archive declares this member as 8 MB unpacked from 0\.01 MB .*Nothing was unpacked")):
+                r"zeros\.dcm: the zip archive declares this member as 8 MB unpacked from 0\.01 MB "
+                r".*Nothing was unpacked")):
             load_series(archive)
         assert peak[0] < 4 * 2**20
         with pytest.warns(SeriesWarning, match=r"zeros\.dcm"):
@@ -645,7 +650,8 @@ class TestLoadSeries:
     @pytest.mark.parametrize("keyword,value,match", [
         ("ImagePositionPatient", [float("nan"), -22.4, -70.0],
          r"\(0020,0032\) Image Position \(Patient\) is \[nan, -22\.4, -70\.0\]; expected three finite numbers \(mm\)"),
-        ("PixelSpacing", [0, 0], r"\(0028,0030\) Pixel Spacing is \[0\.0, 0\.0\]; expected two positive finite numbers"),
+        ("PixelSpacing", [0, 0],
+         r"\(0028,0030\) Pixel Spacing is \[0\.0, 0\.0\]; expected two positive finite numbers"),
         ("ImageOrientationPatient", [0] * 6,
          (r"\(0020,0037\) Image Orientation \(Patient\) is \[0\.0(, 0\.0){5}\]; expected two perpendicular unit vectors"
           r".*lengths 0 and 0")),
@@ -722,7 +728,8 @@ class TestLoadSeries:
             vol = load_series(tmp_path)
         texts = [str(w.message) for w in rec]
         assert len(texts) == 1 and "gap" not in texts[0]  # not 12 "gap ... 1 slice missing" warnings
-        assert re.search(r"slice spacing of series .* changes: 5\.00 mm from slice 0 \(at -100\.00 mm, \S*slice_000\.dcm\) "
+        assert re.search(r"slice spacing of series .* changes: 5\.00 mm from slice 0 "
+                         r"\(at -100\.00 mm, \S*slice_000\.dcm\) "
                          r"to slice 12 \(at -40\.00 mm, \S*slice_012\.dcm\); 2\.50 mm \(the median step", texts[0])
         assert vol.spacing[0] == pytest.approx(2.5) and vol.positions[12, 2] == pytest.approx(-40.0)
 

@@ -1,9 +1,9 @@
 """The notebook door, in a real JupyterLab and Debian's chromium.
 
 JupyterLab (the pinned one in .venv) starts on 127.0.0.1 with a token and the project's settings
-(``helpers.notebooks.install_jupyter_config`` into a temporary prefix: kernel culling, the
+(``helpers.book.notebooks.install_jupyter_config`` into a temporary prefix: kernel culling, the
 ``.md``-as-notebook default viewer), serving a temporary folder laid out like the repository's
-(``notebooks/02_normalize.ipynb`` from ``helpers.notebooks``). Chapter 2 is opened through the path
+(``notebooks/02_normalize.ipynb`` from ``helpers.book.notebooks``). Chapter 2 is opened through the path
 a Binder button uses (``lab/tree/notebooks/02_normalize.ipynb``) and checked as a resident would
 see it: a notebook, no raw MyST, no solution code visible, a solution revealed with one click; then
 Run All, a wrong and a right answer typed into an exercise and the checker's verdicts read, and a
@@ -69,14 +69,14 @@ def lab(tmp_path_factory):
         import jupyterlab  # noqa: F401
     except ImportError:
         pytest.fail("JupyterLab is not installed in .venv: run ./tasks.sh setup", pytrace=False)
-    from helpers.notebooks import install_jupyter_config, write_notebooks
+    from helpers.book.notebooks import install_jupyter_config, write_notebooks
 
     tmp = tmp_path_factory.mktemp("lab")
     root = tmp / "root"
     write_notebooks([REPO / "book" / f"{CHAPTER}.md"], root / "notebooks")
     viewer = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
         "from helpers.display import widget_with_still\nfrom helpers.io import load_series\n"
-        "from helpers.notebook import show_widget\nfrom helpers.sample import default_dicom_dir\n"
+        "from helpers.book.notebook import show_widget\nfrom helpers.sample import default_dicom_dir\n"
         "vol = load_series(default_dicom_dir())\nshow_widget(*widget_with_still(vol, window='lung'))")],
         metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
     nbformat.write(viewer, root / "viewer.ipynb")
@@ -146,7 +146,8 @@ def open_notebook(browser, base, token, path, *, markdown=True):
     if markdown:  # every markdown cell rendered (they come a moment after the first cell)
         page.wait_for_function(
             """() => { const m = document.querySelectorAll('.jp-Notebook .jp-MarkdownCell').length;
-                       return m > 0 && document.querySelectorAll('.jp-Notebook .jp-MarkdownCell .jp-RenderedMarkdown').length === m; }""",
+                       const done = document.querySelectorAll('.jp-Notebook .jp-MarkdownCell .jp-RenderedMarkdown');
+                       return m > 0 && done.length === m; }""",
             timeout=KERNEL_TIMEOUT_MS)
     # the kernel is up: the server has a new one for this notebook, and it is idle
     deadline = time.monotonic() + KERNEL_TIMEOUT_MS / 1000
@@ -293,10 +294,12 @@ def test_chapter_5_viewer_fits(lab, browser):
         natural = page.evaluate("el => el.naturalWidth", widget.locator("img").first.element_handle())
         assert img["width"] <= natural + 1, (img, natural)
         # both on one 900 px screen
-        assert max(img["y"] + img["height"], slider["y"] + slider["height"]) - min(img["y"], slider["y"]) <= VIEWPORT["height"]
+        top, bottom = min(img["y"], slider["y"]), max(img["y"] + img["height"], slider["y"] + slider["height"])
+        assert bottom - top <= VIEWPORT["height"]
         # closing the tab shuts its kernel down (kernelShutdown in jupyter/overrides.json)
         page.locator(".lm-TabBar-tab.lm-mod-current .lm-TabBar-tabCloseIcon").first.click()
-        page.wait_for_function("() => !!document.querySelector('.jp-Dialog') || !document.querySelector('.jp-NotebookPanel')",
+        page.wait_for_function("() => !!document.querySelector('.jp-Dialog') "
+                               "|| !document.querySelector('.jp-NotebookPanel')",
                                timeout=KERNEL_TIMEOUT_MS)
         if page.locator(".jp-Dialog").count():  # "save your changes?" (the kernel added language_info)
             page.locator(".jp-Dialog button", has_text="Discard").click()

@@ -152,8 +152,9 @@ class TestSlicesMissingLungs:
         import warnings
 
         from helpers.io import load_series
+        from helpers.legacy import segment_lungs_2017
         from helpers.metrics import slices_missing_lungs
-        from helpers.segment import segment_lungs, segment_lungs_2017
+        from helpers.segment import segment_lungs
 
         for series in ("ct-b40f",):
             with warnings.catch_warnings():

@@ -1,4 +1,4 @@
-"""helpers.notebooks: MyST chapters to student notebooks (every directive kind the chapters use)."""
+"""helpers.book.notebooks: MyST chapters to student notebooks (every directive kind the chapters use)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import nbformat
 import pytest
 from conftest import REPO
 
-from helpers import notebooks
-from helpers.notebooks import NotebookConversionError, convert_markdown, student_notebook
+from helpers.book import notebooks
+from helpers.book.notebooks import NotebookConversionError, convert_markdown, student_notebook
 
 FRONT = textwrap.dedent("""\
     ---
@@ -133,7 +133,8 @@ class TestConvertMarkdown:
         assert convert_markdown(f"```{{{kind}}}\nBody.\n```") == [f"> **{title}**\n>\n> Body."]
 
     def test_exercise_title_and_body_options_dropped(self):
-        out = convert_markdown("Before.\n\n```{exercise} Dice by hand\n:label: ex7-dice\n:nonumber:\n\nCompute.\n```\n\nAfter.")
+        out = convert_markdown("Before.\n\n```{exercise} Dice by hand\n:label: ex7-dice\n:nonumber:\n\n"
+                               "Compute.\n```\n\nAfter.")
         assert out == ["Before.\n\n### Exercise: Dice by hand\n\nCompute.\n\nAfter."]
 
     def test_exercise_without_title(self):
@@ -156,7 +157,9 @@ class TestConvertMarkdown:
         assert convert_markdown(text) == [text]
 
     def test_unknown_directive_names_file_line_and_remedy(self):
-        with pytest.raises(NotebookConversionError, match=r"ch\.md, line 3: the \{figure\} directive has no notebook form.*helpers/notebooks\.py"):
+        with pytest.raises(NotebookConversionError,
+                           match=r"ch\.md, line 3: the \{figure\} directive has no notebook form"
+                                 r".*helpers/book/notebooks\.py"):
             convert_markdown("a\n\n```{figure} x.png\n```", source="ch.md")
 
     def test_unclosed_fence(self):
@@ -234,7 +237,8 @@ class TestStudentNotebook:
 
     def test_unclosed_solution(self, tmp_path):
         p = tmp_path / "c.md"
-        p.write_text(FRONT + "\n````{solution-start} ex1\n:class: dropdown\n````\n\n```{code-cell} ipython3\nx = 1\n```\n")
+        p.write_text(FRONT + "\n````{solution-start} ex1\n:class: dropdown\n````\n\n"
+                     "```{code-cell} ipython3\nx = 1\n```\n")
         with pytest.raises(NotebookConversionError, match=r"the solution 'ex1' has no \{solution-end\}"):
             student_notebook(p)
 
@@ -273,7 +277,7 @@ class TestEveryChapter:
 
 
 class TestCommandLine:
-    """``python -m helpers.notebooks`` (its ``main``, called in-process to keep the suite fast)."""
+    """``python -m helpers.book.notebooks`` (its ``main``, called in-process to keep the suite fast)."""
 
     def test_build_writes_notebooks(self, tmp_path, capsys):
         assert notebooks.main(["build", str(REPO / "book" / "02_normalize.md"), "--out", str(tmp_path)]) == 0
@@ -290,7 +294,8 @@ class TestCommandLine:
         assert not list(tmp_path.glob("*.ipynb"))
 
     def test_module_entry_point(self):
-        r = subprocess.run([sys.executable, "-m", "helpers.notebooks", "--help"], capture_output=True, text=True, cwd=REPO)
+        r = subprocess.run([sys.executable, "-m", "helpers.book.notebooks", "--help"],
+                           capture_output=True, text=True, cwd=REPO)
         assert r.returncode == 0 and "build" in r.stdout and "install-config" in r.stdout
 
 

@@ -6,7 +6,6 @@ import http.server
 import threading
 from pathlib import Path
 
-import factory as F
 import numpy as np
 import pydicom
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from helpers import pacs
 from helpers.errors import DicomSeriesError
 from helpers.io import load_series
+from helpers.testing import factory as F
 
 needs_orthanc = pytest.mark.skipif(pacs.find_orthanc() is None, reason="Orthanc is not installed")
 
@@ -213,7 +213,8 @@ class TestBadServer:
             pacs.qido(server, client=pacs.dicomweb_client(server, password="wrong"))
 
     def test_unknown_calling_ae(self, server):
-        with pytest.raises(DicomSeriesError, match="rejected the association from calling AE 'STRANGER'.*registered your AE title"):
+        with pytest.raises(DicomSeriesError,
+                           match="rejected the association from calling AE 'STRANGER'.*registered your AE title"):
             pacs.c_find(server, "STUDY", PatientID="F0001", local_aet="STRANGER")
 
     def test_wrong_called_ae(self, server):

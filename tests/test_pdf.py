@@ -1,4 +1,4 @@
-"""The book as a PDF (``helpers.pdfbook``): printed from the session's HTML build.
+"""The book as a PDF (``helpers.book.pdfbook``): printed from the session's HTML build.
 
 The slow test reuses the ``book_build`` fixture (the book is executed once per
 session) and prints it with Chromium into ``tmp_path``: about a minute here.
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import pdfbook
+from helpers.book import pdfbook
 
 REPO = Path(__file__).resolve().parents[1]
 #: A figure whose pixels vary less than this (grey levels, 0-255) is blank.

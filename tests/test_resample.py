@@ -289,7 +289,8 @@ class TestCropOrPad:
 
     def test_uneven_positions_are_kept_for_kept_planes(self):
         z = np.array([0.0, 2.5, 5.0, 10.0, 12.5])
-        v = Volume(np.zeros((5, 4, 4), np.int16), spacing=(2.5, 1.0, 1.0), positions=np.stack([np.zeros(5)] * 2 + [z], 1))
+        positions = np.stack([np.zeros(5)] * 2 + [z], 1)
+        v = Volume(np.zeros((5, 4, 4), np.int16), spacing=(2.5, 1.0, 1.0), positions=positions)
         c = crop_or_pad(v, (3, 4, 4), center="array")
         np.testing.assert_allclose(c.slice_positions, [2.5, 5.0, 10.0])
 

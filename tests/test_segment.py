@@ -1,6 +1,6 @@
 """Tests for helpers.segment: segment_lungs, lung_qc, the 2017 per-slice and Kaggle 3-D methods.
 
-Most tests use the numpy chest phantom in ``tests/lung_phantom.py`` (small grids,
+Most tests use the numpy chest phantom in ``helpers/testing/lung_phantom.py`` (small grids,
 so the module stays well under a minute); the real case runs through the
 ``real_case`` fixture and is skipped when ../shared/data is absent.
 """
@@ -13,24 +13,26 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
-from lung_phantom import make_phantom
 from scipy import ndimage
 
 from helpers.errors import DicomSeriesError, SeriesWarning
+from helpers.legacy import (
+    STEPS_2017,
+    _kmeans_1d_two,
+    make_lungmask_2017_steps,
+    segment_lungs_2017,
+    segment_lungs_kaggle3d,
+)
 from helpers.metrics import dice
 from helpers.segment import (
     LEFT_LUNG,
     RIGHT_LUNG,
-    STEPS_2017,
     LungParams,
     _edt,
-    _kmeans_1d_two,
     lung_qc,
-    make_lungmask_2017_steps,
     segment_lungs,
-    segment_lungs_2017,
-    segment_lungs_kaggle3d,
 )
+from helpers.testing.lung_phantom import make_phantom
 from helpers.volume import Volume
 
 CARINA_Z_MM = 160.0
@@ -212,9 +214,9 @@ class TestLungQC:
         qc = lung_qc(lab, vol, warn=False, min_component_ml=0.01)
         six = ndimage.generate_binary_structure(3, 1)
         want = {}
-        for l in (RIGHT_LUNG, LEFT_LUNG):
-            full, _ = ndimage.label(lab == l, structure=six)
-            want[l] = int((np.bincount(full.ravel())[1:] * vol.voxel_volume_ml >= 0.01).sum())
+        for side in (RIGHT_LUNG, LEFT_LUNG):
+            full, _ = ndimage.label(lab == side, structure=six)
+            want[side] = int((np.bincount(full.ravel())[1:] * vol.voxel_volume_ml >= 0.01).sum())
         assert qc["components"] == want == {RIGHT_LUNG: 2, LEFT_LUNG: 1}
         assert qc["right_ml"] == pytest.approx(np.count_nonzero(lab == 1) * vol.voxel_volume_ml)
         assert lung_qc(lab.astype(bool), vol, warn=False)["components"][RIGHT_LUNG] == 3  # bool: every lung is label 1

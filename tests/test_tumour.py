@@ -195,7 +195,7 @@ class TestDrawing:
 
 @pytest.fixture(scope="module")
 def sample_case():
-    from helpers.notebook import sample_truth
+    from helpers.book.notebook import sample_truth
     from helpers.sample import ensure_sample
 
     folder = ensure_sample() / "dicom"

@@ -3,7 +3,7 @@
 * Copies the pinned ``plotly.min.js`` shipped inside the installed ``plotly``
   package to ``_static/vendor/plotly.min.js`` and adds its ``<script>`` only to
   the pages whose body contains a plotly figure ``<div>`` (the ``"book"``
-  renderer in :mod:`helpers.notebook` emits figures without plotly.js).
+  renderer in :mod:`helpers.book.notebook` emits figures without plotly.js).
 * Removes duplicated inline ``<script>`` bodies (sphinx-thebe's
   ``const THEBE_JS_URL = ...`` is registered twice by jupyter-book, which makes
   the browser log "Identifier 'THEBE_JS_URL' has already been declared").
@@ -20,7 +20,7 @@
   ``_config.yml`` is empty or a placeholder (``github.com/example/...``) no page shows
   a GitHub or Binder button and the build says so in one line; with a real URL the
   tag ``binder`` is set and each chapter's Binder button opens the generated student
-  notebook ``notebooks/<chapter>.ipynb`` (``helpers.notebooks``, made by ``postBuild``).
+  notebook ``notebooks/<chapter>.ipynb`` (``helpers.book.notebooks``, made by ``postBuild``).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 # owners that mark a repository URL as a placeholder, not a real repository
 PLACEHOLDER_OWNERS = {"example", "your-name", "your-org", "username", "user", "owner", "org"}
 PLACEHOLDER_HOSTS = {"example.com", "example.org", "example.net"}
-NOTEBOOK_FOLDER = "notebooks"  # helpers.notebooks.NOTEBOOK_DIR, relative to the repository root
+NOTEBOOK_FOLDER = "notebooks"  # helpers.book.notebooks.NOTEBOOK_DIR, relative to the repository root
 CHAPTER = re.compile(r"^\d\d_")
 
 

@@ -1,6 +1,6 @@
 """The book as one PDF, offline: every built page printed by Chromium, then merged.
 
-``python -m helpers.pdfbook [HTML_DIR] [OUT_PDF]`` (what ``./tasks.sh pdf`` runs
+``python -m helpers.book.pdfbook [HTML_DIR] [OUT_PDF]`` (what ``./tasks.sh pdf`` runs
 after building the book) opens each page of the built site in Debian's
 Chromium through Playwright, in ``_toc.yml`` order, and prints it to PDF:
 
@@ -31,11 +31,13 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
-from helpers.data import REPO  # the repository root: one definition, in helpers.data
+from ..data import REPO  # the repository root: one definition, in helpers.data
 
 __all__ = ["PRINT_CSS", "BookPage", "find_chromium", "book_pages", "toc_html", "build_pdf", "main"]
 
@@ -277,7 +279,7 @@ def page_css(footer: str, first_page: int) -> str:
             f"  @bottom-right {{ content: counter(page); {font} }} }}\n")
 
 
-def _print_page(browser, url: str, out: Path, footer: str, first_page: int) -> dict:
+def _print_page(browser: Any, url: str, out: Path, footer: str, first_page: int) -> dict:
     context = browser.new_context(viewport=VIEWPORT, service_workers="block")
     try:
         page = context.new_page()
@@ -296,7 +298,8 @@ def _print_page(browser, url: str, out: Path, footer: str, first_page: int) -> d
         context.close()
 
 
-def build_pdf(html_dir: os.PathLike, out: os.PathLike, *, student: bool = False, log=print) -> dict:
+def build_pdf(html_dir: os.PathLike, out: os.PathLike, *, student: bool = False,
+              log: Callable[..., object] = print) -> dict:
     """Print every page of the built book and merge them into ``out``.
 
     Parameters
@@ -352,7 +355,8 @@ def build_pdf(html_dir: os.PathLike, out: os.PathLike, *, student: bool = False,
                 def print_front(starts):
                     ctx = browser.new_context()
                     pg = ctx.new_page()
-                    pg.set_content(toc_html(pages, starts, title=title, author=cfg.get("author") or "", edition=edition))
+                    author = cfg.get("author") or ""
+                    pg.set_content(toc_html(pages, starts, title=title, author=author, edition=edition))
                     pg.pdf(path=str(front), format=PAPER, margin=MARGINS, print_background=True)
                     ctx.close()
                     return len(PdfReader(front).pages)
@@ -395,8 +399,8 @@ def build_pdf(html_dir: os.PathLike, out: os.PathLike, *, student: bool = False,
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m helpers.pdfbook [HTML_DIR] [OUT_PDF] [--student]``."""
-    ap = argparse.ArgumentParser(prog="python -m helpers.pdfbook", description=__doc__.splitlines()[0])
+    """Command line: ``python -m helpers.book.pdfbook [HTML_DIR] [OUT_PDF] [--student]``."""
+    ap = argparse.ArgumentParser(prog="python -m helpers.book.pdfbook", description=__doc__.splitlines()[0])
     ap.add_argument("html_dir", nargs="?", default=str(REPO / "_build" / "html"))
     ap.add_argument("out", nargs="?", default=str(REPO / "_build" / "pdf" / "book.pdf"))
     ap.add_argument("--student", action="store_true", help="title page says: without solutions")

@@ -18,7 +18,7 @@ from html import escape
 
 import numpy as np
 
-from .hu import MAX_BOUND_HU, MIN_BOUND_HU
+from ..hu import MAX_BOUND_HU, MIN_BOUND_HU
 
 __all__ = [
     "Feedback",

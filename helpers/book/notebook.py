@@ -1,7 +1,7 @@
 """Set-up shared by every chapter: plotly, matplotlib and widget display for the book.
 
-Importing this module (the first hidden cell of every chapter does) makes three
-things true:
+The first hidden cell of every chapter calls :func:`setup`, which makes three
+things true (importing this module changes nothing):
 
 * plotly figures display through the ``"book"`` renderer: a bundle with the
   plotly JSON (JupyterLab draws it live) and a ``text/html`` ``<div>`` plus its
@@ -10,23 +10,36 @@ things true:
   built site and adds it only to the pages that contain such a ``<div>``, so the
   published pages need no network and no CDN.
 * matplotlib draws grey-scale CT images with readable defaults.
-* :func:`show_widget` displays an ipywidgets viewer together with a still PNG:
-  JupyterLab (or Binder) shows the live widget, while the static site shows the
-  PNG (``nb_mime_priority_overrides`` in ``_config.yml`` removes the widget
-  view from the HTML build, because a widget cannot recompute without a kernel).
+* warnings show as one wrapped ``Category: message`` paragraph.
+
+:func:`show_widget` displays an ipywidgets viewer together with a still PNG:
+JupyterLab (or Binder) shows the live widget, while the static site shows the
+PNG (``nb_mime_priority_overrides`` in ``_config.yml`` removes the widget view
+from the HTML build, because a widget cannot recompute without a kernel).
 """
 
 from __future__ import annotations
 
 import base64
 import io
-import json
+import os
 import textwrap
 import warnings
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["BookRenderer", "setup", "show_widget", "show_data_source", "figure_png", "widget_bundle", "header_table", "scratch_folder", "remove_scratch", "add_second_series", "sample_truth", "window_level_viewer", "RENDERER_NAME"]  # noqa: F822 (BookRenderer comes from __getattr__)
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from numpy.typing import ArrayLike
+    from pydicom import Dataset
+
+    from ..volume import Volume
+
+__all__ = [  # noqa: F822 (BookRenderer comes from __getattr__)
+    "BookRenderer", "setup", "show_widget", "show_data_source", "figure_png", "widget_bundle", "header_table",
+    "scratch_folder", "remove_scratch", "add_second_series", "sample_truth", "window_level_viewer", "RENDERER_NAME",
+]
 
 RENDERER_NAME = "book"
 
@@ -67,7 +80,7 @@ def _plotly_renderer_class():
     return BookRenderer
 
 
-def __getattr__(name):  # lazy: importing plotly costs ~0.3 s
+def __getattr__(name: str) -> Any:  # lazy: importing plotly costs ~0.3 s
     if name == "BookRenderer":
         return _plotly_renderer_class()
     raise AttributeError(name)
@@ -77,7 +90,8 @@ def __getattr__(name):  # lazy: importing plotly costs ~0.3 s
 WARNING_WIDTH = 78
 
 
-def _format_warning(message, category, filename, lineno, line=None) -> str:
+def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                    line: str | None = None) -> str:
     """``SeriesWarning: message``, wrapped to fit the page (no file name and source line)."""
     return textwrap.fill(f"{category.__name__}: {message}", width=WARNING_WIDTH, subsequent_indent="    ") + "\n"
 
@@ -119,10 +133,10 @@ def setup(*, plotly: bool = True, matplotlib: bool = True) -> None:
         if shell is not None and hasattr(shell, "kernel"):
             shell.run_line_magic("matplotlib", "inline")
             warnings.formatwarning = _format_warning
-        mpl.rcParams.update(MPL_DEFAULTS)
+        mpl.rcParams.update(MPL_DEFAULTS)  # type: ignore[arg-type]  # matplotlib's stubs list the keys as literals
 
 
-def figure_png(fig, *, dpi: int | None = None, close: bool = True) -> bytes:
+def figure_png(fig: Figure, *, dpi: int | None = None, close: bool = True) -> bytes:
     """PNG bytes of a matplotlib figure (closed afterwards so it is not shown twice).
 
     Parameters
@@ -155,7 +169,7 @@ def figure_png(fig, *, dpi: int | None = None, close: bool = True) -> bytes:
     return buf.getvalue()
 
 
-def widget_bundle(widget, still) -> dict[str, Any]:
+def widget_bundle(widget: Any, still: Figure | bytes) -> dict[str, Any]:
     """The display bundle :func:`show_widget` emits (widget view + still PNG + text).
 
     Parameters
@@ -188,7 +202,7 @@ def widget_bundle(widget, still) -> dict[str, Any]:
     return bundle
 
 
-def show_widget(widget, still) -> None:
+def show_widget(widget: Any, still: Figure | bytes) -> None:
     """Display a live ipywidgets viewer with a still image for the static book.
 
     In JupyterLab (or on Binder) the widget view wins and the viewer is live.
@@ -212,7 +226,7 @@ def show_widget(widget, still) -> None:
     display(widget_bundle(widget, still), raw=True)
 
 
-def show_data_source(path) -> None:
+def show_data_source(path: str | os.PathLike) -> None:
     """Show the citation of the public dataset a chapter reads; nothing for the synthetic sample.
 
     Every chapter calls this with the folder it reads, so a resident who runs the
@@ -237,42 +251,15 @@ def show_data_source(path) -> None:
     """
     import html
 
-    from .data import citation_for_path
+    from ..data import citation_for_path
 
     text = citation_for_path(path)
     if text:
         from IPython.display import display
 
-        display({"text/html": f'<p class="data-citation" style="font-size: 0.85em"><strong>Data:</strong> {html.escape(text)}</p>',
+        para = f'<p class="data-citation" style="font-size: 0.85em"><strong>Data:</strong> {html.escape(text)}</p>'
+        display({"text/html": para,
                  "text/plain": f"Data: {text}"}, raw=True)
-
-
-def is_plotly_div(html: str) -> bool:
-    """True when an HTML fragment holds a plotly figure ``<div>``.
-
-    Examples
-    --------
-    >>> is_plotly_div('<div class="plotly-graph-div" id="x"></div>')
-    True
-    """
-    return "plotly-graph-div" in html
-
-
-def _json_default(o):  # pragma: no cover - used by json.dumps in chapters
-    return str(o)
-
-
-def dumps(obj: Any) -> str:
-    """Pretty JSON text of a small result dict (numbers rounded by the caller).
-
-    Examples
-    --------
-    >>> print(dumps({"a": 1}))
-    {
-      "a": 1
-    }
-    """
-    return json.dumps(obj, indent=2, default=_json_default)
 
 
 #: Header tags shown in chapter 1, in reading order (keyword, what it tells you).
@@ -330,7 +317,8 @@ class HeaderTable:
                 f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
 
-def header_table(dataset, tags=HEADER_TAGS, *, max_chars: int = 28) -> HeaderTable:
+def header_table(dataset: Dataset, tags: Sequence[tuple[str, str]] = HEADER_TAGS, *,
+                 max_chars: int = 28) -> HeaderTable:
     """The header tags that matter for CT, never the patient-identifying ones.
 
     Parameters
@@ -380,7 +368,8 @@ def header_table(dataset, tags=HEADER_TAGS, *, max_chars: int = 28) -> HeaderTab
 _SCRATCH: list = []
 
 
-def scratch_folder(files, *, names=None, prefix: str = "dicom-book-") -> "Path":
+def scratch_folder(files: Iterable[str | os.PathLike], *, names: Sequence[str] | None = None,
+                   prefix: str = "dicom-book-") -> Path:
     """A new temporary folder with links (copies where links fail) to ``files``.
 
     Used by the chapters to show what happens to a folder a PACS export or a
@@ -414,20 +403,18 @@ def scratch_folder(files, *, names=None, prefix: str = "dicom-book-") -> "Path":
     False
     """
     import atexit
-    import os
     import shutil
     import tempfile
-    from pathlib import Path
 
-    files = [Path(f) for f in files]
-    names = [f.name for f in files] if names is None else list(names)
-    if len(names) != len(files):
-        raise ValueError(f"{len(names)} names for {len(files)} files")
+    sources = [Path(f) for f in files]
+    names = [f.name for f in sources] if names is None else list(names)
+    if len(names) != len(sources):
+        raise ValueError(f"{len(names)} names for {len(sources)} files")
     out = Path(tempfile.mkdtemp(prefix=prefix))
     if not _SCRATCH:
         atexit.register(remove_scratch)
     _SCRATCH.append(out)
-    for f, n in zip(files, names):
+    for f, n in zip(sources, names):
         try:
             os.symlink(f.resolve(), out / n)
         except OSError:
@@ -443,7 +430,8 @@ def remove_scratch() -> None:
         shutil.rmtree(_SCRATCH.pop(), ignore_errors=True)
 
 
-def add_second_series(folder, files, *, description: str = "second reconstruction") -> list:
+def add_second_series(folder: str | os.PathLike, files: Iterable[str | os.PathLike], *,
+                      description: str = "second reconstruction") -> list[Path]:
     """Write copies of ``files`` into ``folder`` as another series (new UIDs, numbers 1..n).
 
     This is what a study folder with two reconstructions of the same scan looks
@@ -487,7 +475,7 @@ def add_second_series(folder, files, *, description: str = "second reconstructio
     return written
 
 
-def sample_truth(dicom_dir, volume) -> dict | None:
+def sample_truth(dicom_dir: str | os.PathLike, volume: Volume) -> dict[str, Any] | None:
     """Ground truth for the chapters when ``dicom_dir`` is the bundled sample, else None.
 
     Parameters
@@ -512,7 +500,7 @@ def sample_truth(dicom_dir, volume) -> dict | None:
     sample_dir = Path(dicom_dir).parent
     if not (sample_dir / "labels.npz").is_file():
         return None
-    from .sample import load_labels
+    from ..sample import load_labels
 
     lab = load_labels(sample_dir)
     if lab["lungs"].shape != tuple(volume.shape):
@@ -527,8 +515,9 @@ def sample_truth(dicom_dir, volume) -> dict | None:
     return {"lungs": lab["lungs"], "tumour": tumour, "nodule": nodule, "tumour_index": idx, "info": lab}
 
 
-def window_level_viewer(image_hu, *, level: float = -600.0, width: float = 1500.0,
-                        level_range=(-1200, 1200), width_range=(50, 4000), size_px: int = 384):
+def window_level_viewer(image_hu: ArrayLike, *, level: float = -600.0, width: float = 1500.0,
+                        level_range: tuple[int, int] = (-1200, 1200), width_range: tuple[int, int] = (50, 4000),
+                        size_px: int = 384) -> tuple[Any, bytes]:
     """A live window/level viewer of one slice: two sliders and the image.
 
     The image is an ``ipywidgets.Image`` whose PNG is replaced when a slider
@@ -561,8 +550,8 @@ def window_level_viewer(image_hu, *, level: float = -600.0, width: float = 1500.
     import ipywidgets as widgets
     import numpy as np
 
-    from .display import png_bytes
-    from .intensity import window
+    from ..display import png_bytes
+    from ..intensity import window
 
     hu = np.asarray(image_hu)
 
@@ -573,7 +562,7 @@ def window_level_viewer(image_hu, *, level: float = -600.0, width: float = 1500.
                             description="level (HU)")
     wid = widgets.IntSlider(value=int(width), min=width_range[0], max=width_range[1], step=50,
                             description="width (HU)")
-    from .display import image_layout
+    from ..display import image_layout
 
     first = png(level, width)
     img = widgets.Image(value=first, format="png", width=size_px, layout=image_layout(first, width_px=size_px))
@@ -584,6 +573,3 @@ def window_level_viewer(image_hu, *, level: float = -600.0, width: float = 1500.
     lev.observe(update, "value")
     wid.observe(update, "value")
     return widgets.VBox([lev, wid, img]), first
-
-
-setup()

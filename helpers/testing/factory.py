@@ -18,6 +18,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
+    UID,
     CTImageStorage,
     EnhancedCTImageStorage,
     ExplicitVRBigEndian,
@@ -32,7 +33,7 @@ ORIGIN = (-22.4, -22.4, -100.0)  # LPS of voxel [0, 0, 0] once sorted feet -> he
 STUDY_UID = generate_uid(entropy_srcs=["factory study"])
 
 
-def uid(*parts) -> str:
+def uid(*parts: object) -> UID:
     """A deterministic UID from some labels."""
     return generate_uid(entropy_srcs=[repr(p) for p in parts])
 
@@ -144,9 +145,9 @@ def compress_with_imagecodecs(ds: Dataset, syntax: str = "1.2.840.10008.1.2.4.70
         frame = imagecodecs.jpeg8_encode(stored.view(np.uint16), lossless=True, bitspersample=16, predictor=1)
     else:
         frame = imagecodecs.htj2k_encode(stored, reversible=True)
-    ds.PixelData = encapsulate([frame])
+    ds.PixelData = encapsulate([bytes(frame)])
     ds["PixelData"].VR = "OB"
-    ds.file_meta.TransferSyntaxUID = syntax
+    ds.file_meta.TransferSyntaxUID = UID(syntax)
     return ds
 
 
@@ -246,7 +247,7 @@ def enhanced(datasets: Sequence[Dataset], *, per_frame_rescale: bool = True) -> 
 def tree_hash(folder: os.PathLike) -> str:
     """SHA-256 over every file name, size, mtime and content under ``folder``."""
     h = hashlib.sha256()
-    for root, dirs, files in os.walk(folder):
+    for root, dirs, files in os.walk(os.fspath(folder)):
         dirs.sort()
         for f in sorted(files):
             p = Path(root) / f
@@ -321,7 +322,8 @@ def corrupted(ds: Dataset, rng: np.random.Generator) -> bytes:
     import struct
 
     import pydicom
-    from pydicom.datadict import tag_for_keyword
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
 
     ds = copy.deepcopy(ds)
     picked = [CORRUPTIBLE[k] for k in rng.choice(len(CORRUPTIBLE), size=int(rng.integers(1, 4)), replace=False)]
@@ -340,7 +342,8 @@ def corrupted(ds: Dataset, rng: np.random.Generator) -> bytes:
     parsed = pydicom.dcmread(io.BytesIO(bytes(raw)), stop_before_pixels=True)
     edits = []
     for kw in picked:
-        elem = parsed._dict[tag_for_keyword(kw)]  # a RawDataElement: where its value is in the file
+        elem = parsed._dict[Tag(kw)]  # a RawDataElement: where its value is in the file
+        assert isinstance(elem, RawDataElement), kw  # read with defer_size=None, so never parsed
         if elem.VR in ("US", "SS"):
             new = HOSTILE_US[int(rng.integers(len(HOSTILE_US)))]
         else:

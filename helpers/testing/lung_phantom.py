@@ -50,7 +50,7 @@ def make_phantom(
     mass: str | None = None,
     effusion: bool = False,
     seed: int = 0,
-):
+) -> tuple[Volume, dict[str, np.ndarray]]:
     """Build the phantom.
 
     Parameters
@@ -137,14 +137,7 @@ def make_phantom(
 
     env = lungs > 0
     hu[env] = -860.0
-    # vessels (inside the lungs, included in the truth)
-    for _ in range(14):
-        lab = int(rng.integers(1, 3))
-        sx = -1.0 if lab == 1 else 1.0
-        p0 = (sx * 35.0, rng.uniform(-20, 10), rng.uniform(60, 160))
-        p1 = (sx * rng.uniform(70, 110), rng.uniform(-60, 50), rng.uniform(30, 200))
-        v = _tube(x, y, z, p0, p1, rng.uniform(1.5, 3.5)) & env
-        hu[v] = 40.0
+    _add_vessels(hu, x, y, z, env, rng)  # inside the lungs, included in the truth
     hu[heart] = 45.0
     hu[aorta] = 50.0
     hu[wall] = 40.0
@@ -160,13 +153,7 @@ def make_phantom(
     hu[nodule] = 30.0
     truth_mass = np.zeros(z.shape, bool)
     if mass is not None:
-        centres = {"hilar": ((-30.0, -20.0, 130.0), 16.0),  # on the right main bronchus, against the mediastinum
-                   "aortic": ((38.0, 38.0, 95.0), 18.0),  # posteromedial left lung, by the aorta
-                   "posterior": ((-75.0, 62.0, 80.0), 16.0)}  # on the posterior chest wall
-        if mass not in centres:
-            raise ValueError(f"mass must be one of {sorted(centres)} or None, got {mass!r}")
-        (mc, mr) = centres[mass]
-        mm = _ell(x, y, z, mc, (mr, mr, mr)) & body & ~(lumen & body)
+        mm = _mass(x, y, z, mass) & body & ~(lumen & body)
         hu[mm] = 35.0
         truth_mass = mm & env
     truth_effusion = np.zeros(z.shape, bool)
@@ -177,21 +164,12 @@ def make_phantom(
         env = env & ~truth_effusion
 
     if bowel:
-        # stomach bubble under the left dome, bowel gas lower down
-        hu[_ell(x, y, z, (70.0, -30.0, 5.0), (35.0, 25.0, 18.0)) & (z < 40.0 * (1 - ((x - 75) / 70.0) ** 2 - (y / 95.0) ** 2) - 6)] = -1000.0
-        for (bx, by, bz, r) in ((-60, -40, -40, 25), (50, 20, -60, 30), (-20, -60, -120, 40), (70, -50, -180, 35),
-                                 (-70, 10, -230, 45), (10, -30, -270, 30)):
-            hu[_ell(x, y, z, (bx, by, bz), (r, r * 0.8, r * 0.7))] = -1000.0
+        _add_bowel_gas(hu, x, y, z)
     if table:
-        cushion = (y > 115.0) & (y <= 125.0) & (np.abs(x) < 170)
-        hu[cushion] = -820.0
-        slab = (y > 125.0) & (y <= 145.0) & (np.abs(x) < 175)
-        hollow = (y > 128.0) & (y <= 142.0) & (np.abs(x) < 170) & (np.abs(x) % 40 > 3)
-        hu[slab] = 250.0
-        hu[hollow] = -1000.0
+        _add_table(hu, x, y)
     hu[x**2 + y**2 > (fov_mm / 2 - 2) ** 2] = -2048.0
     if noise_hu:
-        hu += rng.normal(0, noise_hu, hu.shape).astype(np.float32)
+        hu += np.asarray(rng.normal(0, noise_hu, hu.shape), np.float32)
     hu = np.clip(np.round(hu), -2048, 3071).astype(np.int16)
 
     lungs = np.where(env, lungs, 0).astype(np.uint8)
@@ -206,3 +184,45 @@ def make_phantom(
         origin = (float(c[-1]), float(c[0]), float(zs[0]))
     vol = Volume(hu, spacing=(slice_mm, px, px), origin=origin, direction=direction)
     return vol, truth
+
+
+def _mass(x: np.ndarray, y: np.ndarray, z: np.ndarray, mass: str) -> np.ndarray:
+    """The ball of the second mass named ``mass`` (before it is cut to the body and the airway)."""
+    centres = {"hilar": ((-30.0, -20.0, 130.0), 16.0),  # on the right main bronchus, against the mediastinum
+               "aortic": ((38.0, 38.0, 95.0), 18.0),  # posteromedial left lung, by the aorta
+               "posterior": ((-75.0, 62.0, 80.0), 16.0)}  # on the posterior chest wall
+    if mass not in centres:
+        raise ValueError(f"mass must be one of {sorted(centres)} or None, got {mass!r}")
+    (mc, mr) = centres[mass]
+    return _ell(x, y, z, mc, (mr, mr, mr))
+
+
+def _add_bowel_gas(hu: np.ndarray, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> None:
+    """The stomach bubble under the left dome, and bowel gas lower down (air, -1000 HU)."""
+    below_dome = z < 40.0 * (1 - ((x - 75) / 70.0) ** 2 - (y / 95.0) ** 2) - 6
+    hu[_ell(x, y, z, (70.0, -30.0, 5.0), (35.0, 25.0, 18.0)) & below_dome] = -1000.0
+    for (bx, by, bz, r) in ((-60, -40, -40, 25), (50, 20, -60, 30), (-20, -60, -120, 40), (70, -50, -180, 35),
+                             (-70, 10, -230, 45), (10, -30, -270, 30)):
+        hu[_ell(x, y, z, (bx, by, bz), (r, r * 0.8, r * 0.7))] = -1000.0
+
+
+def _add_table(hu: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
+    """The table under the patient: a cushion, and a slab with air in its hollows."""
+    cushion = (y > 115.0) & (y <= 125.0) & (np.abs(x) < 170)
+    hu[cushion] = -820.0
+    slab = (y > 125.0) & (y <= 145.0) & (np.abs(x) < 175)
+    hollow = (y > 128.0) & (y <= 142.0) & (np.abs(x) < 170) & (np.abs(x) % 40 > 3)
+    hu[slab] = 250.0
+    hu[hollow] = -1000.0
+
+
+def _add_vessels(hu: np.ndarray, x: np.ndarray, y: np.ndarray, z: np.ndarray, env: np.ndarray,
+                 rng: np.random.Generator, *, n: int = 14) -> None:
+    """``n`` straight vessels (40 HU) from each hilum outwards, cut to the lungs ``env``."""
+    for _ in range(n):
+        lab = int(rng.integers(1, 3))
+        sx = -1.0 if lab == 1 else 1.0
+        p0 = (sx * 35.0, rng.uniform(-20, 10), rng.uniform(60, 160))
+        p1 = (sx * rng.uniform(70, 110), rng.uniform(-60, 50), rng.uniform(30, 200))
+        v = _tube(x, y, z, p0, p1, rng.uniform(1.5, 3.5)) & env
+        hu[v] = 40.0

@@ -24,20 +24,23 @@ down, and ``.md`` chapters opened as notebooks (jupytext) by default.
 
 Command line::
 
-    python -m helpers.notebooks build [CHAPTER.md ...] [--out notebooks] [--solutions details|omit]
-    python -m helpers.notebooks install-config
+    python -m helpers.book.notebooks build [CHAPTER.md ...] [--out notebooks] [--solutions details|omit]
+    python -m helpers.book.notebooks install-config
 """
 
 from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from helpers.data import REPO  # the repository root: one definition, in helpers.data
+from ..data import REPO  # the repository root: one definition, in helpers.data
 
 #: Folder the generated notebooks go to (gitignored; never committed).
 NOTEBOOK_DIR = REPO / "notebooks"
@@ -57,7 +60,8 @@ DROPPED_DIRECTIVES = {"tableofcontents"}
 _OPEN = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|:{3,})\{(?P<name>[A-Za-z][\w-]*)\}[ \t]*(?P<arg>.*?)\s*$")
 _OPTION = re.compile(r"^\s*:(?P<key>[\w-]+):(?:\s+(?P<value>.*?))?\s*$")
 # what must never be left in a generated notebook's markdown
-RAW_MYST = re.compile(r"^\s*(`{3,}|:{3,})\{[\w-]+\}|^\s*:(label|class|nonumber|tags|name):|\{(solution-start|solution-end|exercise|admonition)\}",
+RAW_MYST = re.compile(r"^\s*(`{3,}|:{3,})\{[\w-]+\}|^\s*:(label|class|nonumber|tags|name):"
+                      r"|\{(solution-start|solution-end|exercise|admonition)\}",
                       re.M)
 
 
@@ -132,50 +136,53 @@ def convert_markdown(text: str, *, source: str = "<markdown>", first_line: int =
             i += 1
             continue
         where = f"{source}, line {first_line + i}"
-        name, arg, fence = m["name"], m["arg"], m["fence"]
-        close = _closing(fence)
-        j = i + 1
-        options: dict[str, str] = {}
-        while j < len(lines) and _OPTION.match(lines[j]) and not close.match(lines[j]):
-            o = _OPTION.match(lines[j])
-            options[o["key"]] = o["value"] or ""
-            j += 1
-        body: list[str] = []
-        while j < len(lines) and not close.match(lines[j]):
-            body.append(lines[j])
-            j += 1
-        if j >= len(lines):
-            raise NotebookConversionError(
-                f"{where}: the {{{name}}} directive opened with {fence} is never closed; "
-                f"close it with a line of {fence} (the chapter will not build either)")
-        inner = "\n".join(body).strip("\n")
+        name, arg = m["name"], m["arg"]
+        inner, j = _read_directive(lines, i, m["fence"], name, where)
         if name == "solution-start":
             flush()
             out.append(_SolutionStart(arg.strip(), first_line + i))
         elif name == "solution-end":
             flush()
             out.append(_SolutionEnd(first_line + i))
-        elif name in DROPPED_DIRECTIVES:
-            pass
-        elif name == "exercise":
-            rendered = _join_pieces(convert_markdown(inner, source=source, first_line=first_line + i + 1), where)
-            title = arg.strip()
-            buf.append(f"### Exercise: {title}" if title else "### Exercise")
-            if rendered:
-                buf.extend(["", rendered])
-        elif name in ADMONITION_TITLES:
-            rendered = _join_pieces(convert_markdown(inner, source=source, first_line=first_line + i + 1), where)
-            title = arg.strip() or ADMONITION_TITLES[name]
-            block = (f"**{title}**\n\n" if title else "") + rendered
-            buf.append(_quote(block))
-        else:
-            raise NotebookConversionError(
-                f"{where}: the {{{name}}} directive has no notebook form; use one the converter knows "
-                f"({', '.join(sorted(set(ADMONITION_TITLES) | {'exercise', 'solution-start', 'solution-end'}))}) "
-                f"or add a case for it in helpers/notebooks.py")
+        elif name not in DROPPED_DIRECTIVES:
+            buf.append(_directive_markdown(name, arg, inner, source=source, first_line=first_line + i + 1,
+                                           where=where))
         i = j + 1
     flush()
     return out
+
+
+def _read_directive(lines: list[str], i: int, fence: str, name: str, where: str) -> tuple[str, int]:
+    """The body of the directive opened on ``lines[i]`` (its options skipped) and the index of its closing fence."""
+    close = _closing(fence)
+    j = i + 1
+    while j < len(lines) and _OPTION.match(lines[j]) and not close.match(lines[j]):
+        j += 1
+    body: list[str] = []
+    while j < len(lines) and not close.match(lines[j]):
+        body.append(lines[j])
+        j += 1
+    if j >= len(lines):
+        raise NotebookConversionError(
+            f"{where}: the {{{name}}} directive opened with {fence} is never closed; "
+            f"close it with a line of {fence} (the chapter will not build either)")
+    return "\n".join(body).strip("\n"), j
+
+
+def _directive_markdown(name: str, arg: str, inner: str, *, source: str, first_line: int, where: str) -> str:
+    """Plain markdown for an exercise or an admonition directive; any other directive is refused."""
+    if name != "exercise" and name not in ADMONITION_TITLES:
+        raise NotebookConversionError(
+            f"{where}: the {{{name}}} directive has no notebook form; use one the converter knows "
+            f"({', '.join(sorted(set(ADMONITION_TITLES) | {'exercise', 'solution-start', 'solution-end'}))}) "
+            f"or add a case for it in helpers/book/notebooks.py")
+    rendered = _join_pieces(convert_markdown(inner, source=source, first_line=first_line), where)
+    if name == "exercise":
+        title = arg.strip()
+        heading = f"### Exercise: {title}" if title else "### Exercise"
+        return heading + (f"\n\n{rendered}" if rendered else "")
+    title = arg.strip() or ADMONITION_TITLES[name]
+    return _quote((f"**{title}**\n\n" if title else "") + rendered)
 
 
 def _join_pieces(pieces: list, where: str) -> str:
@@ -198,7 +205,90 @@ def _details(label: str, parts: list[tuple[str, str]]) -> str:
     return "\n\n".join(["<details>" + anchor, summary, *body, "</details>"])
 
 
-def student_notebook(path, *, solutions: str = "details"):
+def _read_chapter(path: Path) -> Any:
+    """The chapter as jupytext reads it (a notebook of MyST cells); refused with a message a resident can act on."""
+    import jupytext
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NotebookConversionError(f"{path}: no such chapter; give the path of a book/0N_*.md file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise NotebookConversionError(f"{path}: cannot read the chapter ({err.__class__.__name__}: {err}); "
+                                      "check the file's permissions and that it is UTF-8 text") from None
+    try:
+        return jupytext.reads(text, fmt="md:myst")
+    except Exception as err:  # jupytext's own errors are not a resident's message
+        raise NotebookConversionError(f"{path}: jupytext cannot read it as MyST markdown ({err}); "
+                                      "check its front matter and code-cell fences") from None
+
+
+class _CellWriter:
+    """The student notebook's cells, added in chapter order; holds the solution being collected."""
+
+    def __init__(self, path: Path, solutions: str):
+        import nbformat
+
+        self.nbformat = nbformat
+        self.path, self.solutions = path, solutions
+        self.solution: list[tuple[str, str]] | None = None
+        self.label = ""
+        self.cells = [nbformat.v4.new_markdown_cell(
+            f"*This notebook is generated from the book's chapter `book/{path.name}`. Run the cells in order; "
+            "each exercise has an answer cell that checks what you type, and its solution is in the "
+            "collapsed **Solution** block below it.*" if solutions == "details" else
+            f"*This notebook is generated from the book's chapter `book/{path.name}`. Run the cells in order; "
+            "each exercise has an answer cell that checks what you type.*")]
+
+    def add_markdown(self, pieces: list) -> None:
+        for p in pieces:
+            if isinstance(p, _SolutionStart):
+                self._start_solution(p)
+            elif isinstance(p, _SolutionEnd):
+                self._end_solution(p)
+            elif self.solution is not None:
+                self.solution.append(("markdown", p))
+            else:
+                self.cells.append(self.nbformat.v4.new_markdown_cell(p))
+
+    def add_code(self, source: str, tags: list[str]) -> None:
+        if self.solution is not None:
+            self.solution.append(("code", source))
+            return
+        meta: dict[str, Any] = {"tags": tags} if tags else {}
+        if {"remove-input", "remove-cell", "hide-input", "hide-cell"} & set(tags):
+            meta["jupyter"] = {"source_hidden": True}
+        self.cells.append(self.nbformat.v4.new_code_cell(source, metadata=meta))
+
+    def _start_solution(self, p: _SolutionStart) -> None:
+        if self.solution is not None:
+            raise NotebookConversionError(f"{self.path}, line {p.line}: a {{solution-start}} inside the "
+                                          f"solution {self.label!r}; close that one with {{solution-end}} first")
+        self.solution, self.label = [], p.label
+
+    def _end_solution(self, p: _SolutionEnd) -> None:
+        if self.solution is None:
+            raise NotebookConversionError(f"{self.path}, line {p.line}: {{solution-end}} without a "
+                                          "{solution-start} before it")
+        if self.solutions == "details" and self.solution:
+            self.cells.append(self.nbformat.v4.new_markdown_cell(_details(self.label, self.solution)))
+        self.solution = None
+
+    def finish(self) -> list:
+        """The cells, once every solution is closed and no MyST syntax is left in the markdown."""
+        if self.solution is not None:
+            raise NotebookConversionError(f"{self.path}: the solution {self.label!r} has no {{solution-end}}; "
+                                          "close it with ````{solution-end}````")
+        for c in self.cells:
+            bad = RAW_MYST.search(c.source) if c.cell_type == "markdown" else None
+            if bad:
+                raise NotebookConversionError(f"{self.path}: MyST syntax {bad.group(0).strip()!r} would be left in "
+                                              "the notebook; write it as a directive the converter knows "
+                                              "(helpers/book/notebooks.py)")
+        return self.cells
+
+
+def student_notebook(path: str | os.PathLike, *, solutions: str = "details") -> Any:
     """Read one MyST chapter and return the notebook a resident opens.
 
     Parameters
@@ -227,74 +317,23 @@ def student_notebook(path, *, solutions: str = "details"):
     >>> any("solution-start" in c.source for c in nb.cells)
     False
     """
-    import jupytext
     import nbformat
 
     if solutions not in SOLUTION_MODES:
         raise ValueError(f"solutions={solutions!r}: expected one of {SOLUTION_MODES}")
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise NotebookConversionError(f"{path}: no such chapter; give the path of a book/0N_*.md file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise NotebookConversionError(f"{path}: cannot read the chapter ({err.__class__.__name__}: {err}); "
-                                      "check the file's permissions and that it is UTF-8 text") from None
-    try:
-        src = jupytext.reads(text, fmt="md:myst")
-    except Exception as err:  # jupytext's own errors are not a resident's message
-        raise NotebookConversionError(f"{path}: jupytext cannot read it as MyST markdown ({err}); "
-                                      "check its front matter and code-cell fences") from None
-
-    cells = [nbformat.v4.new_markdown_cell(
-        f"*This notebook is generated from the book's chapter `book/{path.name}`. Run the cells in order; "
-        "each exercise has an answer cell that checks what you type, and its solution is in the "
-        "collapsed **Solution** block below it.*" if solutions == "details" else
-        f"*This notebook is generated from the book's chapter `book/{path.name}`. Run the cells in order; "
-        "each exercise has an answer cell that checks what you type.*")]
-    solution: list[tuple[str, str]] | None = None
-    label = ""
+    src = _read_chapter(path)
+    writer = _CellWriter(path, solutions)
     line = 1
     for cell in src.cells:
         if cell.cell_type == "markdown":
-            pieces = convert_markdown(cell.source, source=str(path), first_line=line)
-            for p in pieces:
-                if isinstance(p, _SolutionStart):
-                    if solution is not None:
-                        raise NotebookConversionError(f"{path}, line {p.line}: a {{solution-start}} inside the solution "
-                                                      f"{label!r}; close that one with {{solution-end}} first")
-                    solution, label = [], p.label
-                elif isinstance(p, _SolutionEnd):
-                    if solution is None:
-                        raise NotebookConversionError(f"{path}, line {p.line}: {{solution-end}} without a "
-                                                      "{solution-start} before it")
-                    if solutions == "details" and solution:
-                        cells.append(nbformat.v4.new_markdown_cell(_details(label, solution)))
-                    solution = None
-                elif solution is not None:
-                    solution.append(("markdown", p))
-                else:
-                    cells.append(nbformat.v4.new_markdown_cell(p))
+            writer.add_markdown(convert_markdown(cell.source, source=str(path), first_line=line))
         elif cell.cell_type == "code":
-            if solution is not None:
-                solution.append(("code", cell.source))
-                continue
-            tags = list(cell.metadata.get("tags", []))
-            meta = {"tags": tags} if tags else {}
-            if {"remove-input", "remove-cell", "hide-input", "hide-cell"} & set(tags):
-                meta["jupyter"] = {"source_hidden": True}
-            cells.append(nbformat.v4.new_code_cell(cell.source, metadata=meta))
+            writer.add_code(cell.source, list(cell.metadata.get("tags", [])))
         else:  # raw cells pass through
-            cells.append(nbformat.v4.new_raw_cell(cell.source))
+            writer.cells.append(nbformat.v4.new_raw_cell(cell.source))
         line += cell.source.count("\n") + 2
-    if solution is not None:
-        raise NotebookConversionError(f"{path}: the solution {label!r} has no {{solution-end}}; "
-                                      "close it with ````{solution-end}````")
-    for c in cells:
-        if c.cell_type == "markdown" and RAW_MYST.search(c.source):
-            bad = RAW_MYST.search(c.source).group(0)
-            raise NotebookConversionError(f"{path}: MyST syntax {bad.strip()!r} would be left in the notebook; "
-                                          "write it as a directive the converter knows (helpers/notebooks.py)")
+    cells = writer.finish()
     nb = nbformat.v4.new_notebook(cells=cells)
     nb.metadata = {
         "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
@@ -303,7 +342,7 @@ def student_notebook(path, *, solutions: str = "details"):
     return nb
 
 
-def chapters(book_dir=None) -> list[Path]:
+def chapters(book_dir: str | os.PathLike | None = None) -> list[Path]:
     """The numbered chapters ``NN*_*.md`` of ``book_dir`` (default: the repository's ``book/``).
 
     Examples
@@ -316,7 +355,8 @@ def chapters(book_dir=None) -> list[Path]:
     return sorted(Path(book_dir or REPO / "book").glob("[0-9][0-9]*_*.md"))
 
 
-def write_notebooks(paths=None, out_dir=None, *, solutions: str = "details") -> list[Path]:
+def write_notebooks(paths: Iterable[str | os.PathLike] | None = None, out_dir: str | os.PathLike | None = None, *,
+                    solutions: str = "details") -> list[Path]:
     """Write the student notebook of each chapter to ``out_dir/<name>.ipynb``, atomically.
 
     Parameters
@@ -347,7 +387,7 @@ def write_notebooks(paths=None, out_dir=None, *, solutions: str = "details") -> 
     """
     import nbformat
 
-    from .export import atomic_write
+    from ..export import atomic_write
 
     out = Path(out_dir) if out_dir is not None else NOTEBOOK_DIR
     out.mkdir(parents=True, exist_ok=True)
@@ -355,12 +395,15 @@ def write_notebooks(paths=None, out_dir=None, *, solutions: str = "details") -> 
     for p in (list(paths) if paths is not None else chapters()):
         nb = student_notebook(p, solutions=solutions)
         target = out / (Path(p).stem + ".ipynb")
-        atomic_write(target, lambda tmp, nb=nb: nbformat.write(nb, tmp))
+        def write(tmp: str, nb: Any = nb) -> None:
+            nbformat.write(nb, tmp)
+
+        atomic_write(target, write)
         written.append(target)
     return written
 
 
-def install_jupyter_config(prefix=None) -> list[Path]:
+def install_jupyter_config(prefix: str | os.PathLike | None = None) -> list[Path]:
     """Copy the repository's Jupyter settings into an environment (a venv, Binder's conda env).
 
     Merges ``jupyter/jupyter_server_config.json`` (kernel culling) into
@@ -384,7 +427,7 @@ def install_jupyter_config(prefix=None) -> list[Path]:
     Jupyter Server reads ``jupyter_server_config.d/*.json`` only for extension switches, so the
     culling settings go into the environment's ``jupyter_server_config.json`` itself.
     """
-    from .export import atomic_write
+    from ..export import atomic_write
 
     prefix = Path(prefix or sys.prefix)
     targets = [prefix / "etc" / "jupyter" / "jupyter_server_config.json",
@@ -397,19 +440,22 @@ def install_jupyter_config(prefix=None) -> list[Path]:
                 merged = json.loads(target.read_text())
             except ValueError:
                 raise ValueError(f"{target} is not valid JSON: fix or remove it, then run "
-                                 "python -m helpers.notebooks install-config again") from None
+                                 "python -m helpers.book.notebooks install-config again") from None
         for section, settings in json.loads(source.read_text()).items():
             merged.setdefault(section, {}).update(settings)
         text = json.dumps(merged, indent=2) + "\n"
-        atomic_write(target, lambda tmp, text=text: Path(tmp).write_text(text, encoding="utf-8"))
+        def write_text(tmp: str, text: str = text) -> None:
+            Path(tmp).write_text(text, encoding="utf-8")
+
+        atomic_write(target, write_text)
     return targets
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     import argparse
     import time
 
-    ap = argparse.ArgumentParser(prog="python -m helpers.notebooks",
+    ap = argparse.ArgumentParser(prog="python -m helpers.book.notebooks",
                                  description="Generate the student notebooks from the MyST chapters; "
                                              "install the project's JupyterLab settings.")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -429,7 +475,7 @@ def main(argv=None) -> int:
     try:
         written = write_notebooks([Path(c) for c in a.chapters] or None, a.out, solutions=a.solutions)
     except NotebookConversionError as err:
-        print(f"helpers.notebooks: {err}", file=sys.stderr)
+        print(f"helpers.book.notebooks: {err}", file=sys.stderr)
         return 1
     where = Path(a.out)
     try:

@@ -67,6 +67,9 @@ _COLOR_NAMES = dict(zip(LABEL_COLORS, ("orange", "sky blue", "green", "yellow", 
 #: Attribute of a matplotlib figure (or a widget) that holds its alt text.
 ALT_TEXT_ATTR = "alt_text"
 
+#: Panels named one by one in an alt text made from a figure's titles.
+ALT_MAX_PANELS = 6
+
 #: Width (inches) a figure is drawn at so it shows 1:1 in the book's 688 px column
 #: at ``figure.dpi`` 90 (:data:`helpers.notebook.MPL_DEFAULTS`): text in points
 #: then renders at 1.25 px per point, a 9 pt label at about 11 px.
@@ -150,6 +153,8 @@ def alt_text(fig) -> str:
         words = title + (f" ({'; '.join(axes_words)})" if axes_words else "")
         if words.strip():
             panels.append(words.strip())
+    if len(panels) > ALT_MAX_PANELS:  # a 6 x 6 grid: name the first few and the last
+        panels = panels[:ALT_MAX_PANELS - 2] + ["...", panels[-1]]
     if len(panels) == 1:
         parts.append(panels[0] + ".")
     elif panels:
@@ -924,7 +929,7 @@ def slice_viewer(
 
     def _title(t):
         return (title + " - " if title else "") + (
-            f"{plane} slice {idx[t]} ({'xyz'[lps_axis]} = {positions[t]:+.1f} mm); {wdesc}"
+            f"{plane} slice {idx[t]} ({'xyz'[lps_axis]} = {positions[t]:+.1f} mm)<br>{wdesc}"
         )
 
     fig = go.Figure(go.Image(source=sources[mid], dx=px, dy=px, x0=px / 2, y0=px / 2, hoverinfo="x+y"))
@@ -946,7 +951,7 @@ def slice_viewer(
         # no width: the figure fills its column (the renderer's config is responsive), so on a
         # phone it shrinks instead of sticking out and cutting off the right-hand letter
         autosize=True, height=int(h_px * scale) + 200,
-        margin={"l": 50, "r": 20, "t": 50, "b": 20},
+        margin={"l": 50, "r": 20, "t": 70, "b": 20},  # a two-line title: it fits a phone's width
         template="none",
         xaxis={"title": {"text": f"{p['left']}  <-  mm  ->  {p['right']}"}, "showgrid": False},
         yaxis={"title": {"text": f"{p['bottom']}  <-  mm  ->  {p['top']}"}, "showgrid": False,

@@ -49,6 +49,7 @@ PAGE_METRICS_JS = """() => {
     dom_ms: nav.domContentLoadedEventEnd - nav.startTime,
     html_bytes: nav.encodedBodySize,
     html_transfer: nav.transferSize,
+    plotly_ready_ms: (performance.getEntriesByName('book-plotly-ready')[0] || {startTime: null}).startTime,
     resources: res,
     has_math: !!document.querySelector('article .math, article mjx-container, article span.math'),
     plotly_divs: document.querySelectorAll('.plotly-graph-div').length,
@@ -98,8 +99,10 @@ def page_metrics(page) -> dict:
     Returns
     -------
     dict
-        ``load_ms`` (navigation start to the ``load`` event), ``drawn_ms`` (to the
-        last plotly figure drawn; ``load_ms`` when there is none), ``html_bytes``;
+        ``load_ms`` (navigation start to the ``load`` event), ``plotly_ready_ms`` (to
+        plotly.js fetched and run by the book's loader; NaN without figures),
+        ``drawn_ms`` (to the last plotly figure drawn; ``load_ms`` when there is none),
+        ``html_bytes``;
         ``own_bytes`` (the HTML and everything outside ``_static/``: the page's images
         and data), ``transferred`` (bytes that came over the network, cache hits
         excluded), ``plotly_js_transferred``, ``mathjax`` (a MathJax file was
@@ -115,6 +118,7 @@ def page_metrics(page) -> dict:
         except Exception:  # not drawn: the browser test names the figure
             drawn_ms = float("nan")
         m = {**page.evaluate(PAGE_METRICS_JS), "load_ms": m["load_ms"], "dom_ms": m["dom_ms"]}
+    m["plotly_ready_ms"] = m.get("plotly_ready_ms") or float("nan")
     res = m["resources"]
     m["drawn_ms"] = drawn_ms
     m["own_bytes"] = m["html_bytes"] + sum(r["body"] for r in res if "/_static/" not in r["url"])
@@ -219,7 +223,8 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--pages"]:  # only the page loads, of an existing build: --pages [HTML_DIR]
         site = Path(sys.argv[2]) if len(sys.argv) > 2 else common.REPO / "_build" / "html"
         for m in measure_site(site):
-            print(f"{m['doc']:<22} load {m['load_ms']:6.0f} ms  last figure {m['drawn_ms']:6.0f} ms  "
+            print(f"{m['doc']:<22} load {m['load_ms']:6.0f} ms  plotly.js ready {m['plotly_ready_ms']:6.0f} ms  "
+                  f"last figure {m['drawn_ms']:6.0f} ms  "
                   f"{m['transferred'] / 1e6:5.2f} MB transferred, own {m['own_bytes'] / 1e6:5.2f} MB, "
                   f"mathjax {m['mathjax']}, math {m['has_math']}")
         sys.exit(0)

@@ -63,6 +63,7 @@ PLOTLY_LOADER = """window.addEventListener("load", function () {
   var s = document.createElement("script");
   s.src = PLOTLY_URL;
   s.onload = function () {
+    if (window.performance && performance.mark) { performance.mark("book-plotly-ready"); }
     var queue = window.bookPlotQueue || [];
     window.bookPlotQueue = [];
     window.bookPlot = function () { return Plotly.newPlot.apply(Plotly, arguments); };

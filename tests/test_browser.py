@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from bench.bench_book import page_loads  # noqa: E402 (the one measurement of a page's weight and times)
+from bench.bench_book import draw_figures, page_loads  # noqa: E402 (one measurement of weights and times)
 
 SHOTS = REPO / "_build" / "screenshots"
 LOAD_RECORD = REPO / "_build" / "page-load.json"
@@ -136,14 +136,8 @@ def test_page_in_chromium(browser, book_site, index, doc):
         n_plots = page.locator(".plotly-graph-div").count()
         not_drawn = []
         if n_plots:
-            try:
-                page.wait_for_function(
-                    """() => Array.from(document.querySelectorAll('.plotly-graph-div'))
-                           .every(d => d.querySelector('.main-svg') || d.querySelector('canvas'))""",
-                    timeout=PLOTLY_DRAW_TIMEOUT_MS,
-                )
-            except Exception:  # the assertion below names the figures
-                pass
+            draw_figures(page, timeout_ms=PLOTLY_DRAW_TIMEOUT_MS)  # each is drawn when scrolled near
+            page.evaluate("() => window.scrollTo(0, 0)")
             state = page.evaluate(PLOTLY_STATE)
             not_drawn = [s["id"] for s in state if not s["drawn"] or not s["traces"]]
         name = shot_name(index, doc)
@@ -166,14 +160,8 @@ def test_page_on_a_phone(browser, book_site, index, doc):
     context, page, rec = open_page(browser, f"{book_site}/{doc}.html", viewport=PHONE)
     try:
         if page.locator(".plotly-graph-div").count():
-            try:
-                page.wait_for_function(
-                    """() => Array.from(document.querySelectorAll('.plotly-graph-div'))
-                           .every(d => d.querySelector('.main-svg') || d.querySelector('canvas'))""",
-                    timeout=PLOTLY_DRAW_TIMEOUT_MS,
-                )
-            except Exception:  # test_page_in_chromium names the figure
-                pass
+            draw_figures(page, timeout_ms=PLOTLY_DRAW_TIMEOUT_MS)  # test_page_in_chromium names a failure
+            page.evaluate("() => window.scrollTo(0, 0)")
         page.screenshot(path=str(SHOTS / f"{shot_name(index, doc)}_390px.png"))
         problems = rec.problems() + page.evaluate(SIDEWAYS)
         assert not problems, f"{doc} at {PHONE['width']} px:\n" + "\n".join(problems)

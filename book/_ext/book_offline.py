@@ -5,7 +5,8 @@
   whose body contains a plotly figure ``<div>`` (the ``"book"`` renderer in
   :mod:`helpers.notebook` emits figures without plotly.js), after the page's
   ``load`` event: the text shows at once, then plotly.js (from the browser's
-  cache after the first page) draws the figures the page queued.
+  cache after the first page) draws each figure the page queued when the reader
+  comes within 200 px of it.
 * Removes duplicated inline ``<script>`` bodies (sphinx-thebe's
   ``const THEBE_JS_URL = ...`` is registered twice by jupyter-book, which makes
   the browser log "Identifier 'THEBE_JS_URL' has already been declared").
@@ -58,15 +59,35 @@ PLACEHOLDER_OWNERS = {"example", "your-name", "your-org", "username", "user", "o
 PLACEHOLDER_HOSTS = {"example.com", "example.org", "example.net"}
 NOTEBOOK_FOLDER = "notebooks"  # helpers.notebooks.NOTEBOOK_DIR, relative to the repository root
 CHAPTER = re.compile(r"^\d\d_")
-#: Loads plotly.js once the page has loaded, then draws the figures queued by ``window.bookPlot``.
+#: Loads plotly.js once the page has loaded; then each figure queued by ``window.bookPlot`` is
+#: drawn when it comes within 200 px of the window (a WebGL scene costs ~1.7 s in
+#: software GL), and ``window.bookPlotDrawAll()`` draws the rest at once (the PDF printer).
 PLOTLY_LOADER = """window.addEventListener("load", function () {
   var s = document.createElement("script");
   s.src = PLOTLY_URL;
   s.onload = function () {
     if (window.performance && performance.mark) { performance.mark("book-plotly-ready"); }
+    var waiting = [];
+    function draw(args) { return Plotly.newPlot.apply(Plotly, args); }
+    window.bookPlotDrawAll = function () {
+      var all = waiting; waiting = [];
+      all.forEach(function (item) { item.io.disconnect(); draw(item.args); });
+    };
+    window.bookPlot = function () {
+      var args = arguments, el = document.getElementById(args[0]);
+      if (!el || !window.IntersectionObserver) { return draw(args); }
+      var item = {args: args};
+      item.io = new IntersectionObserver(function (entries) {
+        if (!entries.some(function (e) { return e.isIntersecting; })) { return; }
+        item.io.disconnect();
+        waiting = waiting.filter(function (x) { return x !== item; });
+        draw(args);
+      }, {rootMargin: "200px 0px"});
+      waiting.push(item);
+      item.io.observe(el);
+    };
     var queue = window.bookPlotQueue || [];
     window.bookPlotQueue = [];
-    window.bookPlot = function () { return Plotly.newPlot.apply(Plotly, arguments); };
     queue.forEach(function (args) { window.bookPlot.apply(null, args); });
   };
   document.head.appendChild(s);

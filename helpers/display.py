@@ -41,6 +41,10 @@ __all__ = [
     "widget_with_still",
     "still_png",
     "png_bytes",
+    "set_alt_text",
+    "alt_text",
+    "register_alt_text",
+    "table",
 ]
 
 #: For each plane: the array axis it cuts, and for the two image axes (rows,
@@ -56,9 +60,163 @@ _LETTERS = (("R", "L"), ("A", "P"), ("I", "S"))  # LPS axis -> (negative, positi
 
 #: Colours for label values 1, 2, 3... in overlays (colour-blind-safe Okabe-Ito).
 LABEL_COLORS = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#999999")
+_COLOR_NAMES = dict(zip(LABEL_COLORS, ("orange", "sky blue", "green", "yellow", "blue", "vermilion", "pink", "grey")))
 
 
 # ---------------------------------------------------------------- small helpers
+#: Attribute of a matplotlib figure (or a widget) that holds its alt text.
+ALT_TEXT_ATTR = "alt_text"
+
+#: Panels named one by one in an alt text made from a figure's titles.
+ALT_MAX_PANELS = 6
+
+#: Width (inches) a figure is drawn at so it shows 1:1 in the book's 688 px column
+#: at ``figure.dpi`` 90 (:data:`helpers.book.notebook.MPL_DEFAULTS`): text in points
+#: then renders at 1.25 px per point, a 9 pt label at about 11 px.
+PAGE_WIDTH_IN = 7.6
+
+#: Font sizes (points) of the views below: tile labels, titles, orientation letters.
+LABEL_PT = 8.5
+TITLE_PT = 9.5
+LETTER_PT = 12.0
+
+#: Largest side (CSS px) of the image in :func:`slice_viewer` on a wide page; on a
+#: narrower one the figure shrinks with its column.
+VIEWER_IMAGE_PX = 420
+
+
+def set_alt_text(obj, text: str):
+    """Attach alt text (what the figure shows, for a reader who cannot see it) to a figure.
+
+    The book's set-up (:func:`register_alt_text`, called by
+    ``helpers.book.notebook``) sends it with the figure's PNG as output metadata, and the
+    book's Sphinx extension writes it into the page's ``<img alt="...">``.
+
+    Parameters
+    ----------
+    obj : matplotlib.figure.Figure or ipywidgets.Widget
+        The figure (or a widget whose still image :func:`helpers.book.notebook.show_widget`
+        shows).
+    text : str
+        One or two sentences: what is drawn and what it shows, with the numbers
+        computed from the data.  Whitespace is collapsed.
+
+    Returns
+    -------
+    obj
+        The same object, so ``return set_alt_text(fig, ...)`` reads naturally.
+
+    Examples
+    --------
+    >>> from matplotlib.figure import Figure
+    >>> alt_text(set_alt_text(Figure(), "A  grey   square."))
+    'A grey square.'
+    """
+    setattr(obj, ALT_TEXT_ATTR, " ".join(str(text).split()))
+    return obj
+
+
+def alt_text(fig) -> str:
+    """The alt text of a matplotlib figure: the one set, or one made from its titles and labels.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+
+    Returns
+    -------
+    str
+        The text given to :func:`set_alt_text`; otherwise a description built from
+        the figure's own words (its title, each panel's title and axis labels), so
+        even a figure drawn by hand in a chapter never gets its file name as alt text.
+
+    Examples
+    --------
+    >>> from matplotlib.figure import Figure
+    >>> fig = Figure(); ax = fig.subplots(); _ = ax.set_title("HU histogram")
+    >>> _ = ax.set_xlabel("HU"); _ = ax.set_ylabel("voxels")
+    >>> alt_text(fig)
+    'Figure: HU histogram (x axis: HU; y axis: voxels).'
+    """
+    given = getattr(fig, ALT_TEXT_ATTR, None)
+    if given:
+        return given
+    parts = []
+    sup = " ".join(fig.get_suptitle().split())
+    if sup:
+        parts.append(sup + ".")
+    panels = []
+    for ax in fig.axes:
+        title = " ".join(" ".join(ax.get_title(loc) for loc in ("left", "center", "right")).split())
+        labels = (("x", ax.get_xlabel()), ("y", ax.get_ylabel()))
+        axes_words = [f"{n} axis: {' '.join(lab.split())}" for n, lab in labels
+                      if lab.strip()]
+        words = title + (f" ({'; '.join(axes_words)})" if axes_words else "")
+        if words.strip():
+            panels.append(words.strip())
+    if len(panels) > ALT_MAX_PANELS:  # a 6 x 6 grid: name the first few and the last
+        panels = panels[:ALT_MAX_PANELS - 2] + ["...", panels[-1]]
+    if len(panels) == 1:
+        parts.append(panels[0] + ".")
+    elif panels:
+        parts.append(f"{len(fig.axes)} panels: " + "; ".join(panels) + ".")
+    if not parts:
+        kinds = "images" if any(ax.images for ax in fig.axes) else "plots"
+        parts.append(f"{len(fig.axes)} panel(s) of {kinds}, without titles.")
+    return "Figure: " + " ".join(parts)
+
+
+def register_alt_text(shell=None) -> bool:
+    """Send every matplotlib figure's alt text with its PNG (output metadata ``alt``).
+
+    Wraps the PNG formatter IPython's inline backend registered for
+    :class:`matplotlib.figure.Figure` so it returns ``(png, {"alt": alt_text(fig)})``.
+    Jupyter keeps that as the output's metadata; the book's Sphinx extension
+    (``book/_ext/book_offline.py``) turns it into the ``alt`` of the page's
+    ``<img>`` (myst-nb itself only reads ``width`` and ``height`` there).
+
+    Parameters
+    ----------
+    shell : IPython.core.interactiveshell.InteractiveShell, optional
+        Default: the running shell.
+
+    Returns
+    -------
+    bool
+        False outside IPython or when no PNG formatter is registered for figures.
+
+    Examples
+    --------
+    >>> register_alt_text()  # outside IPython: nothing to do
+    False
+    """
+    if shell is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:  # pragma: no cover - IPython ships with the kernel
+            return False
+        shell = get_ipython()
+    if shell is None:
+        return False
+    from matplotlib.figure import Figure
+
+    png = shell.display_formatter.formatters["image/png"]
+    try:
+        current = png.lookup_by_type(Figure)
+    except KeyError:
+        return False
+    if getattr(current, "_with_alt_text", False):
+        return True
+
+    def png_with_alt(fig, _png=current):
+        data = _png(fig)
+        return (data, {"alt": alt_text(fig)}) if data is not None else data
+
+    png_with_alt._with_alt_text = True
+    png.for_type(Figure, png_with_alt)
+    return True
+
+
 def png_bytes(image_u8: np.ndarray, *, optimize: bool = False) -> bytes:
     """A PNG file of a 2-D uint8 image (grey) or ``(h, w, 3|4)`` uint8 image (colour).
 
@@ -204,10 +362,10 @@ def plane_image(volume: Volume, plane: str = "axial", index: int | None = None, 
     }
 
 
-def _orientation_marks(ax, p, *, fontsize=9) -> None:
+def _orientation_marks(ax, p, *, fontsize=LETTER_PT) -> None:
     from matplotlib import patheffects
 
-    outline = [patheffects.withStroke(linewidth=2.5, foreground="black")]
+    outline = [patheffects.withStroke(linewidth=3, foreground="black")]
     style = dict(color="yellow", fontsize=fontsize, fontweight="bold", transform=ax.transAxes, path_effects=outline)
     ax.text(0.5, 0.99, p["top"], ha="center", va="top", **style)
     ax.text(0.5, 0.01, p["bottom"], ha="center", va="bottom", **style)
@@ -215,10 +373,24 @@ def _orientation_marks(ax, p, *, fontsize=9) -> None:
     ax.text(0.99, 0.5, p["right"], ha="right", va="center", **style)
 
 
+def _outline(width: float = 2.5):
+    from matplotlib import patheffects
+
+    return [patheffects.withStroke(linewidth=width, foreground="black")]
+
+
 def _new_figure(figsize):
     from matplotlib.figure import Figure
 
     return Figure(figsize=figsize)
+
+
+def _wrap_title(text: str, width_in: float, pt: float) -> str:
+    """``text`` wrapped to lines that fit ``width_in`` inches at ``pt`` points."""
+    import textwrap
+
+    chars = max(20, int(width_in * 72 / (0.55 * pt)))  # an average character is ~0.55 em wide
+    return textwrap.fill(text, width=chars, break_on_hyphens=False)
 
 
 # --------------------------------------------------------------------- montage
@@ -231,7 +403,7 @@ def montage(
     start: int | None = None,
     stop: int | None = None,
     step: int | None = None,
-    ax_size_in: float = 2.0,
+    ax_size_in: float | None = None,
     label: bool = True,
 ):
     """A grid of axial slices, evenly spaced, each labelled with index and position.
@@ -253,8 +425,9 @@ def montage(
     step : int, optional
         Show every ``step``-th slice from ``start``.  Default: ``rows * cols``
         slices evenly spread over the range (first and last included).
-    ax_size_in : float, default 2.0
-        Width of one tile in inches.
+    ax_size_in : float, optional
+        Width of one tile in inches.  Default: the grid fills the book's column
+        (:data:`PAGE_WIDTH_IN`), so the labels show at their size in points.
     label : bool, default True
         Write ``index`` and slice position (mm along the slice normal) on each tile.
 
@@ -262,7 +435,8 @@ def montage(
     -------
     matplotlib.figure.Figure
         Not registered with pyplot; display it by making it the last expression
-        of a cell, or ``fig.savefig(path)``.
+        of a cell, or ``fig.savefig(path)``.  Its alt text (:func:`alt_text`) says
+        which slices, which window and where the patient's right is.
 
     Raises
     ------
@@ -311,8 +485,13 @@ def montage(
 
     unit, wdesc = _display_unit(vol.hu[idx], window)
     sy, sx = vol.spacing[1], vol.spacing[2]
+    if ax_size_in is None:
+        ax_size_in = PAGE_WIDTH_IN / cols
     tile_h = ax_size_in * (vol.shape[1] * sy) / (vol.shape[2] * sx)
-    title_in = 0.35
+    what = f"slices {idx[0]}..{idx[-1]}" + (f" every {step}" if step else "")
+    title = _wrap_title(f"{idx.size} of {n} axial slices ({what}); {wdesc}; "
+                        "labels: index, position along the slice normal", cols * ax_size_in, TITLE_PT)
+    title_in = 0.12 + (title.count("\n") + 1) * TITLE_PT * 1.35 / 72
     fig = _new_figure((cols * ax_size_in, rows * tile_h + title_in))
     axes = fig.subplots(rows, cols, squeeze=False, gridspec_kw={"wspace": 0.02, "hspace": 0.02})
     fig.subplots_adjust(left=0, right=1, bottom=0, top=1 - title_in / (rows * tile_h + title_in))
@@ -333,16 +512,15 @@ def montage(
         if label:
             ax.text(
                 0.03, 0.97, f"{k}\n{pos[k]:+.1f} mm", transform=ax.transAxes, ha="left", va="top",
-                color="yellow", fontsize=max(6, 4 * ax_size_in), linespacing=1.1,
+                color="yellow", fontsize=LABEL_PT, linespacing=1.1,
+                path_effects=_outline(),
             )
-    what = f"slices {idx[0]}..{idx[-1]}" + (f" every {step}" if step else "")
-    fig.suptitle(
-        f"{idx.size} of {n} axial slices ({what}); {wdesc}; labels: index, position along the slice normal",
-        fontsize=max(7, min(11, 1.1 * cols * ax_size_in)),
-        y=1 - 0.05 * title_in / (rows * tile_h + title_in),
-        va="top",
-    )
-    return fig
+    fig.suptitle(title, fontsize=TITLE_PT, y=1 - 0.04 / (rows * tile_h + title_in), va="top")
+    return set_alt_text(fig, (
+        f"Montage of {idx.size} of the {n} axial slices, {what}, {wdesc}, in a grid of {rows} rows and {cols} "
+        f"columns; each tile is labelled with its slice index and its position in mm "
+        f"({pos[idx[0]]:+.1f} to {pos[idx[-1]]:+.1f} mm); radiological orientation (the patient's right "
+        "on the image's left, anterior up)."))
 
 
 # ----------------------------------------------------------- orthogonal views
@@ -352,7 +530,7 @@ def orthogonal_views(
     point: Sequence[int] | None = None,
     window: WindowSpec | None = "lung",
     crosshair: bool = True,
-    size_in: float = 4.0,
+    size_in: float | None = None,
 ):
     """Axial, coronal and sagittal cuts through one point, each with its real aspect.
 
@@ -367,14 +545,17 @@ def orthogonal_views(
         Display window.
     crosshair : bool, default True
         Draw the positions of the two other planes on each view.
-    size_in : float, default 4.0
-        Height in inches of the tallest panel.
+    size_in : float, optional
+        Height in inches of the tallest panel.  Default: the three panels fill the
+        book's column (:data:`PAGE_WIDTH_IN`), so titles and letters show at
+        their size in points (about 12 px; letters 15 px) instead of being shrunk.
 
     Returns
     -------
     matplotlib.figure.Figure
         Three panels, widths proportional to their physical widths, edges
-        labelled with orientation letters from ``volume.direction``.
+        labelled with orientation letters from ``volume.direction``; its alt text
+        names the point, the slices and the window.
 
     Raises
     ------
@@ -410,11 +591,17 @@ def orthogonal_views(
         lo_hi = (float(np.min(vol.hu)), float(np.max(vol.hu)))
     widths = [p["image"].shape[1] * p["col_spacing"] for p in panels]
     heights = [p["image"].shape[0] * p["row_spacing"] for p in panels]
+    gaps_in = 0.4  # margins and the two gaps between panels
+    if size_in is None:
+        size_in = (PAGE_WIDTH_IN - gaps_in) * max(heights) / sum(widths)
     scale = size_in / max(heights)  # inches per mm
-    fig = _new_figure((sum(widths) * scale + 0.6, size_in + 0.8))
-    axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": widths, "wspace": 0.08})
-    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.75 / (size_in + 0.8))
     lps = vol.index_to_lps(point)
+    title = _wrap_title(f"point (k, j, i) = {point}  ->  LPS ({lps[0]:.1f}, {lps[1]:.1f}, {lps[2]:.1f}) mm; {wdesc}",
+                        sum(widths) * scale + gaps_in, TITLE_PT)
+    head_in = 0.2 + (title.count("\n") + 3) * TITLE_PT * 1.3 / 72  # the figure title, two lines per panel
+    fig = _new_figure((sum(widths) * scale + gaps_in, size_in + head_in))
+    axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": widths, "wspace": 0.06})
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - (head_in - 0.05) / (size_in + head_in))
     pos_along = {"axial": 0, "coronal": 1, "sagittal": 2}
     for ax, p in zip(axes, panels):
         if window is None:
@@ -437,13 +624,15 @@ def orthogonal_views(
         a = pos_along[p["plane"]]
         ax.set_title(
             f"{p['plane']} {'kji'[a]}={point[a]}\npixels {p['row_spacing']:.3g} x {p['col_spacing']:.3g} mm",
-            fontsize=9,
+            fontsize=TITLE_PT,
         )
-    fig.suptitle(
-        f"point (k, j, i) = {point}  ->  LPS ({lps[0]:.1f}, {lps[1]:.1f}, {lps[2]:.1f}) mm; {wdesc}",
-        fontsize=9,
-    )
-    return fig
+    fig.suptitle(title, fontsize=TITLE_PT)
+    return set_alt_text(fig, (
+        f"Three views through voxel (k, j, i) = {point}, at LPS ({lps[0]:.1f}, {lps[1]:.1f}, {lps[2]:.1f}) mm, "
+        f"{wdesc}: axial slice {point[0]} (the patient's right on the image's left, anterior up), "
+        f"coronal row {point[1]} and sagittal column {point[2]} (superior up), each drawn with "
+        f"its real millimetre proportions"
+        + ("; cyan lines mark where the other two planes cut it." if crosshair else ".")))
 
 
 # --------------------------------------------------------------------- overlay
@@ -539,13 +728,89 @@ def overlay(
         for v in all_values:
             name = (legend or {}).get(v, f"label {v}")
             handles.append(Patch(color=colors[v], label=name + ("" if v in values else " (not on this slice)")))
-        ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.7)
+        ax.legend(handles=handles, loc="lower right", fontsize=LABEL_PT, framealpha=0.7)
     ax.set_xticks([])
     ax.set_yticks([])
     _orientation_marks(ax, p)
     a = PLANES[plane]["axis"]
-    ax.set_title(f"{plane} {'kji'[a]}={index}; {len(values)} label(s) on this slice", fontsize=9)
-    return fig
+    ax.set_title(f"{plane} {'kji'[a]}={index}; {len(values)} label(s) on this slice", fontsize=TITLE_PT)
+    names = [(legend or {}).get(v, f"label {v}") for v in values]
+    shown_names = ", ".join(f"{nm} ({_COLOR_NAMES.get(colors[v], colors[v])})" for nm, v in zip(names, values))
+    missing = [(legend or {}).get(v, f"label {v}") for v in all_values if v not in values]
+    return set_alt_text(fig, (
+        f"{plane.capitalize()} slice {'kji'[a]} = {index} of the CT, "
+        f"{_display_unit(np.zeros(1), window)[1] if window is not None else 'min-max'}, "
+        + (f"with {shown_names} drawn over it" if values else "with no label on this slice")
+        + (f"; not on this slice: {', '.join(missing)}" if missing else "")
+        + f". Orientation letters {p['top']} (top), {p['bottom']} (bottom), {p['left']} (left), {p['right']} (right)."))
+
+
+# ----------------------------------------------------------------------- tables
+class Table:
+    """Rows of text cells that show as an HTML table in a notebook and as aligned text elsewhere."""
+
+    def __init__(self, columns: Sequence[str], rows: Sequence[Sequence[str]], wrap: Sequence[str] = ()):
+        self.columns, self.rows, self.wrap = list(columns), [list(r) for r in rows], set(wrap)
+
+    def __repr__(self) -> str:
+        cells = [self.columns] + self.rows
+        widths = [max(len(r[i]) for r in cells) for i in range(len(self.columns))]
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        def td(c, text, tag="td"):
+            style = "overflow-wrap:anywhere;min-width:8em" if c in self.wrap else "white-space:nowrap"
+            return f'<{tag} style="text-align:left;{style}">{escape(text)}</{tag}>'
+
+        head = "".join(td(c, c, "th") for c in self.columns)
+        body = "".join("<tr>" + "".join(td(c, x) for c, x in zip(self.columns, r)) + "</tr>" for r in self.rows)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def table(rows, *, first: Sequence[str] = (), wrap: Sequence[str] = ("series_uid",)) -> Table:
+    """A table of ``rows`` with the columns a text talks about first.
+
+    Parameters
+    ----------
+    rows : sequence of objects or dicts
+        For example :func:`helpers.io.list_series`'s ``SeriesTable``; its own column
+        order (``_columns``) gives the order of the other columns.
+    first : sequence of str, keyword-only
+        Columns (attribute names or keys) shown first, in this order.
+    wrap : sequence of str, default ("series_uid",)
+        Columns whose long values wrap inside the cell (UIDs), so the table fits the page
+        instead of hiding its last columns behind a sideways scroll.
+
+    Returns
+    -------
+    Table
+        Shows as HTML in a notebook, as aligned text in ``print``.
+
+    Examples
+    --------
+    >>> print(table([{"slices": 120, "description": "chest"}], first=["description"]))
+    description  slices
+    chest        120
+    """
+    order = getattr(rows, "_columns", None)
+    rows = list(rows)
+    if not rows:
+        return Table(list(first), [])
+    if isinstance(rows[0], Mapping):
+        names = list(order or rows[0].keys())
+
+        def get(r, c):
+            return r.get(c)
+    else:
+        names = list(order or vars(rows[0]))
+
+        def get(r, c):
+            return getattr(r, c, None)
+    columns = list(first) + [c for c in names if c not in first]
+    cells = [["" if get(r, c) is None else str(get(r, c)) for c in columns] for r in rows]
+    return Table(columns, cells, wrap=[c for c in wrap if c in columns])
 
 
 # ------------------------------------------------------ plotly slider viewer
@@ -674,7 +939,7 @@ def slice_viewer(
 
     def _title(t):
         return (title + " - " if title else "") + (
-            f"{plane} slice {idx[t]} ({'xyz'[lps_axis]} = {positions[t]:+.1f} mm); {wdesc}"
+            f"{plane} slice {idx[t]} ({'xyz'[lps_axis]} = {positions[t]:+.1f} mm)<br>{wdesc}"
         )
 
     fig = go.Figure(go.Image(source=sources[mid], dx=px, dy=px, x0=px / 2, y0=px / 2, hoverinfo="x+y"))
@@ -685,7 +950,7 @@ def slice_viewer(
     ]
     h_px = int(round(p["image"].shape[0] * p["row_spacing"] / px))
     w_px = int(round(p["image"].shape[1] * p["col_spacing"] / px))
-    scale = 420 / max(h_px, w_px)
+    scale = VIEWER_IMAGE_PX / max(h_px, w_px)
     fig.update_layout(
         title={"text": _title(mid), "font": {"size": 13}},
         sliders=[{
@@ -693,8 +958,10 @@ def slice_viewer(
             "currentvalue": {"prefix": "slice ", "font": {"size": 12}},
             "font": {"color": "rgba(0,0,0,0)"}, "ticklen": 2,
         }],
-        width=max(360, int(w_px * scale) + 80), height=int(h_px * scale) + 200,
-        margin={"l": 50, "r": 20, "t": 50, "b": 20},
+        # no width: the figure fills its column (the renderer's config is responsive), so on a
+        # phone it shrinks instead of sticking out and cutting off the right-hand letter
+        autosize=True, height=int(h_px * scale) + 200,
+        margin={"l": 50, "r": 20, "t": 70, "b": 20},  # a two-line title: it fits a phone's width
         template="none",
         xaxis={"title": {"text": f"{p['left']}  <-  mm  ->  {p['right']}"}, "showgrid": False},
         yaxis={"title": {"text": f"{p['bottom']}  <-  mm  ->  {p['top']}"}, "showgrid": False,
@@ -858,6 +1125,13 @@ def widget_viewer(
     _update()
     box = widgets.VBox([widgets.HBox([slider, dropdown]), image, caption])
     box.slider, box.dropdown, box.image = slider, dropdown, image
+    wname = window if isinstance(window, str) else "custom"
+    low, high = window_bounds(window)
+    set_alt_text(box, f"Still image of {_AXIS_PLANE[axis]} slice {index} of {n} "
+                      f"({'xyz'[lps_axis]} = {positions[index]:+.1f} mm), {wname} window "
+                      f"(L {(low + high) / 2:g}, W {high - low:g} HU), "
+                      "radiological orientation; in Jupyter a slider pages through the slices and a menu "
+                      "changes the window.")
     return box
 
 

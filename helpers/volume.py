@@ -192,7 +192,7 @@ def as_volume(data: Any, *, spacing: ArrayLike | None = None, name: str = "volum
         if spacing is not None and not np.allclose(np.broadcast_to(np.asarray(spacing, float), (3,)), data.spacing):
             raise ValueError(
                 f"{name} is a Volume with spacing {data.spacing} mm "
-                f"but spacing={np.asarray(spacing).tolist()} was passed; "
+                f"but spacing={tuple(np.asarray(spacing).ravel().tolist())} was passed; "
                 "drop spacing= (a Volume carries its own) or pass volume.hu"
             )
         return data

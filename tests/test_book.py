@@ -95,7 +95,11 @@ def page_weight(page: Path, html_root: Path) -> int:
     """Bytes of the HTML plus every local script, stylesheet and image it loads."""
     total = page.stat().st_size
     seen = set()
-    for _tag, url in loaded_urls(page.read_text(errors="replace")):
+    text = page.read_text(errors="replace")
+    if PLOTLY_DIV in text:  # fetched by the page's loader after the load event, not by a <script src>
+        seen.add((html_root / PLOTLY_JS).resolve())
+        total += (html_root / PLOTLY_JS).stat().st_size
+    for _tag, url in loaded_urls(text):
         if is_remote(url) or url.startswith("data:"):
             continue
         target = (page.parent / urlsplit(url).path).resolve()

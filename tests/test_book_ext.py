@@ -111,3 +111,79 @@ class TestStudentBuild:
         html = (build(tmp_path, student=True) / "plain.html").read_text()
         assert "SECRET-TWO" not in html
         assert "What is 1 + 1?" in html
+
+
+# ------------------------------------------------------------------ alt text of figure outputs
+PNG_1PX = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+PNG_2 = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+
+
+def _notebook() -> dict:
+    def cell(png, metadata, outputs_md):
+        return {"cell_type": "code", "execution_count": 1, "metadata": metadata, "source": "fig",
+                "outputs": [{"output_type": "display_data", "data": {"image/png": png, "text/plain": "<Figure>"},
+                             "metadata": outputs_md}]}
+
+    return {
+        "nbformat": 4, "nbformat_minor": 5,
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "cells": [
+            {"cell_type": "markdown", "metadata": {}, "source": "# Figures"},
+            cell(PNG_1PX, {}, {"image/png": {"alt": "Axial slice 41 of 120,  lung window."}}),
+            cell(PNG_2, {"mystnb": {"image": {"alt": "Given in the cell"}}}, {"image/png": {"alt": "from output"}}),
+        ],
+    }
+
+
+class TestAltText:
+    """An image output's ``alt`` metadata becomes the ``<img alt>`` (myst-nb alone writes the path)."""
+
+    def test_output_alt_texts_hashes_like_myst_nb(self):
+        import base64
+        import hashlib
+
+        sys.path.insert(0, str(REPO / "book" / "_ext"))
+        from book_offline import output_alt_texts
+
+        alts = output_alt_texts(_notebook())
+        key = hashlib.sha256(base64.b64decode(PNG_1PX)).hexdigest()
+        assert alts[key] == "Axial slice 41 of 120, lung window."
+
+    def test_img_alt_in_the_page(self, nb_site):
+        import re
+
+        alts = re.findall(r'<img alt="([^"]*)"', (nb_site / "figs.html").read_text())
+        assert alts == ["Axial slice 41 of 120, lung window.", "Given in the cell"]
+
+
+@pytest.fixture(scope="module")
+def nb_site(tmp_path_factory) -> Path:
+    """A myst-nb project: a notebook with figure outputs, a page with math, an index listing both."""
+    import json
+
+    tmp = tmp_path_factory.mktemp("nb")
+    src = tmp / "src"
+    src.mkdir()
+    (src / "conf.py").write_text(CONF.replace('"myst_parser", ', '"myst_nb", ') + '\nnb_execution_mode = "off"\n'
+                                 'myst_enable_extensions = ["colon_fence", "dollarmath"]\n')
+    (src / "index.md").write_text("# Index\n\n```{toctree}\nfigs\nformula\n```\n")
+    (src / "figs.ipynb").write_text(json.dumps(_notebook()))
+    (src / "formula.md").write_text("# A formula\n\nHU = $m \\cdot SV + b$\n")
+    out = tmp / "html"
+    proc = subprocess.run([sys.executable, "-m", "sphinx", "-b", "html", "-q", str(src), str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out
+
+
+class TestMathJax:
+    """MathJax only on a page that has math, not on the index whose toctree lists one."""
+
+    def test_on_the_page_with_math(self, nb_site):
+        formula = (nb_site / "formula.html").read_text()
+        assert "tex-chtml.js" in formula or "mathjax" in formula.lower()
+
+    def test_not_on_pages_without_math(self, nb_site):
+        for page in ("index.html", "figs.html"):
+            html = (nb_site / page).read_text()
+            assert "mathjax" not in html.replace("mathjax_ignore", "").lower(), page

@@ -3,13 +3,22 @@
 The built site (``book_build`` fixture) is served on 127.0.0.1; each page of ``_toc.yml``
 is opened through Playwright.  A page fails on any console error or uncaught exception,
 any failed request (or HTTP status >= 400), any request to another host (aborted and
-recorded), or any plotly figure that did not draw.  A viewport screenshot of each page
-(and one of each plotly figure) is saved under ``_build/screenshots/``.
+recorded), any plotly figure that did not draw, or any image in the content whose alt text
+is empty or a file path.  A viewport screenshot of each page (and one of each plotly
+figure) is saved under ``_build/screenshots/``, at 1280 px and at a phone's 390 px, where
+nothing may stick out sideways.
+
+``test_page_weights`` opens every page in reading order in one browser (as a reader
+goes from chapter to chapter) and records what each page cost in
+``_build/page-load.json``: load times there are for reading, never asserted (timings
+belong in ``bench/bench_book.py``); the bytes, the plotly.js cache and MathJax are.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,8 +28,18 @@ from test_book import toc_files
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from bench.bench_book import draw_figures, page_loads  # noqa: E402 (one measurement of weights and times)
+
 SHOTS = REPO / "_build" / "screenshots"
+LOAD_RECORD = REPO / "_build" / "page-load.json"
 VIEWPORT = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+#: A page's own bytes (HTML, its images and figure data; the shared _static files apart).
+PAGE_OWN_BYTES_MAX = 3_000_000
+#: Alt text that is a file name or path (what myst-nb writes when a figure has none).
+PATH_LIKE = re.compile(r"\.(png|jpe?g|gif|svg|webp)\b|^[./]|_images/|^[0-9a-f]{16,}", re.IGNORECASE)
+ALT_MIN_WORDS = 4
 PLOTLY_DRAW_TIMEOUT_MS = 30_000
 LOCAL_HOSTS = {"127.0.0.1"}
 
@@ -50,8 +69,37 @@ class PageRecord:
         )
 
 
-def open_page(browser, url: str):
-    context = browser.new_context(viewport=VIEWPORT, service_workers="block")
+def bad_alt_texts(images: list[dict]) -> list[str]:
+    """``src: alt`` of each image whose alt text is missing, too short or a file path."""
+    out = []
+    for im in images:
+        alt = (im.get("alt") or "").strip()
+        if not alt or PATH_LIKE.search(alt) or len(alt.split()) < ALT_MIN_WORDS:
+            out.append(f"{im['src']}: alt={alt!r}")
+    return out
+
+
+CONTENT_IMAGES = """() => Array.from(document.querySelectorAll('article img'))
+    .map(i => ({src: i.getAttribute('src'), alt: i.getAttribute('alt')}))"""
+
+SIDEWAYS = """() => {
+  const w = window.innerWidth, out = [];
+  for (const el of document.querySelectorAll('.plotly-graph-div, article img, article table')) {
+    const r = el.getBoundingClientRect();
+    const box = el.closest('.cell_output, .output, .table-wrapper, .pst-scrollable-table-container');
+    const clip = box ? box.getBoundingClientRect() : null;
+    const scrolls = box && getComputedStyle(box).overflowX !== 'visible' && clip.right <= w + 1;
+    if (r.width > 0 && r.right > w + 1 && !(el.tagName === 'TABLE' && scrolls))
+      out.push(`${el.tagName.toLowerCase()}${el.id ? '#' + el.id : ''} right edge ${Math.round(r.right)} px`);
+  }
+  if (document.documentElement.scrollWidth > w + 1)
+    out.push(`the page scrolls sideways: ${document.documentElement.scrollWidth} px wide`);
+  return out;
+}"""
+
+
+def open_page(browser, url: str, viewport=None):
+    context = browser.new_context(viewport=viewport or VIEWPORT, service_workers="block")
     page = context.new_page()
     rec = PageRecord()
 
@@ -88,14 +136,8 @@ def test_page_in_chromium(browser, book_site, index, doc):
         n_plots = page.locator(".plotly-graph-div").count()
         not_drawn = []
         if n_plots:
-            try:
-                page.wait_for_function(
-                    """() => Array.from(document.querySelectorAll('.plotly-graph-div'))
-                           .every(d => d.querySelector('.main-svg') || d.querySelector('canvas'))""",
-                    timeout=PLOTLY_DRAW_TIMEOUT_MS,
-                )
-            except Exception:  # the assertion below names the figures
-                pass
+            draw_figures(page, timeout_ms=PLOTLY_DRAW_TIMEOUT_MS)  # each is drawn when scrolled near
+            page.evaluate("() => window.scrollTo(0, 0)")
             state = page.evaluate(PLOTLY_STATE)
             not_drawn = [s["id"] for s in state if not s["drawn"] or not s["traces"]]
         name = shot_name(index, doc)
@@ -105,6 +147,45 @@ def test_page_in_chromium(browser, book_site, index, doc):
             el.scroll_into_view_if_needed()
             el.screenshot(path=str(SHOTS / f"{name}_plotly{k + 1}.png"))
         problems = rec.problems() + [f"plotly figure did not draw: #{i}" for i in not_drawn]
+        problems += [f"image without real alt text: {b}" for b in bad_alt_texts(page.evaluate(CONTENT_IMAGES))]
         assert not problems, f"{doc}:\n" + "\n".join(problems)
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("index,doc", list(enumerate(toc_files())))
+def test_page_on_a_phone(browser, book_site, index, doc):
+    """At 390 px nothing sticks out sideways (plotly viewers, figures; wide tables scroll in their box)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    context, page, rec = open_page(browser, f"{book_site}/{doc}.html", viewport=PHONE)
+    try:
+        if page.locator(".plotly-graph-div").count():
+            draw_figures(page, timeout_ms=PLOTLY_DRAW_TIMEOUT_MS)  # test_page_in_chromium names a failure
+            page.evaluate("() => window.scrollTo(0, 0)")
+        page.screenshot(path=str(SHOTS / f"{shot_name(index, doc)}_390px.png"))
+        problems = rec.problems() + page.evaluate(SIDEWAYS)
+        assert not problems, f"{doc} at {PHONE['width']} px:\n" + "\n".join(problems)
+    finally:
+        context.close()
+
+
+def test_page_weights(browser, book_site):
+    """Every page, in reading order, in one browser: bytes, plotly.js fetched once, MathJax only with math."""
+    docs = toc_files()
+    pages = page_loads(browser, book_site, docs, viewport=VIEWPORT)
+    LOAD_RECORD.parent.mkdir(parents=True, exist_ok=True)
+    LOAD_RECORD.write_text(json.dumps([{k: v for k, v in m.items() if k != "resources"} for m in pages], indent=1))
+    problems = []
+    for m in pages:
+        if m["own_bytes"] > PAGE_OWN_BYTES_MAX:
+            problems.append(f"{m['doc']}: {m['own_bytes'] / 1e6:.1f} MB of its own (HTML, images, figure data); "
+                            f"at most {PAGE_OWN_BYTES_MAX / 1e6:.0f} MB (fewer triangles, fewer viewer slices)")
+        if m["mathjax"] and not m["has_math"]:
+            problems.append(f"{m['doc']}: loads MathJax but has no math")
+        if m["has_math"] and not m["mathjax"]:
+            problems.append(f"{m['doc']}: has math but MathJax was not loaded")
+    fetched = [m["doc"] for m in pages if m["plotly_js_transferred"] > 100_000]
+    if len(fetched) > 1:
+        problems.append(f"plotly.min.js came over the network on {len(fetched)} pages ({', '.join(fetched)}): "
+                        "it should be fetched once and then come from the browser's cache")
+    assert not problems, "\n".join(problems)

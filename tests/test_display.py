@@ -217,3 +217,114 @@ class TestCheckSliceAt:
 
         assert check_slice_at(4, vol, 110.4).ok  # origin z 100, 2.5 mm slices
         assert check_slice_at(5, vol, 110.4).ok is False
+
+
+# ------------------------------------------------------------------ legible at the book's width, alt text
+PAGE_PX = 688  # the book's content column (CSS px)
+DPI = 90  # helpers.book.notebook.MPL_DEFAULTS["figure.dpi"]
+MIN_TEXT_PX = 10
+
+
+def _png_size(fig):
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    return Image.open(io.BytesIO(buf.getvalue())).size
+
+
+def _smallest_text_px(fig):
+    """Smallest font of any text on the figure, in px as the page shows it (shrunk when too wide)."""
+    width = _png_size(fig)[0]
+    shrink = min(1.0, PAGE_PX / width)
+    sizes = [t.get_fontsize() for t in fig.findobj(lambda a: hasattr(a, "get_fontsize") and hasattr(a, "get_text"))
+             if t.get_text().strip()]
+    return min(sizes) * DPI / 72 * shrink
+
+
+class TestLegibleAtPageWidth:
+    """Drawn at the column's width, so text shows at its size in points (it was ~6 px)."""
+
+    def test_orthogonal_views(self, vol):
+        fig = orthogonal_views(vol)
+        assert _png_size(fig)[0] <= PAGE_PX + 10
+        assert _smallest_text_px(fig) >= MIN_TEXT_PX
+
+    @pytest.mark.parametrize("rows,cols", [(4, 6), (2, 3), (4, 5)])
+    def test_montage(self, vol, rows, cols):
+        fig = montage(vol, rows=rows, cols=cols)
+        assert _png_size(fig)[0] <= PAGE_PX + 20
+        assert _smallest_text_px(fig) >= MIN_TEXT_PX
+
+    def test_overlay(self, vol):
+        lab = np.zeros(vol.shape, np.uint8)
+        lab[5, 10:30, 10:30] = 1
+        assert _smallest_text_px(overlay(vol, lab, legend={1: "lesion"})) >= MIN_TEXT_PX
+
+    def test_slice_viewer_fills_its_column(self, vol):
+        fig = slice_viewer(vol, max_slices=3)
+        assert fig.layout.width is None and fig.layout.autosize  # no fixed width: shrinks on a phone
+
+
+class TestAltText:
+    def test_views_say_what_they_show(self, vol):
+        from helpers.display import alt_text
+
+        assert alt_text(montage(vol, rows=1, cols=3)).startswith("Montage of 3 of the 40 axial slices")
+        assert "+100.0" in alt_text(montage(vol, rows=1, cols=3))  # positions in mm, from the volume
+        text = alt_text(orthogonal_views(vol, point=(35, 15, 15)))
+        assert "(35, 15, 15)" in text and "lung window" in text
+        lab = np.zeros(vol.shape, np.uint8)
+        lab[5, 10:30, 10:30] = 1
+        text = alt_text(overlay(vol, lab, legend={1: "lesion"}))
+        assert text.startswith("Axial slice k = 5") and "lesion (orange)" in text
+
+    def test_made_from_titles_when_not_set(self):
+        from matplotlib.figure import Figure
+
+        from helpers.display import alt_text
+
+        fig = Figure()
+        a, b = fig.subplots(1, 2)
+        a.set_title("HU")
+        b.set_title("[0, 1]")
+        b.set_xlabel("value (no unit)")
+        assert alt_text(fig) == "Figure: 2 panels: HU; [0, 1] (x axis: value (no unit))."
+
+    def test_png_carries_it_in_ipython(self, vol):
+        """The formatter returns (png, {"alt": ...}): Jupyter stores it as the output's metadata."""
+        from IPython.core.interactiveshell import InteractiveShell
+        from matplotlib.figure import Figure
+
+        from helpers.display import register_alt_text, set_alt_text
+
+        shell = InteractiveShell.instance()
+        try:
+            png = shell.display_formatter.formatters["image/png"]
+            png.for_type(Figure, lambda fig: b"PNG")
+            assert register_alt_text(shell)
+            assert register_alt_text(shell)  # twice: wrapped once
+            data, md = shell.display_formatter.format(set_alt_text(Figure(), "A grey square."))
+            assert data["image/png"] == b"PNG" and md["image/png"] == {"alt": "A grey square."}
+        finally:
+            InteractiveShell.clear_instance()
+
+    def test_widget_still(self, vol):
+        from helpers.display import ALT_TEXT_ATTR
+
+        w = widget_viewer(vol, index=3)
+        assert getattr(w, ALT_TEXT_ATTR).startswith("Still image of axial slice 3 of 40 (z = +107.5 mm)")
+
+
+class TestTable:
+    def test_discussed_columns_first_and_uid_wraps(self):
+        from types import SimpleNamespace
+
+        from helpers.display import table
+
+        rows = [SimpleNamespace(series_number=2, modality="CT", description="chest", slices=120, series_uid="1.2.3")]
+        t = table(rows, first=["description", "slices", "series_uid"])
+        assert t.columns == ["description", "slices", "series_uid", "series_number", "modality"]
+        assert "overflow-wrap:anywhere" in t._repr_html_()

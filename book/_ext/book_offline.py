@@ -1,9 +1,12 @@
 """Sphinx extension: keep the built book offline and light.
 
 * Copies the pinned ``plotly.min.js`` shipped inside the installed ``plotly``
-  package to ``_static/vendor/plotly.min.js`` and adds its ``<script>`` only to
-  the pages whose body contains a plotly figure ``<div>`` (the ``"book"``
-  renderer in :mod:`helpers.book.notebook` emits figures without plotly.js).
+  package to ``_static/vendor/plotly.min.js`` and loads it only on the pages
+  whose body contains a plotly figure ``<div>`` (the ``"book"`` renderer in
+  :mod:`helpers.book.notebook` emits figures without plotly.js), after the page's
+  ``load`` event: the text shows at once, then plotly.js (from the browser's
+  cache after the first page) draws each figure the page queued when the reader
+  comes within 200 px of it.
 * Removes duplicated inline ``<script>`` bodies (sphinx-thebe's
   ``const THEBE_JS_URL = ...`` is registered twice by jupyter-book, which makes
   the browser log "Identifier 'THEBE_JS_URL' has already been declared").
@@ -11,6 +14,14 @@
   still images instead of widgets (``nb_mime_priority_overrides``), and the
   state would only add weight (it repeats every image a widget captured).
 * Drops the theme's 1.5 MB ``fontawesome.js`` (its CSS web font draws the same icons).
+* MathJax only on pages with math: Sphinx also adds it to a page whose toctree
+  lists a page with math (the index loaded 1.2 MB of MathJax for no formula).
+* Alt text for figures: an image output whose metadata has ``alt`` (set by
+  ``helpers.display.register_alt_text`` for every matplotlib figure and by
+  ``helpers.book.notebook.show_widget``) gets that text as its ``<img alt>``; myst-nb
+  reads only ``width``/``height`` from output metadata, so without this every
+  figure's alt text would be its file path.  ``mystnb: image: alt:`` in the cell's
+  metadata still wins.
 * Student build: with the environment variable ``BOOK_STUDENT=1`` the
   sphinx-exercise solutions are removed from the pages (they still execute), no
   source or notebook is copied into the site (``_sources``, download buttons), the
@@ -25,12 +36,16 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import os
 import re
 import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from docutils import nodes
 from sphinx.util import logging
 
 LOGGER = logging.getLogger(__name__)
@@ -44,6 +59,42 @@ PLACEHOLDER_OWNERS = {"example", "your-name", "your-org", "username", "user", "o
 PLACEHOLDER_HOSTS = {"example.com", "example.org", "example.net"}
 NOTEBOOK_FOLDER = "notebooks"  # helpers.book.notebooks.NOTEBOOK_DIR, relative to the repository root
 CHAPTER = re.compile(r"^\d\d_")
+#: Loads plotly.js once the page has loaded; then each figure queued by ``window.bookPlot`` is
+#: drawn when it comes within 200 px of the window (a WebGL scene costs ~1.7 s in
+#: software GL), and ``window.bookPlotDrawAll()`` draws the rest at once (the PDF printer).
+PLOTLY_LOADER = """window.addEventListener("load", function () {
+  var s = document.createElement("script");
+  s.src = PLOTLY_URL;
+  s.onload = function () {
+    if (window.performance && performance.mark) { performance.mark("book-plotly-ready"); }
+    var waiting = [];
+    function draw(args) { return Plotly.newPlot.apply(Plotly, args); }
+    window.bookPlotDrawAll = function () {
+      var all = waiting; waiting = [];
+      all.forEach(function (item) { item.io.disconnect(); draw(item.args); });
+    };
+    window.bookPlot = function () {
+      var args = arguments, el = document.getElementById(args[0]);
+      if (!el || !window.IntersectionObserver) { return draw(args); }
+      var item = {args: args};
+      item.io = new IntersectionObserver(function (entries) {
+        if (!entries.some(function (e) { return e.isIntersecting; })) { return; }
+        item.io.disconnect();
+        waiting = waiting.filter(function (x) { return x !== item; });
+        draw(args);
+      }, {rootMargin: "200px 0px"});
+      waiting.push(item);
+      item.io.observe(el);
+    };
+    var queue = window.bookPlotQueue || [];
+    window.bookPlotQueue = [];
+    queue.forEach(function (args) { window.bookPlot.apply(null, args); });
+  };
+  document.head.appendChild(s);
+});"""
+# myst-nb names an image output file after the SHA-256 of its bytes
+HASHED_IMAGE = re.compile(r"([0-9a-f]{64})\.\w+$")
+BINARY_IMAGES = {"image/png", "image/jpeg", "image/gif"}
 
 
 def plotly_js_source() -> Path:
@@ -141,6 +192,48 @@ def _remove_solutions(app, doctree, docname):
             node.parent.remove(node)
 
 
+def output_alt_texts(notebook: dict) -> dict[str, str]:
+    """``{sha256 of an image output's bytes: its alt text}`` from an executed notebook's JSON.
+
+    The hash is computed the way myst-nb names the image file it writes
+    (``myst_nb.core.render.NbElementRenderer.render_image``).
+    """
+    out = {}
+    for cell in notebook.get("cells", []):
+        for output in cell.get("outputs", []):
+            data = output.get("data") or {}
+            for mime, meta in (output.get("metadata") or {}).items():
+                alt = meta.get("alt") if isinstance(meta, dict) else None
+                content = data.get(mime)
+                if not alt or content is None:
+                    continue
+                content = "".join(content) if isinstance(content, list) else content
+                if mime in BINARY_IMAGES:
+                    raw = base64.b64decode(content)
+                else:
+                    raw = os.linesep.join(content.splitlines()).encode("utf-8")
+                out[hashlib.sha256(raw).hexdigest()] = " ".join(str(alt).split())
+    return out
+
+
+def _alt_from_output_metadata(app, doctree):
+    """Give each image output the ``alt`` its output metadata holds (see the module docstring)."""
+    config = getattr(app.env, "mystnb_config", None)
+    folder = getattr(config, "output_folder", None)
+    if not folder:
+        return
+    executed = Path(folder) / f"{app.env.docname}.ipynb"
+    if not executed.is_file():
+        return
+    alts = output_alt_texts(json.loads(executed.read_text(encoding="utf-8")))
+    if not alts:
+        return
+    for node in doctree.findall(nodes.image):
+        m = HASHED_IMAGE.search(node.get("uri", ""))
+        if m and m.group(1) in alts and not node.get("alt"):
+            node["alt"] = alts[m.group(1)]
+
+
 def _drop_fontawesome_js(app, config):
     """Override the theme's ``static/webpack-macros.html`` without ``fontawesome.js``.
 
@@ -170,11 +263,29 @@ def _drop_fontawesome_js(app, config):
     config.templates_path = [str(out)] + list(config.templates_path or [])
 
 
+def has_math(doctree) -> bool:
+    """True when the page itself holds math (inline or display)."""
+    return doctree is not None and any(True for _ in doctree.findall(lambda n: isinstance(n, (nodes.math, nodes.math_block))))
+
+
+def _is_mathjax(js) -> bool:
+    attrs = getattr(js, "attributes", None) or {}
+    return "mathjax" in str(js).lower() or (attrs.get("body") or "").lstrip().startswith("window.MathJax")
+
+
 def _page_context(app, pagename, templatename, context, doctree):
     _launch_to_student_notebook(pagename, context)
     body = context.get("body") or ""
     if PLOTLY_MARKER in body:
-        app.add_js_file(PLOTLY_JS, priority=400)
+        # plotly.js is fetched after the page's load event (then drawn from the browser's
+        # cache on the next page), and the queued figures are drawn (helpers.book.notebook.deferred_plot)
+        url = context["pathto"](f"_static/{PLOTLY_JS}", 1)
+        app.add_js_file(None, body=PLOTLY_LOADER.replace("PLOTLY_URL", json.dumps(url)), priority=400)
+    # Sphinx adds MathJax to a page when a page in its toctree has math (the index lists
+    # chapter 2, so it loaded 1.2 MB of MathJax for nothing): keep it only where the page has math
+    scripts = context.get("script_files")
+    if scripts and doctree is not None and not has_math(doctree):
+        scripts[:] = [js for js in scripts if not _is_mathjax(js)]
     # drop inline scripts whose body appears twice (THEBE_JS_URL), and the ipywidgets
     # state myst-nb embeds: widget views are not rendered on the static site (the still
     # PNG is), so the state is dead weight (it holds every captured image again)
@@ -211,6 +322,7 @@ def _build_finished(app, exc):
 def setup(app):
     app.connect("config-inited", _config_inited)
     app.connect("html-page-context", _page_context, priority=900)
+    app.connect("doctree-read", _alt_from_output_metadata)
     app.connect("doctree-resolved", _remove_solutions)
     app.connect("build-finished", _build_finished)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1.0"}

@@ -74,10 +74,35 @@ def _plotly_renderer_class():
                 config={"responsive": True, "displaylogo": False, **fig.get("config", {})},
                 validate=False,
             )
-            bundle["text/html"] = html
+            bundle["text/html"] = deferred_plot(html)
             return bundle
 
     return BookRenderer
+
+
+#: Defines ``window.bookPlot``: it draws at once when plotly.js is there (a notebook), and
+#: otherwise queues the figure for the book's loader (``book/_ext/book_offline.py``), which
+#: fetches plotly.js after the page has loaded and then draws the queue.
+DEFERRED_PLOT_JS = ("window.bookPlot = window.bookPlot || function () { if (window.Plotly) "
+                    "{ return Plotly.newPlot.apply(Plotly, arguments); } "
+                    "(window.bookPlotQueue = window.bookPlotQueue || []).push(arguments); };")
+
+
+def deferred_plot(html: str) -> str:
+    """Plotly's figure HTML with ``Plotly.newPlot(...)`` turned into ``window.bookPlot(...)``.
+
+    The page's text then shows before plotly.js (4.8 MB) is fetched and parsed and before
+    any WebGL is drawn: chapter 6's two meshes held its ``load`` event for 5 s.
+
+    Examples
+    --------
+    >>> out = deferred_plot('<div id="a" class="plotly-graph-div"></div><script>Plotly.newPlot("a", [], {})</script>')
+    >>> out.count("window.bookPlot("), out.count("Plotly.newPlot(")
+    (1, 0)
+    """
+    if html.count("Plotly.newPlot(") != 1:
+        return html
+    return f"<script>{DEFERRED_PLOT_JS}</script>" + html.replace("Plotly.newPlot(", "window.bookPlot(")
 
 
 def __getattr__(name: str) -> Any:  # lazy: importing plotly costs ~0.3 s
@@ -133,6 +158,9 @@ def setup(*, plotly: bool = True, matplotlib: bool = True) -> None:
         if shell is not None and hasattr(shell, "kernel"):
             shell.run_line_magic("matplotlib", "inline")
             warnings.formatwarning = _format_warning
+            from ..display import register_alt_text
+
+            register_alt_text(shell)  # each figure's PNG carries its alt text (book/_ext writes it in <img>)
         mpl.rcParams.update(MPL_DEFAULTS)  # type: ignore[arg-type]  # matplotlib's stubs list the keys as literals
 
 
@@ -202,7 +230,7 @@ def widget_bundle(widget: Any, still: Figure | bytes) -> dict[str, Any]:
     return bundle
 
 
-def show_widget(widget: Any, still: Figure | bytes) -> None:
+def show_widget(widget: Any, still: Figure | bytes, *, alt: str | None = None) -> None:
     """Display a live ipywidgets viewer with a still image for the static book.
 
     In JupyterLab (or on Binder) the widget view wins and the viewer is live.
@@ -216,6 +244,9 @@ def show_widget(widget: Any, still: Figure | bytes) -> None:
         The live viewer (e.g. a slider and an output area).
     still : matplotlib.figure.Figure or bytes
         The still image shown on the static site.
+    alt : str, optional, keyword-only
+        Alt text of the still image; default the widget's (``helpers.display.set_alt_text``)
+        or the figure's (``helpers.display.alt_text``).
 
     Returns
     -------
@@ -223,7 +254,15 @@ def show_widget(widget: Any, still: Figure | bytes) -> None:
     """
     from IPython.display import display
 
-    display(widget_bundle(widget, still), raw=True)
+    from ..display import ALT_TEXT_ATTR
+    from ..display import alt_text as figure_alt
+
+    if alt is None:
+        alt = getattr(widget, ALT_TEXT_ATTR, None)
+    if alt is None and not isinstance(still, (bytes, bytearray)):
+        alt = figure_alt(still)
+    metadata = {"image/png": {"alt": alt}} if alt else None
+    display(widget_bundle(widget, still), raw=True, metadata=metadata)
 
 
 def show_data_source(path: str | os.PathLike) -> None:
@@ -572,4 +611,7 @@ def window_level_viewer(image_hu: ArrayLike, *, level: float = -600.0, width: fl
 
     lev.observe(update, "value")
     wid.observe(update, "value")
-    return widgets.VBox([lev, wid, img]), first
+    box = widgets.VBox([lev, wid, img])
+    box.alt_text = (f"Still image of the slice at window level {level:g} HU, width {width:g} HU; "
+                    "in Jupyter two sliders change the level and the width.")
+    return box, first

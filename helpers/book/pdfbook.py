@@ -287,7 +287,10 @@ def _print_page(browser: Any, url: str, out: Path, footer: str, first_page: int)
                    else r.abort())
         page.goto(url, wait_until="load", timeout=RENDER_TIMEOUT_MS)
         if page.query_selector(".plotly-graph-div"):
-            page.wait_for_function("() => window.Plotly !== undefined", timeout=RENDER_TIMEOUT_MS)
+            # the book draws a figure when it scrolls near; bookPlotDrawAll draws them all now
+            page.wait_for_function("() => { if (window.bookPlotDrawAll) { window.bookPlotDrawAll(); } "
+                                   "return window.Plotly !== undefined && Array.from(document.querySelectorAll("
+                                   "'.plotly-graph-div')).every(d => d._fullLayout); }", timeout=RENDER_TIMEOUT_MS)
         page.add_style_tag(content=PRINT_CSS + page_css(footer, first_page))
         found, drawn = page.evaluate(PREPARE_JS, PLOTLY_SCALE)
         page.evaluate("() => document.fonts.ready.then(() => true)")

@@ -39,11 +39,20 @@ def scratch_in_tmp(tmp_path, monkeypatch):
 
 @pytest.fixture
 def shown(monkeypatch):
-    """What the helpers pass to IPython's display(), in order."""
+    """What the helpers pass to IPython's display(), in order; ``shown.metadata`` the metadata."""
     import IPython.display
 
-    calls = []
-    monkeypatch.setattr(IPython.display, "display", lambda obj, raw=False: calls.append((obj, raw)))
+    class Calls(list):
+        metadata: list = []
+
+    calls = Calls()
+    calls.metadata = []
+
+    def display(obj, raw=False, metadata=None):
+        calls.append((obj, raw))
+        calls.metadata.append(metadata)
+
+    monkeypatch.setattr(IPython.display, "display", display)
     return calls
 
 
@@ -124,9 +133,10 @@ class TestWidgets:
     def test_show_widget_displays_the_raw_bundle(self, shown):
         import ipywidgets as w
 
-        nb.show_widget(w.IntSlider(), b"\x89PNG")
+        nb.show_widget(w.IntSlider(), b"\x89PNG", alt="A grey square.")
         (obj, raw), = shown
         assert raw is True and base64.b64decode(obj["image/png"]) == b"\x89PNG"
+        assert shown.metadata == [{"image/png": {"alt": "A grey square."}}]
 
     def test_window_level_viewer_redraws_when_a_slider_moves(self):
         hu = np.tile(np.linspace(-1000.0, 1000.0, 64), (8, 1))

@@ -374,9 +374,13 @@ def check_file_order(answer, folder, *, series_uid: str) -> Feedback:
                                "Positions that are already sorted (like vol.slice_positions) come from the loader "
                                "and say nothing about which file is which.", hint)
     got = [Path(str(v)).name for v in items]
+    numbers = {r[0]: r[2] for r in mine}
     if got == expected:
-        return Feedback(True, f"{len(got)} files, feet to head. The names ({got[0]}, {got[1]}, …) and the "
-                              "Instance Numbers would have given another order.")
+        other = [what for what, order in (("file name", sorted(expected)),
+                                          ("Instance Number", sorted(expected, key=numbers.get)))
+                 if order != expected]
+        return Feedback(True, f"{len(got)} files, feet to head."
+                        + (f" Sorting by {' or by '.join(other)} would have given another order." if other else ""))
     others = sorted(set(got) - set(expected))
     missing = [n for n in expected if n not in set(got)]
     if others:
@@ -395,7 +399,6 @@ def check_file_order(answer, folder, *, series_uid: str) -> Feedback:
     if got == sorted(expected):
         return Feedback(False, "the right files in file-name order: text sorts character by character, so IM10 "
                                "comes before IM2. A name is not a position.", hint)
-    numbers = {r[0]: r[2] for r in mine}
     if got == sorted(expected, key=lambda n: numbers[n]) or got == sorted(expected, key=lambda n: -numbers[n]):
         return Feedback(False, "the right files in (0020,0013) Instance Number order: on this series the numbers "
                                "do not follow the position along the body.", hint)

@@ -1,4 +1,4 @@
-"""The bundled sample: a synthetic chest CT written as real DICOM, with ground truth.
+"""The generated sample: a synthetic chest CT written as real DICOM, with ground truth.
 
 The phantom is built in patient coordinates (millimetres, DICOM LPS: ``x`` grows
 towards the patient's left, ``y`` towards the back, ``z`` towards the head), so the
@@ -1294,7 +1294,7 @@ def default_dicom_dir() -> Path:
         p = Path(os.environ["DICOM_DIR"]).expanduser()
         if not p.exists():
             raise FileNotFoundError(f"$DICOM_DIR is set to {p}, which does not exist: point it at a folder "
-                                    "of DICOM files or unset it to use the bundled sample")
+                                    "of DICOM files or unset it to use the generated sample")
         return p
     name = os.environ.get("DATASET")
     if name:

@@ -111,14 +111,13 @@ class TestMakeSample:
         assert step == pytest.approx(sample.SIZES["small"]["dz"])
         assert thickness == {sample.SIZES["small"]["thickness"]} and thickness != {step}
 
-    def test_intercept_changes_between_slices_same_hu(self, small, small_labels):
+    def test_intercept_changes_between_slices_same_hu(self, small, small_labels, small_phantom):
         """Two intercepts in one series; each slice's own rescale gives the same HU everywhere."""
         dss = sorted(_read_all(small), key=lambda d: float(d.ImagePositionPatient[2]))
         intercepts = [float(d.RescaleIntercept) for d in dss]
         assert set(intercepts) == set(sample.RESCALE_INTERCEPTS)
         assert intercepts == small_labels["geometry"]["rescale_intercepts"]
-        phantom = sample.make_phantom(size="small")
-        for d, hu in zip(dss, phantom["hu"]):
+        for d, hu in zip(dss, small_phantom["hu"]):
             px = d.pixel_array
             inside = px != d.PixelPaddingValue
             assert np.array_equal(px[inside] * float(d.RescaleSlope) + float(d.RescaleIntercept), hu[inside])

@@ -180,13 +180,12 @@ def check_array(answer, expected, *, atol: float = 1e-3, name: str = "the array"
     if bad == 0:
         return Feedback(True, f"{name}: all {e.size} values match." + (f" {why}" if why else ""))
     worst = np.unravel_index(int(np.argmax(diff)), diff.shape)
+    where = (f"{bad} of {e.size} values of {name} differ; the worst at index {tuple(int(i) for i in worst)}: "
+             f"{a[worst]:.5g} instead of {e[worst]:.5g}.")
     reason = next((r for m, r in mistakes if _same_array(a, m, atol)), "")
-    return Feedback(
-        False,
-        f"{bad} of {e.size} values of {name} differ; the worst at index {tuple(int(i) for i in worst)}: "
-        f"{a[worst]:.5g} instead of {e[worst]:.5g}." + (f" {reason}" if reason else ""),
-        hint,
-    )
+    if reason:  # the reason first: it is what the resident needs to read
+        return Feedback(False, f"{reason} ({where[:-1]})", hint)
+    return Feedback(False, where, hint)
 
 
 def _same_array(a: np.ndarray, other, atol: float) -> bool:
@@ -238,7 +237,7 @@ def check_rescale(answer, dataset) -> Feedback:
     >>> ds = Dataset(); ds.RescaleSlope = 1; ds.RescaleIntercept = -1024
     >>> check_rescale((1, -1024), ds).ok
     True
-    >>> check_rescale((-1024, 1), ds).message.endswith("the other way round: slope first, then intercept.")
+    >>> check_rescale((-1024, 1), ds).message.startswith("You have them the other way round")
     True
     """
     hint = ("Both values are in the header of this one file, under the tag names the exercise gives; "

@@ -1,4 +1,4 @@
-"""The bundled sample: a synthetic chest CT written as real DICOM, with ground truth.
+"""The generated sample: a synthetic chest CT written as real DICOM, with ground truth.
 
 The phantom is built in patient coordinates (millimetres, DICOM LPS: ``x`` grows
 towards the patient's left, ``y`` towards the back, ``z`` towards the head), so the
@@ -48,7 +48,7 @@ __all__ = [
 # read at call time, so a test that points it elsewhere moves both.
 
 #: Bump whenever the output changes: :func:`ensure_sample` regenerates older samples.
-GENERATOR_VERSION = "7"
+GENERATOR_VERSION = "8"
 
 #: Tissue label values of ``labels.npz["tissue"]``.
 LEGEND = {
@@ -99,11 +99,21 @@ HU = {
     "table_core": -950.0,
 }
 
-#: Grid of each size: pixels per side, pixel spacing (mm), number of slices, slice spacing (mm).
+#: Grid of each size: pixels per side, pixel spacing (mm), number of slices, slice spacing (mm) and
+#: the (0018,0050) Slice Thickness written in the headers (mm).  The thickness is larger than the
+#: spacing, as in the overlapping reconstructions of clinical chest CT (3 mm slices every 2.5 mm).
 SIZES = {
-    "full": {"n": 512, "pixel_mm": 0.703125, "nz": 120, "dz": 2.5},
-    "small": {"n": 128, "pixel_mm": 2.8125, "nz": 40, "dz": 7.5},
+    "full": {"n": 512, "pixel_mm": 0.703125, "nz": 120, "dz": 2.5, "thickness": 3.0},
+    "small": {"n": 128, "pixel_mm": 2.8125, "nz": 40, "dz": 7.5, "thickness": 10.0},
 }
+
+#: (0028,1052) Rescale Intercept of the slices (HU).  Slices below ``RESCALE_SPLIT`` of the scan's
+#: height (feet half) are written with the first, the others with the second, their stored values
+#: shifted to match: one series, two intercepts, as after a reconstruction in two batches or a
+#: converter that picks the intercept per image.  The HU are the same; only the stored values and
+#: the header differ.  Rescale Slope is 1 everywhere.
+RESCALE_INTERCEPTS = (-1024.0, -1000.0)
+RESCALE_SPLIT = 0.5
 
 #: Image Position (Patient) z of the lowest slice, mm.
 Z_BOTTOM_MM = -260.0
@@ -111,6 +121,8 @@ Z_BOTTOM_MM = -260.0
 NOISE_SD_HU = 14.0
 PSF_SIGMA_MM = (0.9, 0.55, 0.55)
 STAMP_NAME = "GENERATOR_VERSION"
+#: (0028,0120) Pixel Padding Value: the stored value outside the reconstruction circle.
+PADDING_STORED = -2000
 
 
 # =============================================================================== geometry
@@ -853,16 +865,18 @@ def make_phantom(*, seed: int = 0, size: str = "full") -> dict:
     seed : int
         Seed of every random choice (vessel trees, tumour lobules, noise).
     size : {"full", "small"}
-        ``"full"``: 512 x 512 pixels of 0.703125 mm, 120 slices of 2.5 mm.
-        ``"small"``: 128 x 128 pixels of 2.8125 mm, 40 slices of 7.5 mm (same anatomy).
+        ``"full"``: 512 x 512 pixels of 0.703125 mm, 120 slices 2.5 mm apart (3 mm thick).
+        ``"small"``: 128 x 128 pixels of 2.8125 mm, 40 slices 7.5 mm apart (10 mm thick; same anatomy).
 
     Returns
     -------
     dict
-        ``stored`` int16 (z, y, x) stored pixel values (HU + 1024, padding -2000 outside the
-        reconstruction circle); ``hu`` float32 the same in HU (padding as -3024);
+        ``stored`` int16 (z, y, x) stored pixel values (HU minus each slice's Rescale Intercept,
+        padding -2000 outside the reconstruction circle); ``hu`` float32 the same in HU (padding
+        as -3024);
         ``tissue`` uint8 and ``lungs`` uint8 (0 / 1 right / 2 left) labels; ``geometry``
-        (spacing (z, y, x), origin LPS, z positions); ``facts`` (tumour, nodule...).
+        (spacing (z, y, x), origin LPS, z positions, slice thickness, each slice's intercept);
+        ``facts`` (tumour, nodule...).
         Slices run feet to head, rows anterior to posterior, columns patient right to left.
 
     Examples
@@ -898,11 +912,15 @@ def make_phantom(*, seed: int = 0, size: str = "full") -> dict:
     hu += noise_rng.standard_normal(g.shape, dtype=np.float32) * np.float32(gain)
     hu = ndimage.gaussian_filter(hu, sigma, truncate=3.0, output=np.float32)
     np.clip(hu, -1024.0, 3071.0, out=hu)
-    stored = np.rint(hu + 1024.0).astype(np.int16)
+    stored = np.rint(hu + 1024.0).astype(np.int16)  # stored value with intercept -1024
     outside = (g.X ** 2 + g.Y ** 2) > g.fov_radius ** 2
-    stored[:, outside] = -2000
+    stored[:, outside] = PADDING_STORED
     tissue[:, outside] = LEGEND["air_outside"]
     hu_out = stored.astype(np.float32) - 1024.0
+    intercepts = _slice_intercepts(g.nz)
+    for k in np.flatnonzero(intercepts != -1024.0):  # same HU, other intercept: shift the stored values
+        inside = stored[k] != PADDING_STORED
+        stored[k][inside] -= np.int16(intercepts[k] + 1024.0)
     z = Z_BOTTOM_MM + g.h.astype(np.float64)
     return {
         "stored": stored,
@@ -916,6 +934,8 @@ def make_phantom(*, seed: int = 0, size: str = "full") -> dict:
             "z_positions": [float(v) for v in z],
             "fov_diameter_mm": 2 * g.fov_radius,
             "orientation": [1, 0, 0, 0, 1, 0],
+            "slice_thickness_mm": SIZES[size]["thickness"],
+            "rescale_intercepts": [float(v) for v in intercepts],
         },
         "facts": {
             "tumour": {"lung": "right", "extent_mm_xyz": _extent(tissue == LEGEND["tumour"], g),
@@ -929,6 +949,13 @@ def make_phantom(*, seed: int = 0, size: str = "full") -> dict:
             "noise_sd_hu": NOISE_SD_HU,
         },
     }
+
+
+def _slice_intercepts(nz: int) -> np.ndarray:
+    """(0028,1052) Rescale Intercept of each slice, feet to head (see :data:`RESCALE_INTERCEPTS`)."""
+    out = np.full(nz, RESCALE_INTERCEPTS[0])
+    out[int(round(nz * RESCALE_SPLIT)):] = RESCALE_INTERCEPTS[1]
+    return out
 
 
 def _extent(mask, g):
@@ -999,7 +1026,8 @@ def _write_dicom(phantom, dicom_dir: Path, *, seed: int, size: str) -> list[Path
         ds.InstitutionName = "helpers.sample"
         ds.ReferringPhysicianName = ""
         ds.StudyDescription = "CT CHEST (synthetic phantom)"
-        ds.SeriesDescription = f"Chest 2.5mm B40f synthetic ({size})" if size == "full" else f"Chest synthetic ({size})"
+        ds.SeriesDescription = (f"Chest 3mm/2.5mm B40f synthetic ({size})" if size == "full"
+                                else f"Chest synthetic ({size})")
         ds.ManufacturerModelName = f"helpers.sample v{GENERATOR_VERSION}"
         ds.PatientName = "SYNTHETIC^PATIENT"
         ds.PatientID = "SYN0001"
@@ -1007,7 +1035,7 @@ def _write_dicom(phantom, dicom_dir: Path, *, seed: int, size: str) -> list[Path
         ds.PatientSex = "O"
         ds.PatientPosition = "HFS"
         ds.BodyPartExamined = "CHEST"
-        ds.SliceThickness = f"{dz:g}"
+        ds.SliceThickness = f"{geo['slice_thickness_mm']:g}"  # thicker than the step: overlapping slices
         ds.SpacingBetweenSlices = f"{dz:g}"
         ds.KVP = "120"
         ds.DataCollectionDiameter = "500"
@@ -1037,11 +1065,11 @@ def _write_dicom(phantom, dicom_dir: Path, *, seed: int, size: str) -> list[Path
         ds.BitsStored = 16
         ds.HighBit = 15
         ds.PixelRepresentation = 1
-        ds.PixelPaddingValue = -2000
+        ds.PixelPaddingValue = PADDING_STORED
         ds.WindowCenter = ["40", "-600"]
         ds.WindowWidth = ["400", "1500"]
         ds.WindowCenterWidthExplanation = ["MEDIASTINUM", "LUNG"]
-        ds.RescaleIntercept = "-1024"
+        ds.RescaleIntercept = f"{geo['rescale_intercepts'][k]:g}"
         ds.RescaleSlope = "1"
         ds.RescaleType = "HU"
         ds.PixelData = np.ascontiguousarray(stored[k]).astype("<i2").tobytes()
@@ -1072,9 +1100,14 @@ def make_sample(out_dir, *, seed: int = 0, size: str = "full") -> Path:
 
     Notes
     -----
-    Stored values are signed int16 with (0028,1052) Rescale Intercept -1024 and
-    (0028,1053) Rescale Slope 1; outside the reconstruction circle the stored value
-    is the (0028,0120) Pixel Padding Value -2000.  (0020,0013) Instance Number runs
+    Stored values are signed int16 with (0028,1053) Rescale Slope 1 and a
+    (0028,1052) Rescale Intercept of -1024 on the lower half of the slices and -1000
+    on the upper half (their stored values 24 lower, the HU the same): applying one
+    slice's rescale to all is wrong on half the scan.  Outside the reconstruction
+    circle the stored value is the (0028,0120) Pixel Padding Value -2000.
+    (0018,0050) Slice Thickness (3 mm, full size) is larger than the 2.5 mm step
+    between slice positions, as in an overlapping reconstruction: the spacing comes
+    from the positions, not from the thickness.  (0020,0013) Instance Number runs
     head to feet, so sorting by it gives the slices upside down: sort by position.
 
     Examples
@@ -1271,7 +1304,7 @@ def default_dicom_dir() -> Path:
         p = Path(os.environ["DICOM_DIR"]).expanduser()
         if not p.exists():
             raise FileNotFoundError(f"$DICOM_DIR is set to {p}, which does not exist: point it at a folder "
-                                    "of DICOM files or unset it to use the bundled sample")
+                                    "of DICOM files or unset it to use the generated sample")
         return p
     name = os.environ.get("DATASET")
     if name:

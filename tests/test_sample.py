@@ -64,12 +64,12 @@ class TestMakeSample:
         assert str(ds.PatientName) == "SYNTHETIC^PATIENT" and ds.PatientID == "SYN0001"
         assert list(ds.ImageType) == ["ORIGINAL", "PRIMARY", "AXIAL"]
         assert ds.Manufacturer == "synthetic" and ds.KVP == 120 and ds.ConvolutionKernel
-        assert ds.RescaleIntercept == -1024 and ds.RescaleSlope == 1 and ds.RescaleType == "HU"
+        assert ds.RescaleSlope == 1 and ds.RescaleType == "HU"
         assert ds.PixelRepresentation == 1 and ds.BitsAllocated == 16 and ds.PixelPaddingValue == -2000
         assert [float(v) for v in ds.ImageOrientationPatient] == [1, 0, 0, 0, 1, 0]
         assert list(ds.WindowCenter) == [40, -600] and list(ds.WindowWidth) == [400, 1500]
         assert len(ds.WindowCenterWidthExplanation) == 2
-        assert float(ds.PixelSpacing[0]) == pytest.approx(2.8125) and float(ds.SliceThickness) == 7.5
+        assert float(ds.PixelSpacing[0]) == pytest.approx(2.8125)
         for key in ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID"):
             assert len({getattr(d, key) for d in dss}) == 1
         assert len({d.SOPInstanceUID for d in dss}) == 40
@@ -95,12 +95,46 @@ class TestMakeSample:
         px = np.stack([d.pixel_array for d in dss])
         assert px.dtype == np.int16
         inside = px != -2000
-        hu = px[inside].astype(float) - 1024
+        intercepts = np.array([float(d.RescaleIntercept) for d in dss])
+        hu = (px + intercepts[:, None, None])[inside]
         assert hu.min() >= -1024 and 700 < hu.max() < 3072
         corner = px[:, 0, 0]
         assert (corner == -2000).all()
         centre = px[:, 64, 64]
         assert (centre != -2000).all()
+
+    def test_thickness_differs_from_spacing(self, small):
+        """Overlapping reconstruction: (0018,0050) Slice Thickness is not the step between positions."""
+        dss = _read_all(small)
+        z = np.sort([float(d.ImagePositionPatient[2]) for d in dss])
+        step = float(np.median(np.diff(z)))
+        thickness = {float(d.SliceThickness) for d in dss}
+        assert step == pytest.approx(sample.SIZES["small"]["dz"])
+        assert thickness == {sample.SIZES["small"]["thickness"]} and thickness != {step}
+
+    def test_intercept_changes_between_slices_same_hu(self, small, small_labels, small_phantom):
+        """Two intercepts in one series; each slice's own rescale gives the same HU everywhere."""
+        dss = sorted(_read_all(small), key=lambda d: float(d.ImagePositionPatient[2]))
+        intercepts = [float(d.RescaleIntercept) for d in dss]
+        assert set(intercepts) == set(sample.RESCALE_INTERCEPTS)
+        assert intercepts == small_labels["geometry"]["rescale_intercepts"]
+        for d, hu in zip(dss, small_phantom["hu"]):
+            px = d.pixel_array
+            inside = px != d.PixelPaddingValue
+            assert np.array_equal(px[inside] * float(d.RescaleSlope) + float(d.RescaleIntercept), hu[inside])
+
+    def test_first_slice_rescale_for_all_is_wrong(self, small):
+        """The 2017 mistake shows on the sample: the first slice's intercept is wrong for the others."""
+        from helpers import legacy
+        from helpers.io import load_series
+
+        vol = load_series(small / "dicom")
+        slices = [pydicom.dcmread(f) for f in vol.meta["files"]]
+        diff = np.abs(legacy.get_pixels_hu(slices).astype(np.float32) - vol.hu)
+        per_slice = diff.reshape(len(diff), -1).max(axis=1)
+        step = abs(sample.RESCALE_INTERCEPTS[1] - sample.RESCALE_INTERCEPTS[0])
+        assert 0 < np.count_nonzero(per_slice) < len(per_slice)
+        assert set(per_slice[per_slice > 0].tolist()) == {step}
 
     def test_bad_size(self, tmp_path):
         with pytest.raises(ValueError, match="size must be one of"):
@@ -262,6 +296,8 @@ class TestFullSample:
         ds = pydicom.dcmread(files[0])
         assert (ds.Rows, ds.Columns) == (512, 512)
         assert float(ds.PixelSpacing[0]) == pytest.approx(0.703125)
+        assert float(ds.SliceThickness) == 3.0 and float(ds.SpacingBetweenSlices) == 2.5  # overlapping slices
+        assert set(info["geometry"]["rescale_intercepts"]) == {-1024.0, -1000.0}
         lab = sample.load_labels(d)
         _, n = ndimage.label(lab["lungs"] > 0)
         assert n == 2

@@ -439,6 +439,15 @@ class _Grid:
         full = np.asarray(idx, float) * self.f + (self.f - 1) / 2.0
         return self.vol.index_to_lps(full)
 
+    def lps_x(self, idx: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+        """LPS x (mm) of the work-grid voxels ``(iz, iy, ix)`` (index arrays), without an (N, 3) copy."""
+        coef = self.dir[0] * np.asarray(self.vol.spacing, float)
+        x = np.full(len(idx[0]), float(np.asarray(self.vol.origin, float)[0]))
+        for i, f, c in zip(idx, self.f, coef):
+            if c != 0:
+                x += (i * f + (f - 1) / 2.0) * c
+        return x
+
     def superior_axis_sign(self) -> float:
         """+1 if the array's z index grows towards the head, -1 if towards the feet."""
         s = float(self.dir[2, 0])
@@ -672,7 +681,8 @@ def _find_airway(air, body, grid: _Grid, *, area_range, midline_mm, search_fract
     return airway
 
 
-def _pick_lungs(lab, n, body, grid: _Grid, *, vox_ml, min_lung_ml, min_lung_fraction, split_search_mm):
+def _pick_lungs(lab: np.ndarray, n: int, body: np.ndarray, grid: _Grid, *, vox_ml: float, min_lung_ml: float,
+                min_lung_fraction: float, split_search_mm: float) -> dict[int, np.ndarray]:
     """Return {RIGHT_LUNG: mask, LEFT_LUNG: mask} (either may be missing) on the work grid."""
     if n == 0:
         return {}
@@ -682,54 +692,68 @@ def _pick_lungs(lab, n, body, grid: _Grid, *, vox_ml, min_lung_ml, min_lung_frac
     if not big:
         return {}
     objs = ndimage.find_objects(lab)
-    up = grid.superior_axis_sign()
-
-    def sup_range(i):
-        sl = objs[i - 1][0]
-        ks = np.array([sl.start, sl.stop - 1], float)
-        s = ks * up
-        return s.min(), s.max()
-
     # body midline (LPS x) over the slices of the largest component
     first = big[0]
     ksl = objs[first - 1][0]
     c = _centroid(body[ksl])
     c[0] += ksl.start
     mid_x = float(grid.lps(c)[0])
-
-    m1 = lab[objs[first - 1]] == first
     # fraction of the largest component's voxels on each side of the midline
-    off = objs[first - 1]
-    idx1 = np.argwhere(m1)
-    idx1 += [s.start for s in off]
-    xs = grid.lps(idx1)[:, 0]
+    iz, xs = _component_x(lab, first, objs, grid)
     left_frac = float((xs > mid_x).mean())
-    lungs: dict[int, np.ndarray] = {}
     if min(left_frac, 1 - left_frac) >= 0.2:
         # one component on both sides: lungs joined (at the midline or through an airway)
-        full = lab == first
-        right, left = _split_two(full, grid, mid_x, search_mm=split_search_mm)
+        right, left = _split_two(lab == first, grid, mid_x, search_mm=split_search_mm)
         return {RIGHT_LUNG: right, LEFT_LUNG: left}
-    lungs[RIGHT_LUNG if xs.mean() < mid_x else LEFT_LUNG] = lab == first
-    side1 = xs.mean() > mid_x
+    x1 = xs.mean()
+    lungs = {RIGHT_LUNG if x1 < mid_x else LEFT_LUNG: lab == first}
+    second = _second_lung(lab, counts, big, objs, grid, mid_x=mid_x, side1=bool(x1 > mid_x),
+                          cz1=float(np.mean(iz)) * grid.superior_axis_sign(),
+                          min_lung_fraction=min_lung_fraction)
+    if second is not None:
+        i, xi = second
+        lungs[RIGHT_LUNG if xi < mid_x else LEFT_LUNG] = lab == i
+    return lungs
+
+
+def _component_x(lab: np.ndarray, i: int, objs, grid: _Grid) -> tuple[np.ndarray, np.ndarray]:
+    """(z indices, LPS x in mm) of the voxels of component ``i``, found in its bounding box."""
+    box = objs[i - 1]
+    idx = np.nonzero(lab[box] == i)
+    idx = tuple(a + s.start for a, s in zip(idx, box))
+    return idx[0], grid.lps_x(idx)  # type: ignore[arg-type]
+
+
+def _second_lung(lab: np.ndarray, counts: np.ndarray, big: list, objs, grid: _Grid, *, mid_x: float, side1: bool,
+                 cz1: float, min_lung_fraction: float) -> tuple[int, float] | None:
+    """(label, mean LPS x) of the second lung among the big components, or None.
+
+    It is on the other side of the midline than the first (largest) one, holds
+    at least ``min_lung_fraction`` of its voxels, reaches as high as its middle
+    (bowel gas and the stomach bubble sit lower) and overlaps it in height.
+    """
+    up = grid.superior_axis_sign()
+
+    def sup_range(i: int) -> tuple[float, float]:
+        sl = objs[i - 1][0]
+        s = np.array([sl.start, sl.stop - 1], float) * up
+        return s.min(), s.max()
+
+    first = big[0]
     lo1, hi1 = sup_range(first)
-    cz1 = float(np.mean(idx1[:, 0])) * up
     for i in big[1:]:
         if counts[i] < min_lung_fraction * counts[first]:
             break
         lo_i, hi_i = sup_range(i)
-        idx = np.argwhere(lab[objs[i - 1]] == i) + [s.start for s in objs[i - 1]]
-        xi = grid.lps(idx)[:, 0].mean()
+        xi = float(_component_x(lab, i, objs, grid)[1].mean())
         if (xi > mid_x) == side1:
             continue  # same side as the first lung
         if hi_i < cz1:
             continue  # does not reach the first lung's middle: gas below the diaphragm
         if hi_i < lo1 or lo_i > hi1:
             continue  # no overlap in height
-        m = lab == i
-        lungs[RIGHT_LUNG if xi < mid_x else LEFT_LUNG] = m
-        break
-    return lungs
+        return i, xi
+    return None
 
 
 def _split_two(mask, grid: _Grid, mid_x: float, *, search_mm: float):
@@ -1021,12 +1045,15 @@ def _refine_full(hu: np.ndarray, final: np.ndarray, added: np.ndarray, airway_cu
     bilinear outline of a tumour needs) is visited at full resolution, a few
     slices at a time; everything outside it is background.
     """
-    (core_lab, ring_lab, keep_lab), keep_near, lung = _refine_maps(final, added, airway_cut)
     out = np.zeros(hu.shape, np.uint8)
-    support = (core_lab > 0) | (ring_lab > 0) | (keep_lab > 0)
-    if not support.any():
+    if not final.any():
         return out
-    wz, wy, wx = _bbox(support, (0, 3, 3))
+    # the maps in the labels' box grown by 1 (z) and 4 (y, x) work voxels: every grown label
+    # and the in-plane margin of the bilinear outline lie inside, as in the whole grid
+    crop = _bbox(final > 0, (1, 4, 4))
+    (core_lab, ring_lab, keep_lab), keep_near, lung = _refine_maps(final[crop], added[crop], airway_cut[crop])
+    support = (core_lab > 0) | (ring_lab > 0) | (keep_lab > 0)
+    wz, wy, wx = (slice(a.start + c.start, a.stop + c.start) for a, c in zip(_bbox(support, (0, 3, 3)), crop))
     del support
     fz, fy, fx = f
     nz, ny, nx = hu.shape
@@ -1035,7 +1062,7 @@ def _refine_full(hu: np.ndarray, final: np.ndarray, added: np.ndarray, airway_cu
     for k0 in range(wz.start, wz.stop, step):
         k1 = min(wz.stop, k0 + step)
         z0, z1 = k0 * fz, min(nz, k1 * fz)
-        work = (slice(k0, k1), wy, wx)
+        work = tuple(slice(a.start - c.start, a.stop - c.start) for a, c in zip((slice(k0, k1), wy, wx), crop))
         trim = (slice(0, z1 - z0), slice(0, ys.stop - ys.start), slice(0, xs.stop - xs.start))
         lab_c = _repeat_up(core_lab[work], f)[trim]
         keep_c = _repeat_up(keep_lab[work], f)[trim]

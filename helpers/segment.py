@@ -418,7 +418,7 @@ def _centroid(mask: np.ndarray) -> np.ndarray:
 
 
 def _bbox(mask: np.ndarray, margin=(0, 0, 0)):
-    idx = np.nonzero(mask.any(axis=(1, 2)))[0], np.nonzero(mask.any(axis=(0, 2)))[0], np.nonzero(mask.any(axis=(0, 1)))[0]
+    idx = [np.nonzero(mask.any(axis=tuple(j for j in range(3) if j != i)))[0] for i in range(3)]
     return tuple(
         slice(max(0, int(i[0]) - m), min(n, int(i[-1]) + 1 + m)) for i, m, n in zip(idx, margin, mask.shape)
     )
@@ -607,21 +607,36 @@ def segment_lungs(volume, *, params: LungParams | None = None, return_steps: boo
     return out
 
 
-def _find_airway(air, body, grid: _Grid, *, area_range, midline_mm, search_fraction, leak_factor, max_area_mm2,
-                 bronchus_length_mm):
+def _find_airway(air: np.ndarray, body: np.ndarray, grid: _Grid, *, area_range: tuple[float, float],
+                 midline_mm: float, search_fraction: float, leak_factor: float, max_area_mm2: float,
+                 bronchus_length_mm: float) -> np.ndarray:
     """Trachea and main bronchi on the work grid (bool), followed from the top slice down."""
-    sp = grid.spacing
-    px = sp[1] * sp[2]
     nz = air.shape[0]
-    up = grid.superior_axis_sign()
-    order = list(range(nz - 1, -1, -1)) if up > 0 else list(range(nz))  # head first
+    order = list(range(nz - 1, -1, -1)) if grid.superior_axis_sign() > 0 else list(range(nz))  # head first
     has_air = [k for k in order if air[k].any()]
     airway = np.zeros(air.shape, bool)
     if not has_air:
         return airway
-    # midline: body centre of mass in LPS x, per slice (robust to an off-centre patient)
     search = has_air[: max(1, int(math.ceil(len(has_air) * search_fraction)))]
-    seed_k, seed = None, None
+    found = _trachea_seed(air, body, grid, search, area_range=area_range, midline_mm=midline_mm)
+    if found is None:
+        return airway
+    seed_k, seed = found
+    airway[seed_k] = seed
+    _follow_airway(air, airway, grid, order[order.index(seed_k) + 1 :], seed, area_range=area_range,
+                   leak_factor=leak_factor, max_area_mm2=max_area_mm2, bronchus_length_mm=bronchus_length_mm)
+    return airway
+
+
+def _trachea_seed(air: np.ndarray, body: np.ndarray, grid: _Grid, search: list[int], *,
+                  area_range: tuple[float, float], midline_mm: float) -> tuple[int, np.ndarray] | None:
+    """(slice, 2-D mask) of the first tracheal cross-section in ``search`` (slices, head first), or None.
+
+    The trachea is the largest air component of tracheal area whose centre lies
+    within ``midline_mm`` of the body's midline (its centre of mass in LPS x, per
+    slice: robust to an off-centre patient).
+    """
+    px = grid.spacing[1] * grid.spacing[2]
     for k in search:
         lab2, n2 = ndimage.label(air[k])
         if n2 == 0:
@@ -640,45 +655,60 @@ def _find_airway(air, body, grid: _Grid, *, area_range, midline_mm, search_fract
             if abs(x - mid_x) <= midline_mm and a > best_area:
                 best, best_area = i + 1, a
         if best is not None:
-            seed_k, seed = k, lab2 == best
-            break
-    if seed is None:
-        return airway
-    airway[seed_k] = seed
-    # follow downwards; each 2-D component overlapping the previous section is airway
-    # unless it is too large or grew too fast (leak guard); after the carina (the
-    # first slice with two branches) the main bronchi are followed for
-    # ``bronchus_length_mm`` only, so lobar bronchi stay in the lung.
+            return k, lab2 == best
+    return None
+
+
+def _follow_airway(air: np.ndarray, airway: np.ndarray, grid: _Grid, slices: list[int], seed: np.ndarray, *,
+                   area_range: tuple[float, float], leak_factor: float, max_area_mm2: float,
+                   bronchus_length_mm: float) -> None:
+    """Follow the airway from ``seed`` through ``slices`` (towards the feet), writing into ``airway``.
+
+    Each 2-D component overlapping the previous section is airway unless it is
+    too large or grew too fast (leak guard); after the carina (the first slice
+    with two branches) the main bronchi are followed for ``bronchus_length_mm``
+    only, so lobar bronchi stay in the lung.
+    """
+    sp = grid.spacing
+    px = sp[1] * sp[2]
     prev = seed
     prev_area = seed.sum() * px
-    start = order.index(seed_k)
     grow = ndimage.generate_binary_structure(2, 2)
     carina_k = None
-    for k in order[start + 1 :]:
+    for k in slices:
         if carina_k is not None and abs(k - carina_k) * sp[0] > bronchus_length_mm:
             break
-        lab2, n2 = ndimage.label(air[k])
-        if n2 == 0:
-            break
-        near = ndimage.binary_dilation(prev, grow)
-        hit = np.unique(lab2[near & (lab2 > 0)])
-        cur = np.zeros_like(prev)
-        areas = np.bincount(lab2.ravel(), minlength=n2 + 1) * px
-        branches = 0
-        for h in hit:
-            a = areas[h]
-            ref = max(prev_area / max(1, len(hit)), (prev & (lab2 == h)).sum() * px, area_range[0])
-            if a > max_area_mm2 or a > leak_factor * ref:
-                continue  # reached lung: stop this branch
-            cur |= lab2 == h
-            branches += a >= area_range[0] / 2
-        if not cur.any():
+        cur, branches = _airway_section(air[k], ndimage.binary_dilation(prev, grow), prev, prev_area, px,
+                                        area_range=area_range, leak_factor=leak_factor, max_area_mm2=max_area_mm2)
+        if cur is None:
             break
         if carina_k is None and branches >= 2:
             carina_k = k
         airway[k] = cur
         prev, prev_area = cur, cur.sum() * px
-    return airway
+
+
+def _airway_section(air_k: np.ndarray, near: np.ndarray, prev: np.ndarray, prev_area: float, px: float, *,
+                    area_range: tuple[float, float], leak_factor: float,
+                    max_area_mm2: float) -> tuple[np.ndarray | None, int]:
+    """The airway's cross-section in one slice (None: the tracking stops) and its number of branches."""
+    lab2, n2 = ndimage.label(air_k)
+    if n2 == 0:
+        return None, 0
+    hit = np.unique(lab2[near & (lab2 > 0)])
+    cur = np.zeros_like(prev)
+    areas = np.bincount(lab2.ravel(), minlength=n2 + 1) * px
+    branches = 0
+    for h in hit:
+        a = areas[h]
+        ref = max(prev_area / max(1, len(hit)), (prev & (lab2 == h)).sum() * px, area_range[0])
+        if a > max_area_mm2 or a > leak_factor * ref:
+            continue  # reached lung: stop this branch
+        cur |= lab2 == h
+        branches += a >= area_range[0] / 2
+    if not cur.any():
+        return None, branches
+    return cur, branches
 
 
 def _pick_lungs(lab: np.ndarray, n: int, body: np.ndarray, grid: _Grid, *, vox_ml: float, min_lung_ml: float,
@@ -756,7 +786,7 @@ def _second_lung(lab: np.ndarray, counts: np.ndarray, big: list, objs, grid: _Gr
     return None
 
 
-def _split_two(mask, grid: _Grid, mid_x: float, *, search_mm: float):
+def _split_two(mask: np.ndarray, grid: _Grid, mid_x: float, *, search_mm: float) -> tuple[np.ndarray, np.ndarray]:
     """Split one component spanning both sides into (right, left) parts.
 
     Slice by slice, the cut is the straight line along the antero-posterior
@@ -775,46 +805,57 @@ def _split_two(mask, grid: _Grid, mid_x: float, *, search_mm: float):
             m = m.T
         if xsign < 0:
             m = m[:, ::-1]
-        n = m.shape[1]
-        cols = np.arange(n)
-        idx = np.zeros((n, 3))
-        idx[:, 0] = k
-        if ax == 0:
-            idx[:, 1] = cols if xsign > 0 else n - 1 - cols
-        else:
-            idx[:, 2] = cols if xsign > 0 else n - 1 - cols
-        xs = grid.lps(idx)[:, 0]
-        window = np.abs(xs - mid_x) <= search_mm
-        if not window.any():
-            window[:] = True
-        count = m.sum(axis=0).astype(float)
-        count[~window] = np.inf
-        best = np.nonzero(count == count.min())[0]
-        c = best[np.argmin(np.abs(xs[best] - mid_x))]
-        r2 = m & (cols[None, :] < c)
-        l2 = m & (cols[None, :] >= c)
+        r2, l2 = _split_slice(m, _column_x(grid, k, m.shape[1], ax, xsign), mid_x, search_mm=search_mm)
         if xsign < 0:
             r2, l2 = r2[:, ::-1], l2[:, ::-1]
         right[k] = r2.T if ax == 0 else r2
         left[k] = l2.T if ax == 0 else l2
     # pieces cut off their lung (a lobe tip across the line) join the lung they touch most
-    for a_, b_ in ((right, left), (left, right)):
-        lab, n = ndimage.label(a_, structure=_SIX)
-        if n > 1:
-            counts = np.bincount(lab.ravel())
-            counts[0] = 0
-            main = int(np.argmax(counts))
-            grown_b = ndimage.binary_dilation(b_, _SIX)
-            for i, sl in enumerate(ndimage.find_objects(lab), start=1):
-                if i == main or sl is None:
-                    continue
-                piece = lab[sl] == i
-                touch_b = (piece & grown_b[sl]).sum()
-                touch_a = (piece & ndimage.binary_dilation(lab[sl] == main, _SIX)).sum()
-                if touch_b > touch_a:
-                    a_[sl][piece] = False
-                    b_[sl][piece] = True
+    _join_cut_pieces(right, left)
+    _join_cut_pieces(left, right)
     return right, left
+
+
+def _column_x(grid: _Grid, k: int, n: int, ax: int, xsign: float) -> np.ndarray:
+    """LPS x (mm) of the ``n`` columns of slice ``k`` as :func:`_split_two` orders them (right to left)."""
+    cols = np.arange(n)
+    idx = np.zeros((n, 3))
+    idx[:, 0] = k
+    idx[:, 1 + ax] = cols if xsign > 0 else n - 1 - cols
+    return grid.lps(idx)[:, 0]
+
+
+def _split_slice(m: np.ndarray, xs: np.ndarray, mid_x: float, *, search_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """(right, left) of one slice ``m`` (columns ordered right to left, at LPS x ``xs``): the thinnest cut."""
+    window = np.abs(xs - mid_x) <= search_mm
+    if not window.any():
+        window[:] = True
+    count = m.sum(axis=0).astype(float)
+    count[~window] = np.inf
+    best = np.nonzero(count == count.min())[0]
+    c = best[np.argmin(np.abs(xs[best] - mid_x))]
+    cols = np.arange(m.shape[1])
+    return m & (cols[None, :] < c), m & (cols[None, :] >= c)
+
+
+def _join_cut_pieces(a_: np.ndarray, b_: np.ndarray) -> None:
+    """Move the pieces of ``a_`` (but its largest) that touch ``b_`` more than ``a_``'s main part into ``b_``."""
+    lab, n = ndimage.label(a_, structure=_SIX)
+    if n <= 1:
+        return
+    counts = np.bincount(lab.ravel())
+    counts[0] = 0
+    main = int(np.argmax(counts))
+    grown_b = ndimage.binary_dilation(b_, _SIX)
+    for i, sl in enumerate(ndimage.find_objects(lab), start=1):
+        if i == main or sl is None:
+            continue
+        piece = lab[sl] == i
+        touch_b = (piece & grown_b[sl]).sum()
+        touch_a = (piece & ndimage.binary_dilation(lab[sl] == main, _SIX)).sum()
+        if touch_b > touch_a:
+            a_[sl][piece] = False
+            b_[sl][piece] = True
 
 
 def _hull_near(ml, costal, forbidden, sp, *, margin_mm, min_ml, shape_from=None):
@@ -888,7 +929,8 @@ def _wall_sliver(ml, bites, body, sp, *, margin_mm, wall_search_mm: float = 60.0
     return out
 
 
-def _close_lungs(raw, lo, body, airway, airway_cut, grid: _Grid, p: LungParams):
+def _close_lungs(raw: np.ndarray, lo: np.ndarray, body: np.ndarray, airway: np.ndarray,
+                 airway_cut: np.ndarray, grid: _Grid, p: LungParams) -> tuple[np.ndarray, np.ndarray]:
     """Close each lung; keep what the large ball adds only where it is a bite.
 
     Per lung (3-D, exact balls, on the work grid):
@@ -915,63 +957,93 @@ def _close_lungs(raw, lo, body, airway, airway_cut, grid: _Grid, p: LungParams):
     sp = grid.spacing
     final = raw.copy()
     added = np.zeros(raw.shape, bool)
-    present = [l for l in (RIGHT_LUNG, LEFT_LUNG) if (raw == l).any()]
+    present = [lung for lung in (RIGHT_LUNG, LEFT_LUNG) if (raw == lung).any()]
     radius = max(p.closing_radius_mm, p.mediastinal_closing_radius_mm, 0.0)
     if radius <= 0:
         return final, added
-    # -- guards shared by both lungs
+    pad0 = [int(math.ceil(radius / s)) + 1 for s in sp]  # nothing is added farther than the ball from a lung
+    guard = _guard(raw, lo, body, airway, airway_cut, sp, p, pad0)
+    other_side = _other_side(raw, present, sp, pad0)
+    for lung in present:
+        sl, deficit = _crop_with_deficit(raw == lung, pad0)
+        forbid = guard[sl] | other_side[lung][sl]
+        new = _lung_additions(raw[sl] == lung, lo[sl], body[sl], forbid, final[sl] == 0, sp, p, deficit)
+        region = final[sl]
+        region[new] = lung
+        added[sl] |= new
+    return final, added
+
+
+def _guard(raw: np.ndarray, lo: np.ndarray, body: np.ndarray, airway: np.ndarray, airway_cut: np.ndarray, sp,
+           p: LungParams, pad0) -> np.ndarray:
+    """Where the closing never adds (bool): outside the body, the lungs, near the airway, bulk fat.
+
+    Only read within ``pad0`` (work voxels) of a lung, so the fat opening runs
+    in that box grown by its own reach (two voxels).
+    """
     guard = ~body | (raw > 0) | airway_cut
     if airway.any() and p.airway_guard_mm > 0:
         sl = _bbox(airway, [int(math.ceil(p.airway_guard_mm / s)) + 1 for s in sp])
         guard[sl] |= _edt(~airway[sl], sp) <= p.airway_guard_mm
     if p.fat_hu is not None:
-        guard |= ndimage.binary_opening((lo >= p.fat_hu[0]) & (lo <= p.fat_hu[1]), _SIX)
-    vox_ml = float(np.prod(sp)) / 1000.0
-    pad0 = [int(math.ceil(radius / s)) + 1 for s in sp]
-    other_side = {l: np.zeros(raw.shape, bool) for l in present}
-    if len(present) == 2:  # a smooth 3-D midline: each voxel goes to the lung nearest to it
-        sl = _bbox(raw > 0, pad0)  # nothing is added farther than the ball from a lung
+        sl = _bbox(raw > 0, [q + 2 for q in pad0])
+        fat = (lo[sl] >= p.fat_hu[0]) & (lo[sl] <= p.fat_hu[1])
+        guard[sl] |= ndimage.binary_opening(fat, _SIX)
+    return guard
+
+
+def _other_side(raw: np.ndarray, present: list[int], sp, pad0) -> dict[int, np.ndarray]:
+    """Per lung, the voxels nearer the other lung (a smooth 3-D midline), within ``pad0`` of the lungs."""
+    other_side = {lung: np.zeros(raw.shape, bool) for lung in present}
+    if len(present) == 2:  # each voxel goes to the lung nearest to it
+        sl = _bbox(raw > 0, pad0)
         nearest = _nearest_label(raw[sl], sp)
         other_side[RIGHT_LUNG][sl] = nearest == LEFT_LUNG
         other_side[LEFT_LUNG][sl] = nearest == RIGHT_LUNG
-        del nearest
-    for l in present:
-        sl, deficit = _crop_with_deficit(raw == l, pad0)
-        ml = raw[sl] == l
-        forbid = guard[sl] | other_side[l][sl]
-        c = ml.copy()
-        if p.mediastinal_closing_radius_mm > 0:
-            c |= _closing_edt(ml, p.mediastinal_closing_radius_mm, sp, pad=deficit) & ~forbid
-        c |= _fill_holes(ml) & ~forbid  # vessels and a dome top, enclosed by the lung alone
-        bites = np.zeros(ml.shape, bool)
-        if p.closing_radius_mm > 0:
-            bites = _bites(ml, lo[sl], forbid, sp, p, deficit)
-            c |= bites
-            enclosed = _fill_holes_2d(ml)
-            if p.hull_margin_mm > 0:
-                c |= _hull_near(ml, bites & ~enclosed, forbid, sp, margin_mm=p.hull_margin_mm,
-                                min_ml=p.min_bite_ml, shape_from=bites)
-        allowed = ~forbid & (final[sl] == 0)
-        new = c & ~ml & allowed
-        if p.closing_radius_mm > 0 and p.bite_margin_mm > 0 and bites.any():
-            # a bite's edge on the chest wall is only known to a work voxel: grow sizeable
-            # bites by a margin so the tumour's rim at the pleura is not shaved off
-            lab, n = ndimage.label(bites & ~enclosed, structure=_SIX)
-            counts = np.bincount(lab.ravel())
-            counts[0] = 0
-            big = np.nonzero(counts * vox_ml >= p.min_bite_ml)[0]
-            if len(big):
-                big_bites = np.isin(lab, big)
-                s3 = _bbox(big_bites, [int(math.ceil(p.bite_margin_mm / s)) + 1 for s in sp])
-                grow = np.zeros(ml.shape, bool)
-                grow[s3] = _edt(~big_bites[s3], sp) <= p.bite_margin_mm
-                new |= grow & allowed
-                if p.pleura_fill_mm > 0:
-                    new |= _wall_sliver(ml, big_bites, body[sl], sp, margin_mm=p.pleura_fill_mm) & allowed
-        region = final[sl]
-        region[new] = l
-        added[sl] |= new
-    return final, added
+    return other_side
+
+
+def _lung_additions(ml: np.ndarray, lo: np.ndarray, body: np.ndarray, forbid: np.ndarray, free: np.ndarray, sp,
+                    p: LungParams, deficit) -> np.ndarray:
+    """What the closings add to one lung (bool, in its crop): small ball, enclosed holes, bites and their rims."""
+    c = ml.copy()
+    if p.mediastinal_closing_radius_mm > 0:
+        c |= _closing_edt(ml, p.mediastinal_closing_radius_mm, sp, pad=deficit) & ~forbid
+    c |= _fill_holes(ml) & ~forbid  # vessels and a dome top, enclosed by the lung alone
+    allowed = ~forbid & free
+    if p.closing_radius_mm <= 0:
+        return c & ~ml & allowed
+    bites = _bites(ml, lo, forbid, sp, p, deficit)
+    c |= bites
+    open_bites = bites & ~_fill_holes_2d(ml)  # bites not enclosed by the lung in their slice
+    if p.hull_margin_mm > 0:
+        c |= _hull_near(ml, open_bites, forbid, sp, margin_mm=p.hull_margin_mm, min_ml=p.min_bite_ml,
+                        shape_from=bites)
+    new = c & ~ml & allowed
+    if p.bite_margin_mm > 0 and bites.any():
+        new |= _bite_rims(ml, open_bites, body, sp, p) & allowed
+    return new
+
+
+def _bite_rims(ml: np.ndarray, open_bites: np.ndarray, body: np.ndarray, sp, p: LungParams) -> np.ndarray:
+    """Sizeable bites grown by ``bite_margin_mm``, and the invisible pleura under those on the chest wall.
+
+    A bite's edge on the chest wall is only known to a work voxel: growing it
+    keeps the tumour's rim at the pleura from being shaved off.
+    """
+    out = np.zeros(ml.shape, bool)
+    lab, _n = ndimage.label(open_bites, structure=_SIX)
+    counts = np.bincount(lab.ravel())
+    counts[0] = 0
+    big = np.nonzero(counts * (float(np.prod(sp)) / 1000.0) >= p.min_bite_ml)[0]
+    if not len(big):
+        return out
+    big_bites = np.isin(lab, big)
+    s3 = _bbox(big_bites, [int(math.ceil(p.bite_margin_mm / s)) + 1 for s in sp])
+    out[s3] = _edt(~big_bites[s3], sp) <= p.bite_margin_mm
+    if p.pleura_fill_mm > 0:
+        out |= _wall_sliver(ml, big_bites, body, sp, margin_mm=p.pleura_fill_mm)
+    return out
 
 
 def _bites(ml, lo, forbid, sp, p: LungParams, deficit):
@@ -1101,8 +1173,9 @@ QC_RATIO = (0.5, 1.5)
 QC_MIN_COMPONENT_ML = 0.1
 
 
-def lung_qc(labels, volume, *, total_ml_range=QC_TOTAL_ML, ratio_range=QC_RATIO,
-            min_component_ml: float = QC_MIN_COMPONENT_ML, warn: bool = True) -> dict[str, Any]:
+def lung_qc(labels, volume, *, total_ml_range: tuple[float, float] = QC_TOTAL_ML,
+            ratio_range: tuple[float, float] = QC_RATIO, min_component_ml: float = QC_MIN_COMPONENT_ML,
+            warn: bool = True, count_components: bool = True) -> dict[str, Any]:
     """Volumes and plausibility flags of a right/left lung label map.
 
     Parameters
@@ -1120,6 +1193,10 @@ def lung_qc(labels, volume, *, total_ml_range=QC_TOTAL_ML, ratio_range=QC_RATIO,
         voxels at the boundary between two touching lungs).
     warn : bool, default True
         Emit a :class:`~helpers.errors.SeriesWarning` listing the flags when any is set.
+    count_components : bool, default True
+        Count each lung's connected components (a 3-D labelling of its bounding
+        box, the slowest part); with False ``components`` is an empty dict.  No
+        flag depends on it.
 
     Returns
     -------
@@ -1150,33 +1227,9 @@ def lung_qc(labels, volume, *, total_ml_range=QC_TOTAL_ML, ratio_range=QC_RATIO,
     right, left = float(counts[RIGHT_LUNG] * v), float(counts[LEFT_LUNG] * v)
     total = right + left
     ratio = left / right if right > 0 else float("nan")
-    comps = {}
-    min_vox = min_component_ml / v
-    # each lung's components are counted in its bounding box (every voxel of it lies there)
-    boxes = ndimage.find_objects(labels.view(np.uint8) if labels.dtype == bool else labels)
-    for l in (RIGHT_LUNG, LEFT_LUNG):
-        if not counts[l]:
-            comps[l] = 0
-            continue
-        lab, n = ndimage.label(labels[boxes[l - 1]] == l, structure=_SIX)
-        sizes = bincount_blocks(lab)[1:]
-        comps[l] = int((sizes >= min_vox).sum())
-    flags = []
-    if not (total_ml_range[0] <= total <= total_ml_range[1]):
-        flags.append("implausible total volume")
-    if counts[RIGHT_LUNG] == 0:
-        flags.append("right lung missing")
-    if counts[LEFT_LUNG] == 0:
-        flags.append("left lung missing")
-    if right > 0 and left > 0 and not (ratio_range[0] <= ratio <= ratio_range[1]):
-        flags.append("implausible left/right ratio")
-    border = []
-    if labels[0].any():
-        border.append("first slice")
-    if labels[-1].any():
-        border.append("last slice")
-    if labels[:, 0].any() or labels[:, -1].any() or labels[:, :, 0].any() or labels[:, :, -1].any():
-        border.append("in-plane")
+    comps = _count_components(labels, counts, min_component_ml / v) if count_components else {}
+    border = _borders_touched(labels)
+    flags = _qc_flags(counts, right, left, ratio, total_ml_range=total_ml_range, ratio_range=ratio_range)
     if border:
         flags.append("lung touches the scan border")
     qc = dict(right_ml=right, left_ml=left, total_ml=total, left_right_ratio=ratio, components=comps,
@@ -1189,6 +1242,47 @@ def lung_qc(labels, volume, *, total_ml_range=QC_TOTAL_ML, ratio_range=QC_RATIO,
             SeriesWarning, stacklevel=2,
         )
     return qc
+
+
+def _count_components(labels: np.ndarray, counts: np.ndarray, min_vox: float) -> dict[int, int]:
+    """Per lung label, its 3-D components of at least ``min_vox`` voxels, labelled in its bounding box."""
+    comps = {}
+    boxes = ndimage.find_objects(labels.view(np.uint8) if labels.dtype == bool else labels)
+    for lung in (RIGHT_LUNG, LEFT_LUNG):
+        if not counts[lung]:
+            comps[lung] = 0
+            continue
+        lab, _n = ndimage.label(labels[boxes[lung - 1]] == lung, structure=_SIX)
+        sizes = bincount_blocks(lab)[1:]
+        comps[lung] = int((sizes >= min_vox).sum())
+    return comps
+
+
+def _qc_flags(counts: np.ndarray, right: float, left: float, ratio: float, *,
+              total_ml_range: tuple[float, float], ratio_range: tuple[float, float]) -> list[str]:
+    """The volume flags of :func:`lung_qc` (the border flag is added by the caller)."""
+    flags = []
+    if not (total_ml_range[0] <= right + left <= total_ml_range[1]):
+        flags.append("implausible total volume")
+    if counts[RIGHT_LUNG] == 0:
+        flags.append("right lung missing")
+    if counts[LEFT_LUNG] == 0:
+        flags.append("left lung missing")
+    if right > 0 and left > 0 and not (ratio_range[0] <= ratio <= ratio_range[1]):
+        flags.append("implausible left/right ratio")
+    return flags
+
+
+def _borders_touched(labels: np.ndarray) -> list[str]:
+    """Which borders of the scan the labels touch: "first slice", "last slice", "in-plane"."""
+    border = []
+    if labels[0].any():
+        border.append("first slice")
+    if labels[-1].any():
+        border.append("last slice")
+    if labels[:, 0].any() or labels[:, -1].any() or labels[:, :, 0].any() or labels[:, :, -1].any():
+        border.append("in-plane")
+    return border
 
 
 # ================================================================== the 2017 per-slice method

@@ -55,6 +55,28 @@ QUICK = {"spacing": (4.0, 4.0, 4.0), "shape": (48, 64, 64), "repeats": 1}
 TALL = {"slices": 134, "slice_mm": 3.0, "pixel_mm": 550.0 / 512}
 REAL_CASE = REPO.parent / "shared" / "data" / "lung-pet-ct-dx-A0002" / "ct-b40f"
 STEPS = ("load", "resample", "segment", "crop", "qc", "write")
+#: The same benchmark before the throughput work of issue 16 (run at f167727, docs/benchmarks.md then):
+#: per run, wall s, cases/min, CPU-s per case, peak RSS per worker MB; per stage of the tall case, CPU-s.
+BEFORE = {
+    "commit": "f167727",
+    "serial": (46.4, 6.5, 7.7, 1221),
+    "dask1": (42.8, 7.0, 7.9, 1176),
+    "dask2": (46.2, 6.5, 8.8, 1178),
+    "stages": {"load": 0.09, "resample": 0.69, "segment": 12.36, "crop": 0.09, "qc": 0.62, "write": 0.72},
+}
+
+
+def before_note(name: str) -> str:
+    """"before (commit): ..." for a run ("serial", "dask1", "dask2") or "stages"; "" if unknown."""
+    b = BEFORE.get(name)
+    if not b:
+        return ""
+    if name == "stages":
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in b.items())
+        return f"before ({BEFORE['commit']}, CPU-s): {parts}"
+    wall, per_min, cpu, peak = b
+    return (f"before ({BEFORE['commit']}): {wall} s, {per_min} cases/min, {cpu} CPU-s per case, "
+            f"{peak} MB per worker")
 
 
 # ------------------------------------------------------------------ data
@@ -361,7 +383,8 @@ def rows_from(res: dict, n: int, desc: list[str], cfg: dict) -> list[dict]:
                    f"{cores} idle cores to itself); peak RSS per worker "
                    f"{f['peak_mb_per_worker']} MB (absolute); wall times {f['walls']} s at load averages "
                    f"{f['loads']}" + (f"; cluster start {f['startup_s']} s included" if name != "serial" else "")
-                   + (f"; {f['failed']} failed" if f["failed"] else "")),
+                   + (f"; {f['failed']} failed" if f["failed"] else "")
+                   + (f"; {before_note(name)}" if before_note(name) else "")),
         ))
     st = res.get("stages")
     if st:
@@ -371,7 +394,8 @@ def rows_from(res: dict, n: int, desc: list[str], cfg: dict) -> list[dict]:
             step="one case, stage by stage (seconds / peak RSS during the stage)",
             implementation="helpers.cohort.stage_profile", data=st.get("case", ""),
             median_s=sum(v["s"] for v in st["stages"].values()), peak_mb=round(st["peak_mb"]),
-            notes=parts + f"; resampled float32 output {st.get('resampled_mb', 0):.0f} MB",
+            notes=parts + f"; resampled float32 output {st.get('resampled_mb', 0):.0f} MB"
+            + (f"; {before_note('stages')}" if before_note("stages") else ""),
         ))
     return rows
 

@@ -301,7 +301,15 @@ def _factors(spacing, work_spacing_mm: float) -> tuple[int, int, int]:
 
 
 def _block_mean(hu: np.ndarray, f: tuple[int, int, int], *, chunk_slices: int = 16) -> np.ndarray:
-    """Block-average ``hu`` by integer factors ``f`` (edge blocks padded by edge values), float32."""
+    """Block-average ``hu`` by integer factors ``f`` (edge blocks padded by edge values), float32.
+
+    The float32 sums are taken in the order numpy's
+    ``block.reshape(k, fz, my, fy, mx, fx).mean(axis=(1, 3, 5))`` takes them (the
+    ``fx`` neighbours of a row summed first, those row sums added in (z, y)
+    order), as strided whole-array additions: the same bits, about 7x faster
+    than numpy's reduction over length-2 axes (``tests/test_segment.py`` checks
+    it against the reshape-mean).
+    """
     nz, ny, nx = hu.shape
     fz, fy, fx = f
     mz, my, mx = -(-nz // fz), -(-ny // fy), -(-nx // fx)
@@ -309,12 +317,31 @@ def _block_mean(hu: np.ndarray, f: tuple[int, int, int], *, chunk_slices: int = 
     step = max(1, chunk_slices // fz)
     for k0 in range(0, mz, step):
         k1 = min(mz, k0 + step)
-        block = hu[k0 * fz : min(nz, k1 * fz)].astype(np.float32)
+        block = hu[k0 * fz : min(nz, k1 * fz)].astype(np.float32, copy=False)
         pad = ((0, (k1 - k0) * fz - block.shape[0]), (0, my * fy - ny), (0, mx * fx - nx))
         if any(p[1] for p in pad):
             block = np.pad(block, pad, mode="edge")
-        out[k0:k1] = block.reshape(k1 - k0, fz, my, fy, mx, fx).mean(axis=(1, 3, 5))
+        out[k0:k1] = _block_sum(block, f) / np.float32(fz * fy * fx)
     return out
+
+
+def _block_sum(block: np.ndarray, f: tuple[int, int, int]) -> np.ndarray:
+    """Float32 sums of the ``f`` blocks of ``block`` (shape a multiple of ``f``), in numpy's reduction order."""
+    fz, fy, fx = f
+    if fx >= 8:  # numpy sums 8 or more neighbours pairwise: let it
+        k, ny, nx = block.shape
+        return block.reshape(k // fz, fz, ny // fy, fy, nx // fx, fx).sum(axis=(1, 3, 5), dtype=np.float32)
+    acc = None
+    for a in range(fz):
+        for b in range(fy):
+            row = block[a::fz, b::fy, 0::fx].copy()
+            for c in range(1, fx):
+                row += block[a::fz, b::fy, c::fx]
+            if acc is None:
+                acc = row
+            else:
+                acc += row
+    return acc  # type: ignore[return-value]
 
 
 def _largest(labels: np.ndarray, n: int) -> np.ndarray:

@@ -170,6 +170,20 @@ class TestSegmentLungs:
             np.testing.assert_array_equal(_fill_holes(m), ndimage.binary_fill_holes(m))
             np.testing.assert_array_equal(_fill_holes_2d(m), ndimage.binary_fill_holes(m, structure=_INPLANE))
 
+    def test_block_mean_is_numpys_reshape_mean(self):
+        """The strided block sums give numpy's reduction bits (the lung mask depends on them)."""
+        from helpers.segment import _block_mean
+
+        rng = np.random.default_rng(2)
+        hu = (rng.normal(-500, 400, (13, 37, 41))).astype(np.float32)
+        for f in [(2, 2, 2), (1, 3, 3), (3, 2, 1), (2, 1, 4), (1, 1, 9)]:
+            nz, ny, nx = (-(-n // k) * k for n, k in zip(hu.shape, f))
+            padded = np.pad(hu, [(0, a - b) for a, b in zip((nz, ny, nx), hu.shape)], mode="edge")
+            want = padded.reshape(nz // f[0], f[0], ny // f[1], f[1], nx // f[2], f[2]).mean(axis=(1, 3, 5))
+            np.testing.assert_array_equal(_block_mean(hu, f), want)
+        np.testing.assert_array_equal(_block_mean(hu.astype(np.int16), (2, 2, 2)),
+                                      _block_mean(hu.astype(np.int16).astype(np.float32), (2, 2, 2)))
+
     def test_grid_lps_x_matches_lps(self):
         from helpers.segment import _Grid
 

@@ -407,18 +407,27 @@ def _nearest_label(labels: np.ndarray, sampling, *, chunk_slices: int = 16) -> n
     return out
 
 
-def _closing_edt(mask: np.ndarray, radius_mm: float, spacing, *, pad=None) -> np.ndarray:
+def _pad_mask(mask: np.ndarray, pad) -> np.ndarray:
+    """``mask`` padded with ``False`` by ``pad`` ((before, after) voxels per axis); itself when no pad."""
+    return np.pad(mask, pad) if any(a or b for a, b in pad) else mask
+
+
+def _closing_edt(mask: np.ndarray, radius_mm: float, spacing, *, pad=None,
+                 outside: np.ndarray | None = None) -> np.ndarray:
     """Binary closing with a ball of ``radius_mm`` (exact, via distance maps).
 
     ``pad`` (voxels per axis, as ``(before, after)`` pairs) is added around the
     mask first so the closing is extensive at the array's edges; by default a
-    full radius on every side.
+    full radius on every side.  ``outside``: the distance map
+    ``_edt(~padded mask)`` when it is already known (two closings of one mask
+    with the same ``pad`` share it).
     """
     if pad is None:
         p = [int(math.ceil(radius_mm / s)) + 1 for s in spacing]
         pad = [(q, q) for q in p]
-    m = np.pad(mask, pad) if any(a or b for a, b in pad) else mask
-    dil = _edt(~m, spacing) <= radius_mm
+    if outside is None:
+        outside = _edt(~_pad_mask(mask, pad), spacing)
+    dil = outside <= radius_mm
     clo = _edt(dil, spacing) > radius_mm
     del dil
     sl = tuple(slice(a, a + n) for (a, _), n in zip(pad, mask.shape))
@@ -1034,13 +1043,17 @@ def _lung_additions(ml: np.ndarray, lo: np.ndarray, body: np.ndarray, forbid: np
                     p: LungParams, deficit) -> np.ndarray:
     """What the closings add to one lung (bool, in its crop): small ball, enclosed holes, bites and their rims."""
     c = ml.copy()
+    outside = None  # distances outside the padded lung, shared by the two closings
+    if p.mediastinal_closing_radius_mm > 0 and p.closing_radius_mm > 0:
+        outside = _edt(~_pad_mask(ml, deficit), sp)
     if p.mediastinal_closing_radius_mm > 0:
-        c |= _closing_edt(ml, p.mediastinal_closing_radius_mm, sp, pad=deficit) & ~forbid
+        c |= _closing_edt(ml, p.mediastinal_closing_radius_mm, sp, pad=deficit, outside=outside) & ~forbid
     c |= _fill_holes(ml) & ~forbid  # vessels and a dome top, enclosed by the lung alone
     allowed = ~forbid & free
     if p.closing_radius_mm <= 0:
         return c & ~ml & allowed
-    bites = _bites(ml, lo, forbid, sp, p, deficit)
+    bites = _bites(ml, lo, forbid, sp, p, deficit, outside=outside)
+    del outside
     c |= bites
     open_bites = bites & ~_fill_holes_2d(ml)  # bites not enclosed by the lung in their slice
     if p.hull_margin_mm > 0:
@@ -1073,9 +1086,10 @@ def _bite_rims(ml: np.ndarray, open_bites: np.ndarray, body: np.ndarray, sp, p: 
     return out
 
 
-def _bites(ml, lo, forbid, sp, p: LungParams, deficit):
+def _bites(ml: np.ndarray, lo: np.ndarray, forbid: np.ndarray, sp, p: LungParams, deficit, *,
+           outside: np.ndarray | None = None) -> np.ndarray:
     """What the large closing adds to one lung that is a compact bite (see :func:`_close_lungs`)."""
-    closed = _closing_edt(ml, p.closing_radius_mm, sp, pad=deficit)
+    closed = _closing_edt(ml, p.closing_radius_mm, sp, pad=deficit, outside=outside)
     enc = _enclosure(ml, sp, p.enclosure_mm)
     cand = _fill_holes((closed & ~forbid) | ml) & ~ml & ~forbid & (enc >= p.min_enclosure)
     del closed, enc

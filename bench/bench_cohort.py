@@ -55,6 +55,81 @@ QUICK = {"spacing": (4.0, 4.0, 4.0), "shape": (48, 64, 64), "repeats": 1}
 TALL = {"slices": 134, "slice_mm": 3.0, "pixel_mm": 550.0 / 512}
 REAL_CASE = REPO.parent / "shared" / "data" / "lung-pet-ct-dx-A0002" / "ct-b40f"
 STEPS = ("load", "resample", "segment", "crop", "qc", "write")
+#: The same benchmark before the throughput work of issue 16 (run at f167727, docs/benchmarks.md then):
+#: per run, wall s, cases/min, CPU-s per case, peak RSS per worker MB, load averages; per stage of the
+#: tall case, CPU-s.
+BEFORE = {
+    "commit": "f167727",
+    "serial": (46.4, 6.5, 7.7, 1221, "4.4, 3.3"),
+    "dask1": (42.8, 7.0, 7.9, 1176, "3.8, 3.3"),
+    "dask2": (46.2, 6.5, 8.8, 1178, "3.0, 2.7"),
+    "stages": {"load": 0.09, "resample": 0.69, "segment": 12.36, "crop": 0.09, "qc": 0.62, "write": 0.72},
+}
+
+
+def before_note(name: str) -> str:
+    """"before (commit): ..." for a run ("serial", "dask1", "dask2") or "stages"; "" if unknown."""
+    b = BEFORE.get(name)
+    if not b:
+        return ""
+    if name == "stages":
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in b.items())
+        return f"before ({BEFORE['commit']}, CPU-s): {parts}"
+    wall, per_min, cpu, peak, _loads = b
+    return (f"before ({BEFORE['commit']}): {wall} s, {per_min} cases/min, {cpu} CPU-s per case, "
+            f"{peak} MB per worker")
+
+
+RUN_LABELS = {"serial": "serial loop", "dask1": "Dask, 1 worker", "dask2": "Dask, 2 workers"}
+
+
+def before_after_table(rows: list[dict]) -> list[str]:
+    """Markdown lines: the cohort runs and the tall case's stages, before (:data:`BEFORE`) and after (this run).
+
+    Read from the ``bench_cohort`` rows of a report (wall time, peak memory; cases/min, CPU-s per
+    case and the stage CPU-seconds from their notes), so it can be drawn from stored rows too.
+    """
+    import re
+
+    rows = [r for r in rows if r.get("module") == "bench_cohort"]
+    if not rows:
+        return []
+    out = ["", f"## Cohort throughput before ({BEFORE['commit']}) and after", "",
+           "The five-scan mix of `bench/bench_cohort.py` to 1 mm, crop 256x320x320.  Wall times and "
+           "cases/min depend on the machine's load (the last column: load averages of the 2-core machine at "
+           "the start of each repeat); CPU-s per case much less.  \"2 idle cores\": 2 x 60 / CPU-s per case, "
+           "the rate the run would reach with both cores to itself (cluster start not counted).", "",
+           "| run | wall s | cases/min | CPU-s per case | on 2 idle cores, cases/min | peak RSS per worker MB "
+           "| load averages |",
+           "|---|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        impl = r.get("implementation", "")
+        key = next((k for k, lab in (("serial", "serial loop"), ("dask1", "1 worker"), ("dask2", "2 workers"))
+                    if lab in impl), None)
+        if key is None or not r.get("step", "").startswith("preprocess a cohort"):
+            continue
+        notes = r.get("notes", "")
+        per_min = re.search(r"([\d.]+) cases/min", notes)
+        cpu = re.search(r"([\d.]+) CPU-s per case", notes)
+        loads = re.search(r"load averages \[([\d., ]+)\]", notes)
+        b = BEFORE[key]
+        idle = f"{120 / b[2]:.0f} -> " + (f"{120 / float(cpu.group(1)):.0f}" if cpu else "")
+        rate = per_min.group(1) if per_min else ""
+        out.append(f"| {RUN_LABELS[key]} | {b[0]} -> {r.get('median_s')} | {b[1]} -> {rate} "
+                   f"| {b[2]} -> {cpu.group(1) if cpu else ''} | {idle} | {b[3]} -> {_fmt_mb(r.get('peak_mb'))} "
+                   f"| {b[4]} -> {loads.group(1) if loads else ''} |")
+    st = next((r for r in rows if r.get("step", "").startswith("one case, stage by stage")), None)
+    if st:
+        after = dict(re.findall(r"(\w+) [\d.]+ s \(([\d.]+) CPU-s\)", st.get("notes", "")))
+        out += ["", f"Stages of the tall case ({st.get('data', '')}), CPU-s:", "",
+                "| stage | before | after |", "|---|---:|---:|"]
+        for k, v in BEFORE["stages"].items():
+            out.append(f"| {k} | {v:.2f} | {after.get(k, '')} |")
+    return out
+
+
+def _fmt_mb(v) -> str:
+    return "" if v is None else f"{float(v):.0f}"
 
 
 # ------------------------------------------------------------------ data
@@ -361,7 +436,8 @@ def rows_from(res: dict, n: int, desc: list[str], cfg: dict) -> list[dict]:
                    f"{cores} idle cores to itself); peak RSS per worker "
                    f"{f['peak_mb_per_worker']} MB (absolute); wall times {f['walls']} s at load averages "
                    f"{f['loads']}" + (f"; cluster start {f['startup_s']} s included" if name != "serial" else "")
-                   + (f"; {f['failed']} failed" if f["failed"] else "")),
+                   + (f"; {f['failed']} failed" if f["failed"] else "")
+                   + (f"; {before_note(name)}" if before_note(name) else "")),
         ))
     st = res.get("stages")
     if st:
@@ -371,7 +447,8 @@ def rows_from(res: dict, n: int, desc: list[str], cfg: dict) -> list[dict]:
             step="one case, stage by stage (seconds / peak RSS during the stage)",
             implementation="helpers.cohort.stage_profile", data=st.get("case", ""),
             median_s=sum(v["s"] for v in st["stages"].values()), peak_mb=round(st["peak_mb"]),
-            notes=parts + f"; resampled float32 output {st.get('resampled_mb', 0):.0f} MB",
+            notes=parts + f"; resampled float32 output {st.get('resampled_mb', 0):.0f} MB"
+            + (f"; {before_note('stages')}" if before_note("stages") else ""),
         ))
     return rows
 

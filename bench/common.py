@@ -370,6 +370,7 @@ def render_markdown(rows: list[dict], facts: dict, command: str, runs: dict[str,
             )) + " |"
         )
     lines += chapter_memory_table(rows)
+    lines += _cohort_table(rows)
     v = facts.get("versions", {})
     check = facts.get("memory_check")
     lines += [
@@ -396,6 +397,13 @@ def render_markdown(rows: list[dict], facts: dict, command: str, runs: dict[str,
     payload = json.dumps({"rows": rows, "runs": runs or {}}, default=str)
     lines += ["", f"<!-- bench-data {payload} -->", ""]
     return "\n".join(lines)
+
+
+def _cohort_table(rows: list[dict]) -> list[str]:
+    """Markdown lines: cohort throughput before/after (``bench_cohort`` rows; see its ``before_after_table``)."""
+    from . import bench_cohort
+
+    return bench_cohort.before_after_table(rows)
 
 
 def chapter_memory_table(rows: list[dict]) -> list[str]:

@@ -55,3 +55,23 @@ class TestReport:
         text = common.render_markdown(rows, {"versions": {}}, "python -m bench --only chapters")
         before = bench_chapters.BEFORE
         assert f"| 03 | {before['sample']['03']:.0f} | 900 | {before['real']['03']:.0f} | 700 |" in text
+
+    def test_cohort_before_after_table(self):
+        """bench_cohort rows become before -> after lines per run and per stage of the tall case."""
+        from bench import bench_cohort
+
+        notes = ("20.0 cases/min; 4.5 CPU-s per case (so about 27 cases/min if the run had 2 idle cores to itself); "
+                 "wall times [15.0, 15.0] s at load averages [1.0, 2.0]")
+        rows = [common.row(step="preprocess a cohort (load+HU, resample, segment, crop, Zarr write)",
+                           implementation="Dask LocalCluster, 2 workers: run_cohort(workers=2) x 1 thread",
+                           data="5 cases", median_s=15.0, peak_mb=999.6, notes=notes, module="bench_cohort"),
+                common.row(step="one case, stage by stage (seconds / peak RSS during the stage)",
+                           implementation="helpers.cohort.stage_profile", data="tall", median_s=6.0,
+                           notes="load 0.10 s (0.10 CPU-s) / 172 MB; segment 5.00 s (4.80 CPU-s) / 900 MB",
+                           module="bench_cohort")]
+        text = common.render_markdown(rows, {"versions": {}}, "python -m bench --only cohort")
+        b = bench_cohort.BEFORE
+        assert (f"| Dask, 2 workers | {b['dask2'][0]} -> 15.0 | {b['dask2'][1]} -> 20.0 | {b['dask2'][2]} -> 4.5 "
+                f"| {120 / b['dask2'][2]:.0f} -> 27 | {b['dask2'][3]} -> 1000 | {b['dask2'][4]} -> 1.0, 2.0 |") in text
+        assert f"| segment | {b['stages']['segment']:.2f} | 4.80 |" in text
+        assert f"| write | {b['stages']['write']:.2f} |  |" in text

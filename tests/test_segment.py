@@ -166,6 +166,43 @@ class TestSegmentLungs:
         sp = (2.5, 0.7, 0.9)
         np.testing.assert_allclose(_edt(m, sp), ndimage.distance_transform_edt(m, sampling=sp), atol=1e-4)
 
+    def test_hole_filling_matches_scipy(self):
+        """The one-pass hole filling (a labelling of the background) is scipy's, in 3-D and slice by slice."""
+        from helpers.segment import _INPLANE, _fill_holes, _fill_holes_2d
+
+        rng = np.random.default_rng(1)
+        for _ in range(3):
+            m = ndimage.binary_closing(rng.random((9, 30, 34)) > 0.55, iterations=1)
+            m[:, 10:20, 12:22] = True
+            m[2:7, 13:17, 15:19] = False  # a cavity: a hole in 3-D and in each slice
+            np.testing.assert_array_equal(_fill_holes(m), ndimage.binary_fill_holes(m))
+            np.testing.assert_array_equal(_fill_holes_2d(m), ndimage.binary_fill_holes(m, structure=_INPLANE))
+
+    def test_block_mean_is_numpys_reshape_mean(self):
+        """The strided block sums give numpy's reduction bits (the lung mask depends on them)."""
+        from helpers.segment import _block_mean
+
+        rng = np.random.default_rng(2)
+        hu = (rng.normal(-500, 400, (13, 37, 41))).astype(np.float32)
+        for f in [(2, 2, 2), (1, 3, 3), (3, 2, 1), (2, 1, 4), (1, 1, 9)]:
+            nz, ny, nx = (-(-n // k) * k for n, k in zip(hu.shape, f))
+            padded = np.pad(hu, [(0, a - b) for a, b in zip((nz, ny, nx), hu.shape)], mode="edge")
+            want = padded.reshape(nz // f[0], f[0], ny // f[1], f[1], nx // f[2], f[2]).mean(axis=(1, 3, 5))
+            np.testing.assert_array_equal(_block_mean(hu, f), want)
+        np.testing.assert_array_equal(_block_mean(hu.astype(np.int16), (2, 2, 2)),
+                                      _block_mean(hu.astype(np.int16).astype(np.float32), (2, 2, 2)))
+
+    def test_grid_lps_x_matches_lps(self):
+        from helpers.segment import _Grid
+
+        d = np.array([[0.0, 0.0, 1.0], [0.0, 0.98, -0.2], [1.0, 0.0, 0.0]])  # a tilted, reordered grid
+        d[:, 1] /= np.linalg.norm(d[:, 1])
+        vol = Volume(np.zeros((6, 8, 10), np.int16), spacing=(2.5, 0.7, 0.9), origin=(-10.0, 5.0, 30.0),
+                     direction=d)
+        grid = _Grid(vol, (1, 3, 2))
+        idx = np.nonzero(np.ones((3, 4, 5), bool))
+        np.testing.assert_allclose(grid.lps_x(idx), grid.lps(np.c_[idx])[:, 0], rtol=0, atol=1e-9)
+
 
 #: Each phantom case: make_phantom options.  ``mass`` cases are scored on that mass,
 #: the others on the chest-wall tumour every phantom has.
@@ -220,6 +257,9 @@ class TestLungQC:
         assert qc["components"] == want == {RIGHT_LUNG: 2, LEFT_LUNG: 1}
         assert qc["right_ml"] == pytest.approx(np.count_nonzero(lab == 1) * vol.voxel_volume_ml)
         assert lung_qc(lab.astype(bool), vol, warn=False)["components"][RIGHT_LUNG] == 3  # bool: every lung is label 1
+        quick = lung_qc(lab, vol, warn=False, min_component_ml=0.01, count_components=False)
+        assert quick["components"] == {} and {k: v for k, v in quick.items() if k != "components"} == {
+            k: v for k, v in qc.items() if k != "components"}
 
     def test_volumes_and_plausible(self, phantom):
         vol, _, labels, _ = phantom

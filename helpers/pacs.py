@@ -853,7 +853,15 @@ def iter_files(folder: str | os.PathLike) -> Iterable[Path]:
 HIDDEN_COLUMNS = ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber")
 
 
-def table(rows: list[dict], *, hide: Iterable[str] = HIDDEN_COLUMNS, uid_chars: int = 24) -> Any:
+#: Columns :func:`table` shows first, when present: what a reader compares (on a phone the
+#: others are a sideways scroll away); then the rest, hidden identifiers and UIDs last.
+TABLE_FIRST = ("StudyDate", "StudyDescription", "ModalitiesInStudy", "Modality", "SeriesNumber",
+               "SeriesDescription", "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances",
+               "NumberOfSeriesRelatedInstances", "InstanceNumber")
+
+
+def table(rows: list[dict], *, hide: Iterable[str] = HIDDEN_COLUMNS, uid_chars: int = 24,
+          first: Iterable[str] = TABLE_FIRST) -> Any:
     """Query results as a pandas DataFrame for a notebook, identifiers hidden, UIDs shortened.
 
     Parameters
@@ -864,6 +872,9 @@ def table(rows: list[dict], *, hide: Iterable[str] = HIDDEN_COLUMNS, uid_chars: 
         Columns shown as ``"(hidden)"``.
     uid_chars : int
         UIDs longer than this are cut to their last ``uid_chars`` characters.
+    first : sequence of str, default :data:`TABLE_FIRST`
+        Columns shown first, in this order (those present); the other columns follow in
+        their own order, the hidden ones and the UIDs last.
 
     Returns
     -------
@@ -872,11 +883,18 @@ def table(rows: list[dict], *, hide: Iterable[str] = HIDDEN_COLUMNS, uid_chars: 
     Examples
     --------
     >>> table([{"PatientID": "MRN1", "Modality": "CT"}]).to_dict("records")
-    [{'PatientID': '(hidden)', 'Modality': 'CT'}]
+    [{'Modality': 'CT', 'PatientID': '(hidden)'}]
+    >>> list(table([{"SeriesInstanceUID": "1.2", "SeriesNumber": 3, "SeriesDescription": "lung"}]).columns)
+    ['SeriesNumber', 'SeriesDescription', 'SeriesInstanceUID']
     """
     import pandas as pd
 
     df = pd.DataFrame(rows)
+    hide = tuple(hide)
+    front = [c for c in first if c in df.columns]
+    back = [c for c in df.columns if c in hide or c.endswith("UID")]
+    df = df[front + [c for c in df.columns if c not in front and c not in back]
+            + [c for c in back if c not in front]]
     for c in df.columns:
         if c in hide:
             df[c] = "(hidden)"

@@ -118,6 +118,18 @@ PNG_1PX = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAE
 PNG_2 = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
 
 
+def _png_wide(width: int = 684, height: int = 4) -> str:
+    """Base64 PNG as wide as a figure drawn for the page's column (helpers.display.PAGE_WIDTH_IN)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (width, height), 128).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
 def _notebook() -> dict:
     def cell(png, metadata, outputs_md):
         return {"cell_type": "code", "execution_count": 1, "metadata": metadata, "source": "fig",
@@ -131,6 +143,7 @@ def _notebook() -> dict:
             {"cell_type": "markdown", "metadata": {}, "source": "# Figures"},
             cell(PNG_1PX, {}, {"image/png": {"alt": "Axial slice 41 of 120,  lung window."}}),
             cell(PNG_2, {"mystnb": {"image": {"alt": "Given in the cell"}}}, {"image/png": {"alt": "from output"}}),
+            cell(_png_wide(), {}, {"image/png": {"alt": "Three orthogonal views, wide."}}),
         ],
     }
 
@@ -153,7 +166,34 @@ class TestAltText:
         import re
 
         alts = re.findall(r'<img alt="([^"]*)"', (nb_site / "figs.html").read_text())
-        assert alts == ["Axial slice 41 of 120, lung window.", "Given in the cell"]
+        assert alts == ["Axial slice 41 of 120, lung window.", "Given in the cell", "Three orthogonal views, wide."]
+
+
+class TestFiguresOnAPhone:
+    """A wide image output is a link to its own file, classed for book-phone.css; small ones are not."""
+
+    def test_zoom_class(self):
+        sys.path.insert(0, str(REPO / "book" / "_ext"))
+        from book_offline import ZOOM_MIN_PX, zoom_class
+
+        assert zoom_class(1106) == f"book-min-{ZOOM_MIN_PX}"
+        assert zoom_class(420) == "book-min-400"
+        assert zoom_class(1) is None
+
+    def test_wide_image_links_to_its_file(self, nb_site):
+        import re
+
+        html = (nb_site / "figs.html").read_text()
+        links = re.findall(r'<a class="([^"]*book-zoom[^"]*)" href="([^"]*)"><img alt="([^"]*)" src="([^"]*)"', html)
+        assert len(links) == 1, links
+        classes, href, alt, src = links[0]
+        assert "book-min-600" in classes.split() and alt == "Three orthogonal views, wide."
+        assert href == src and (nb_site / href).is_file()
+
+    def test_phone_css_served(self, nb_site):
+        css = (nb_site / "_static" / "book-phone.css").read_text()
+        assert "@media screen and" in css and "a.book-min-600 > img { min-width: 600px; }" in css
+        assert "book-phone.css" in (nb_site / "figs.html").read_text()
 
 
 @pytest.fixture(scope="module")

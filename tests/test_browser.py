@@ -86,16 +86,52 @@ SIDEWAYS = """() => {
   const w = window.innerWidth, out = [];
   for (const el of document.querySelectorAll('.plotly-graph-div, article img, article table')) {
     const r = el.getBoundingClientRect();
-    const box = el.closest('.cell_output, .output, .table-wrapper, .pst-scrollable-table-container');
+    const box = el.tagName === 'IMG' ? el.closest('a.book-zoom')
+      : el.closest('.cell_output, .output, .table-wrapper, .pst-scrollable-table-container');
     const clip = box ? box.getBoundingClientRect() : null;
     const scrolls = box && getComputedStyle(box).overflowX !== 'visible' && clip.right <= w + 1;
-    if (r.width > 0 && r.right > w + 1 && !(el.tagName === 'TABLE' && scrolls))
+    if (r.width > 0 && r.right > w + 1 && !scrolls)
       out.push(`${el.tagName.toLowerCase()}${el.id ? '#' + el.id : ''} right edge ${Math.round(r.right)} px`);
   }
   if (document.documentElement.scrollWidth > w + 1)
     out.push(`the page scrolls sideways: ${document.documentElement.scrollWidth} px wide`);
   return out;
 }"""
+
+
+#: On a phone a figure at least this wide (natural px) keeps min(PHONE_FIGURE_SCALE x its width,
+#: PHONE_FIGURE_MIN_PX) CSS px (book/_ext/static/book-phone.css): the 8.5 pt labels of
+#: helpers.display (10.6 px at 1:1, 90 dpi) then show at >= 9 px instead of ~5.5 px.
+PHONE_FIGURE_NATURAL_PX = 400
+PHONE_FIGURE_MIN_PX = 600
+PHONE_FIGURE_SCALE = 0.85
+
+#: Loads every content image (lazy ones too) so their natural sizes are known.
+LOAD_IMAGES = """async () => { await Promise.all(Array.from(document.querySelectorAll('article img')).map(
+    i => { i.loading = 'eager'; return i.decode().catch(() => null); })); }"""
+
+FIGURE_SIZES = """(args) => Array.from(document.querySelectorAll('article img')).filter(
+    i => i.complete && i.naturalWidth >= args.natural).map(i => {
+  const a = i.closest('a.book-zoom'), r = i.getBoundingClientRect();
+  const cue = a ? getComputedStyle(a, '::before').content : 'none';
+  return {src: i.getAttribute('src'), natural: i.naturalWidth, shown: r.width,
+          href: a ? a.getAttribute('href') : null, cue: cue};
+})"""
+
+
+def small_figures(figures: list[dict], *, min_px: int = PHONE_FIGURE_MIN_PX) -> list[str]:
+    """What is wrong with each wide figure on a phone: shrunk, not a link to its PNG, no cue."""
+    out = []
+    for f in figures:
+        want = min(PHONE_FIGURE_SCALE * f["natural"], min_px)
+        if f["shown"] < want - 1:
+            out.append(f"{f['src']}: {f['natural']} px figure shown {f['shown']:.0f} px wide (at least {want}); "
+                       f"its labels shrink to {f['shown'] / f['natural']:.2f} of their size")
+        if not f["href"] or Path(f["href"]).name != Path(f["src"]).name:
+            out.append(f"{f['src']}: a tap does not open it full size (link: {f['href']!r})")
+        if f["cue"] in ("none", "normal", ""):
+            out.append(f"{f['src']}: no 'swipe / tap' cue above it")
+    return out
 
 
 def open_page(browser, url: str, viewport=None):
@@ -155,7 +191,8 @@ def test_page_in_chromium(browser, book_site, index, doc):
 
 @pytest.mark.parametrize("index,doc", list(enumerate(toc_files())))
 def test_page_on_a_phone(browser, book_site, index, doc):
-    """At 390 px nothing sticks out sideways (plotly viewers, figures; wide tables scroll in their box)."""
+    """At 390 px nothing sticks out sideways (plotly viewers; wide tables and figures scroll in their box),
+    and every wide figure keeps a legible width, opens full size on a tap and has a cue saying so."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     context, page, rec = open_page(browser, f"{book_site}/{doc}.html", viewport=PHONE)
     try:
@@ -164,6 +201,8 @@ def test_page_on_a_phone(browser, book_site, index, doc):
             page.evaluate("() => window.scrollTo(0, 0)")
         page.screenshot(path=str(SHOTS / f"{shot_name(index, doc)}_390px.png"))
         problems = rec.problems() + page.evaluate(SIDEWAYS)
+        page.evaluate(LOAD_IMAGES)
+        problems += small_figures(page.evaluate(FIGURE_SIZES, {"natural": PHONE_FIGURE_NATURAL_PX}))
         assert not problems, f"{doc} at {PHONE['width']} px:\n" + "\n".join(problems)
     finally:
         context.close()

@@ -27,6 +27,12 @@
   source or notebook is copied into the site (``_sources``, download buttons), the
   executed notebooks and doctrees are deleted after the build, and the tag
   ``student`` is set (``{only} student`` text in the index).
+* Figures on a phone: each image output at least :data:`ZOOM_MIN_NATURAL_PX` wide is
+  wrapped in a plain link to its PNG (a tap opens it full size, offline) with the
+  classes ``book-zoom`` and ``book-min-<N>``; ``_static/book-phone.css`` keeps such an
+  image at least N CSS px wide (N = its own width, at most :data:`ZOOM_MIN_PX`) on a
+  narrow screen, inside a box that scrolls sideways under a "swipe / tap" cue, so its
+  labels stay >= 9 px instead of shrinking to half size.  Print (the PDF) is unchanged.
 * Repository buttons only for a real repository: while ``repository.url`` in
   ``_config.yml`` is empty or a placeholder (``github.com/example/...``) no page shows
   a GitHub or Binder button and the build says so in one line; with a real URL the
@@ -51,6 +57,8 @@ from sphinx.util import logging
 LOGGER = logging.getLogger(__name__)
 
 PLOTLY_JS = "vendor/plotly.min.js"  # relative to _static
+STATIC = Path(__file__).resolve().parent / "static"
+PHONE_CSS = "book-phone.css"  # in STATIC: wide figures on a phone (see _zoomable_figures)
 PLOTLY_MARKER = "plotly-graph-div"
 STUDENT_ENV = "BOOK_STUDENT"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
@@ -95,6 +103,14 @@ PLOTLY_LOADER = """window.addEventListener("load", function () {
 # myst-nb names an image output file after the SHA-256 of its bytes
 HASHED_IMAGE = re.compile(r"([0-9a-f]{64})\.\w+$")
 BINARY_IMAGES = {"image/png", "image/jpeg", "image/gif"}
+#: Narrowest image (natural px) linked for zooming: smaller ones fit a phone's column as they are.
+ZOOM_MIN_NATURAL_PX = 400
+#: Smallest width (CSS px) a wide figure keeps on a narrow screen (book-phone.css); a figure
+#: drawn for the 688 px column (helpers.display.PAGE_WIDTH_IN at 90 dpi) keeps ~0.87 of its
+#: size: 8.5 pt tile labels (10.6 px) stay at ~9.3 px.
+ZOOM_MIN_PX = 600
+#: ``book-min-<N>`` classes come in steps of this many px (book-phone.css has one rule per step).
+ZOOM_STEP_PX = 50
 
 
 def plotly_js_source() -> Path:
@@ -263,6 +279,44 @@ def _drop_fontawesome_js(app, config):
     config.templates_path = [str(out)] + list(config.templates_path or [])
 
 
+def zoom_class(natural_width: int) -> str | None:
+    """The ``book-min-<N>`` class of an image ``natural_width`` px wide, or None when it fits a phone.
+
+    Examples
+    --------
+    >>> zoom_class(684), zoom_class(575), zoom_class(399)
+    ('book-min-600', 'book-min-550', None)
+    """
+    if natural_width < ZOOM_MIN_NATURAL_PX:
+        return None
+    n = min(int(natural_width), ZOOM_MIN_PX) // ZOOM_STEP_PX * ZOOM_STEP_PX
+    return f"book-min-{n}"
+
+
+def _zoomable_figures(app, doctree, docname):
+    """Wrap each wide image in a link to its file (a tap opens it), classed for book-phone.css."""
+    if app.builder.format != "html":
+        return
+    from sphinx.util.images import get_image_size
+    from sphinx.util.osutil import relative_uri
+
+    images = app.env.images
+    imgdir = relative_uri(app.builder.get_target_uri(docname), "_images")
+    for node in list(doctree.findall(nodes.image)):
+        uri = node.get("uri", "")
+        key = uri if uri in images else next((c for c in (node.get("candidates") or {}).values() if c in images), None)
+        if isinstance(node.parent, nodes.reference) or key is None:
+            continue
+        size = get_image_size(os.path.join(app.srcdir, key))
+        cls = zoom_class(size[0]) if size else None
+        if cls is None:
+            continue
+        ref = nodes.reference("", "", internal=True, refuri=f"{imgdir}/{images[key][1]}",
+                              classes=["book-zoom", cls])
+        node.replace_self(ref)
+        ref.append(node)
+
+
 def has_math(doctree) -> bool:
     """True when the page itself holds math (inline or display)."""
     return doctree is not None and any(True for _ in doctree.findall(lambda n: isinstance(n, (nodes.math, nodes.math_block))))
@@ -319,10 +373,18 @@ def _build_finished(app, exc):
         shutil.copyfile(src, dest)
 
 
+def _add_static(app):
+    """Serve ``book/_ext/static`` (book-phone.css) with the theme's static files."""
+    app.config.html_static_path = list(app.config.html_static_path or []) + [str(STATIC)]
+
+
 def setup(app):
+    app.connect("builder-inited", _add_static)
+    app.add_css_file(PHONE_CSS)
     app.connect("config-inited", _config_inited)
     app.connect("html-page-context", _page_context, priority=900)
     app.connect("doctree-read", _alt_from_output_metadata)
     app.connect("doctree-resolved", _remove_solutions)
+    app.connect("doctree-resolved", _zoomable_figures)
     app.connect("build-finished", _build_finished)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1.0"}

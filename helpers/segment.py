@@ -65,9 +65,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Literal, overload
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import ndimage
 
 from ._arrays import bincount_blocks
@@ -289,14 +291,15 @@ _INPLANE[1] = ndimage.generate_binary_structure(2, 1)
 
 
 # ================================================================== utilities
-def _pad_voxels(mm: float, spacing) -> list[int]:
+def _pad_voxels(mm: float, spacing: Sequence[float]) -> list[int]:
     """Voxels per axis that cover ``mm`` (rounded up) plus one: the margin of a crop around a mask."""
     return [int(math.ceil(mm / s)) + 1 for s in spacing]
 
 
-def _factors(spacing, work_spacing_mm: float) -> tuple[int, int, int]:
+def _factors(spacing: Sequence[float], work_spacing_mm: float) -> tuple[int, int, int]:
     """Integer block sizes giving about ``work_spacing_mm`` (rounding up from 3/4 of a step)."""
-    return tuple(max(1, int(math.ceil(work_spacing_mm / s - 0.25))) for s in spacing)  # type: ignore[return-value]
+    fz, fy, fx = (max(1, int(math.ceil(work_spacing_mm / s - 0.25))) for s in spacing)
+    return fz, fy, fx
 
 
 def _block_mean(hu: np.ndarray, f: tuple[int, int, int], *, chunk_slices: int = 16) -> np.ndarray:
@@ -340,7 +343,8 @@ def _block_sum(block: np.ndarray, f: tuple[int, int, int]) -> np.ndarray:
                 acc = row
             else:
                 acc += row
-    return acc  # type: ignore[return-value]
+    assert acc is not None  # every factor is at least 1: the loops ran
+    return acc
 
 
 def _largest(labels: np.ndarray, n: int) -> np.ndarray:
@@ -379,7 +383,7 @@ def _fill_holes_2d(mask: np.ndarray) -> np.ndarray:
     return _fill_holes(mask, _INPLANE)
 
 
-def _edt(mask: np.ndarray, sampling) -> np.ndarray:
+def _edt(mask: np.ndarray, sampling: Sequence[float]) -> np.ndarray:
     """Euclidean distance (mm, float32) of every ``True`` voxel to the nearest ``False`` one.
 
     The same distances as ``scipy.ndimage.distance_transform_edt(mask, sampling=...)``
@@ -396,7 +400,7 @@ def _edt(mask: np.ndarray, sampling) -> np.ndarray:
     return edt.edt(mask, anisotropy=tuple(float(s) for s in sampling), black_border=False, parallel=1)
 
 
-def _nearest_label(labels: np.ndarray, sampling, *, chunk_slices: int = 16) -> np.ndarray:
+def _nearest_label(labels: np.ndarray, sampling: Sequence[float], *, chunk_slices: int = 16) -> np.ndarray:
     """For every voxel, the label (uint8) of the nearest non-zero voxel of ``labels`` (in mm)."""
     ft = ndimage.distance_transform_edt(labels == 0, sampling=sampling, return_distances=False, return_indices=True)
     out = np.empty(labels.shape, labels.dtype)
@@ -406,12 +410,13 @@ def _nearest_label(labels: np.ndarray, sampling, *, chunk_slices: int = 16) -> n
     return out
 
 
-def _pad_mask(mask: np.ndarray, pad) -> np.ndarray:
+def _pad_mask(mask: np.ndarray, pad: Sequence[tuple[int, int]]) -> np.ndarray:
     """``mask`` padded with ``False`` by ``pad`` ((before, after) voxels per axis); itself when no pad."""
     return np.pad(mask, pad) if any(a or b for a, b in pad) else mask
 
 
-def _closing_edt(mask: np.ndarray, radius_mm: float, spacing, *, pad=None,
+def _closing_edt(mask: np.ndarray, radius_mm: float, spacing: Sequence[float], *,
+                 pad: Sequence[tuple[int, int]] | None = None,
                  outside: np.ndarray | None = None) -> np.ndarray:
     """Binary closing with a ball of ``radius_mm`` (exact, via distance maps).
 
@@ -433,7 +438,7 @@ def _closing_edt(mask: np.ndarray, radius_mm: float, spacing, *, pad=None,
     return clo[sl] | mask
 
 
-def _crop_with_deficit(mask: np.ndarray, margin):
+def _crop_with_deficit(mask: np.ndarray, margin: Sequence[int]) -> tuple[tuple[slice, ...], list[tuple[int, int]]]:
     """Bounding box of ``mask`` grown by ``margin`` voxels, and the margin the array edge cut off."""
     sl = _bbox(mask, margin)
     idx = [np.nonzero(mask.any(axis=tuple(j for j in range(3) if j != i)))[0] for i in range(3)]
@@ -452,7 +457,7 @@ def _centroid(mask: np.ndarray) -> np.ndarray:
                      for i in range(3)])
 
 
-def _bbox(mask: np.ndarray, margin=(0, 0, 0)):
+def _bbox(mask: np.ndarray, margin: Sequence[int] = (0, 0, 0)) -> tuple[slice, ...]:
     idx = [np.nonzero(mask.any(axis=tuple(j for j in range(3) if j != i)))[0] for i in range(3)]
     return tuple(
         slice(max(0, int(i[0]) - m), min(n, int(i[-1]) + 1 + m)) for i, m, n in zip(idx, margin, mask.shape)
@@ -462,14 +467,14 @@ def _bbox(mask: np.ndarray, margin=(0, 0, 0)):
 class _Grid:
     """Mapping between the work grid and the volume's indices / LPS coordinates."""
 
-    def __init__(self, volume: Volume, f):
+    def __init__(self, volume: Volume, f: Sequence[int]) -> None:
         self.vol = volume
         self.f = np.asarray(f, float)
         self.spacing = tuple(float(s) * int(k) for s, k in zip(volume.spacing, f))
         # unit LPS vectors of the array axes
         self.dir = volume.direction
 
-    def lps(self, idx) -> np.ndarray:
+    def lps(self, idx: ArrayLike) -> np.ndarray:
         """LPS (mm) of work-grid indices ``(..., 3)``."""
         full = np.asarray(idx, float) * self.f + (self.f - 1) / 2.0
         return self.vol.index_to_lps(full)
@@ -488,13 +493,13 @@ class _Grid:
         s = float(self.dir[2, 0])
         return 1.0 if s >= 0 else -1.0
 
-    def right_axis(self):
+    def right_axis(self) -> tuple[int, float]:
         """(axis index, sign): the array axis (1=y rows, 2=x columns) most aligned with LPS +x (patient's left)."""
         comps = [abs(self.dir[0, 1]), abs(self.dir[0, 2])]
         ax = 1 + int(np.argmax(comps))
         return ax, float(np.sign(self.dir[0, ax]) or 1.0)
 
-    def posterior_axis(self):
+    def posterior_axis(self) -> tuple[int, float]:
         """(axis index, sign): the in-plane array axis most aligned with LPS +y (posterior)."""
         comps = [abs(self.dir[1, 1]), abs(self.dir[1, 2])]
         ax = 1 + int(np.argmax(comps))
@@ -502,7 +507,23 @@ class _Grid:
 
 
 # ================================================================== the method
-def segment_lungs(volume, *, params: LungParams | None = None, return_steps: bool = False, **options):
+@overload
+def segment_lungs(volume: Volume, *, params: LungParams | None = ..., return_steps: Literal[False] = ...,
+                  **options: Any) -> np.ndarray: ...
+
+
+@overload
+def segment_lungs(volume: Volume, *, params: LungParams | None = ..., return_steps: Literal[True],
+                  **options: Any) -> tuple[np.ndarray, dict[str, Any]]: ...
+
+
+@overload
+def segment_lungs(volume: Volume, *, params: LungParams | None = ..., return_steps: bool = ...,
+                  **options: Any) -> np.ndarray | tuple[np.ndarray, dict[str, Any]]: ...
+
+
+def segment_lungs(volume: Volume, *, params: LungParams | None = None, return_steps: bool = False,
+                  **options: Any) -> np.ndarray | tuple[np.ndarray, dict[str, Any]]:
     """Segment the right and left lung of a CT volume in 3-D.
 
     Parameters
@@ -782,16 +803,16 @@ def _pick_lungs(lab: np.ndarray, n: int, body: np.ndarray, grid: _Grid, *, vox_m
     return lungs
 
 
-def _component_x(lab: np.ndarray, i: int, objs, grid: _Grid) -> tuple[np.ndarray, np.ndarray]:
+def _component_x(lab: np.ndarray, i: int, objs: Sequence[tuple[slice, ...]],
+                 grid: _Grid) -> tuple[np.ndarray, np.ndarray]:
     """(z indices, LPS x in mm) of the voxels of component ``i``, found in its bounding box."""
     box = objs[i - 1]
-    idx = np.nonzero(lab[box] == i)
-    idx = tuple(a + s.start for a, s in zip(idx, box))
-    return idx[0], grid.lps_x(idx)  # type: ignore[arg-type]
+    iz, iy, ix = (a + s.start for a, s in zip(np.nonzero(lab[box] == i), box))
+    return iz, grid.lps_x((iz, iy, ix))
 
 
-def _second_lung(lab: np.ndarray, counts: np.ndarray, big: list, objs, grid: _Grid, *, mid_x: float, side1: bool,
-                 cz1: float, min_lung_fraction: float) -> tuple[int, float] | None:
+def _second_lung(lab: np.ndarray, counts: np.ndarray, big: list, objs: Sequence[tuple[slice, ...]], grid: _Grid, *,
+                 mid_x: float, side1: bool, cz1: float, min_lung_fraction: float) -> tuple[int, float] | None:
     """(label, mean LPS x) of the second lung among the big components, or None.
 
     It is on the other side of the midline than the first (largest) one, holds
@@ -841,7 +862,7 @@ def _split_two(mask: np.ndarray, grid: _Grid, mid_x: float, *, search_mm: float)
             m = m.T
         if xsign < 0:
             m = m[:, ::-1]
-        r2, l2 = _split_slice(m, _column_x(grid, k, m.shape[1], ax, xsign), mid_x, search_mm=search_mm)
+        r2, l2 = _split_slice(m, _column_x(grid, int(k), m.shape[1], ax, xsign), mid_x, search_mm=search_mm)
         if xsign < 0:
             r2, l2 = r2[:, ::-1], l2[:, ::-1]
         right[k] = r2.T if ax == 0 else r2
@@ -894,7 +915,8 @@ def _join_cut_pieces(a_: np.ndarray, b_: np.ndarray) -> None:
             b_[sl][piece] = True
 
 
-def _hull_near(ml, costal, forbidden, sp, *, margin_mm, min_ml, shape_from=None):
+def _hull_near(ml: np.ndarray, costal: np.ndarray, forbidden: np.ndarray, sp: Sequence[float], *, margin_mm: float,
+               min_ml: float, shape_from: np.ndarray | None = None) -> np.ndarray:
     """Per-slice convex hull of lung + bite, kept within ``margin_mm`` of sizeable closing additions.
 
     A ball leaves a sliver between its surface and a flat chest wall; the convex
@@ -926,7 +948,8 @@ def _hull_near(ml, costal, forbidden, sp, *, margin_mm, min_ml, shape_from=None)
     return out
 
 
-def _wall_sliver(ml, bites, body, sp, *, margin_mm, wall_search_mm: float = WALL_SEARCH_MM):
+def _wall_sliver(ml: np.ndarray, bites: np.ndarray, body: np.ndarray, sp: Sequence[float], *, margin_mm: float,
+                 wall_search_mm: float = WALL_SEARCH_MM) -> np.ndarray:
     """Between a bite on the chest wall and the wall: voxels as deep below the skin as the pleura nearby.
 
     The pleura under a tumour is not visible (tumour and chest wall are both
@@ -1010,8 +1033,8 @@ def _close_lungs(raw: np.ndarray, lo: np.ndarray, body: np.ndarray, airway: np.n
     return final, added
 
 
-def _guard(raw: np.ndarray, lo: np.ndarray, body: np.ndarray, airway: np.ndarray, airway_cut: np.ndarray, sp,
-           p: LungParams, pad0) -> np.ndarray:
+def _guard(raw: np.ndarray, lo: np.ndarray, body: np.ndarray, airway: np.ndarray, airway_cut: np.ndarray,
+           sp: Sequence[float], p: LungParams, pad0: Sequence[int]) -> np.ndarray:
     """Where the closing never adds (bool): outside the body, the lungs, near the airway, bulk fat.
 
     Only read within ``pad0`` (work voxels) of a lung, so the fat opening runs
@@ -1028,7 +1051,7 @@ def _guard(raw: np.ndarray, lo: np.ndarray, body: np.ndarray, airway: np.ndarray
     return guard
 
 
-def _other_side(raw: np.ndarray, present: list[int], sp, pad0) -> dict[int, np.ndarray]:
+def _other_side(raw: np.ndarray, present: list[int], sp: Sequence[float], pad0: Sequence[int]) -> dict[int, np.ndarray]:
     """Per lung, the voxels nearer the other lung (a smooth 3-D midline), within ``pad0`` of the lungs."""
     other_side = {lung: np.zeros(raw.shape, bool) for lung in present}
     if len(present) == 2:  # each voxel goes to the lung nearest to it
@@ -1039,8 +1062,8 @@ def _other_side(raw: np.ndarray, present: list[int], sp, pad0) -> dict[int, np.n
     return other_side
 
 
-def _lung_additions(ml: np.ndarray, lo: np.ndarray, body: np.ndarray, forbid: np.ndarray, free: np.ndarray, sp,
-                    p: LungParams, deficit) -> np.ndarray:
+def _lung_additions(ml: np.ndarray, lo: np.ndarray, body: np.ndarray, forbid: np.ndarray, free: np.ndarray,
+                    sp: Sequence[float], p: LungParams, deficit: Sequence[tuple[int, int]]) -> np.ndarray:
     """What the closings add to one lung (bool, in its crop): small ball, enclosed holes, bites and their rims."""
     c = ml.copy()
     outside = None  # distances outside the padded lung, shared by the two closings
@@ -1065,7 +1088,8 @@ def _lung_additions(ml: np.ndarray, lo: np.ndarray, body: np.ndarray, forbid: np
     return new
 
 
-def _bite_rims(ml: np.ndarray, open_bites: np.ndarray, body: np.ndarray, sp, p: LungParams) -> np.ndarray:
+def _bite_rims(ml: np.ndarray, open_bites: np.ndarray, body: np.ndarray, sp: Sequence[float],
+               p: LungParams) -> np.ndarray:
     """Sizeable bites grown by ``bite_margin_mm``, and the invisible pleura under those on the chest wall.
 
     A bite's edge on the chest wall is only known to a work voxel: growing it
@@ -1086,7 +1110,8 @@ def _bite_rims(ml: np.ndarray, open_bites: np.ndarray, body: np.ndarray, sp, p: 
     return out
 
 
-def _bites(ml: np.ndarray, lo: np.ndarray, forbid: np.ndarray, sp, p: LungParams, deficit, *,
+def _bites(ml: np.ndarray, lo: np.ndarray, forbid: np.ndarray, sp: Sequence[float], p: LungParams,
+           deficit: Sequence[tuple[int, int]], *,
            outside: np.ndarray | None = None) -> np.ndarray:
     """What the large closing adds to one lung that is a compact bite (see :func:`_close_lungs`)."""
     closed = _closing_edt(ml, p.closing_radius_mm, sp, pad=deficit, outside=outside)
@@ -1117,7 +1142,7 @@ def _bites(ml: np.ndarray, lo: np.ndarray, forbid: np.ndarray, sp, p: LungParams
     return bites
 
 
-def _enclosure(ml: np.ndarray, sp, enclosure_mm: float) -> np.ndarray:
+def _enclosure(ml: np.ndarray, sp: Sequence[float], enclosure_mm: float) -> np.ndarray:
     """Share of lung around every voxel (float32 Gaussian of ``enclosure_mm``), in the lung's box only.
 
     Outside the box the result is 0: nothing is ever added there (a closing stays
@@ -1135,7 +1160,8 @@ def _enclosure(ml: np.ndarray, sp, enclosure_mm: float) -> np.ndarray:
     return enc
 
 
-def _refine_maps(final: np.ndarray, added: np.ndarray, airway_cut: np.ndarray):
+def _refine_maps(final: np.ndarray, added: np.ndarray,
+                 airway_cut: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray, np.ndarray]:
     """Work-grid maps of :func:`_refine_full`: (core, ring, kept) labels (uint8), ``keep_near``, ``lung``.
 
     *core*: deep inside a lung, keeps its label; *ring*: the one-work-voxel band
@@ -1160,7 +1186,7 @@ def _refine_maps(final: np.ndarray, added: np.ndarray, airway_cut: np.ndarray):
     return (core_lab, ring_lab, keep_lab), keep_near, lung
 
 
-def _repeat_up(a: np.ndarray, f) -> np.ndarray:
+def _repeat_up(a: np.ndarray, f: Sequence[int]) -> np.ndarray:
     """``a`` with every work voxel repeated ``f`` times along each axis (nearest upsampling)."""
     for axis, k in enumerate(f):
         if k > 1:
@@ -1168,8 +1194,8 @@ def _repeat_up(a: np.ndarray, f) -> np.ndarray:
     return a
 
 
-def _refine_full(hu: np.ndarray, final: np.ndarray, added: np.ndarray, airway_cut: np.ndarray, f, *,
-                 air_threshold_hu: float, chunk_slices: int = 8) -> np.ndarray:
+def _refine_full(hu: np.ndarray, final: np.ndarray, added: np.ndarray, airway_cut: np.ndarray,
+                 f: Sequence[int], *, air_threshold_hu: float, chunk_slices: int = 8) -> np.ndarray:
     """Upsample work-grid labels; re-decide the surface band with the full-resolution HU.
 
     Only the box around the labels (grown by one work voxel, plus the margin the
@@ -1207,12 +1233,12 @@ def _refine_full(hu: np.ndarray, final: np.ndarray, added: np.ndarray, airway_cu
     return out
 
 
-def _smooth_up(mask, where, f):
+def _smooth_up(mask: np.ndarray, where: np.ndarray, f: Sequence[int]) -> np.ndarray:
     """``mask`` upsampled by ``f``: bilinear in-plane (threshold 0.5), repeated along z; only near ``where``."""
     fz, fy, fx = f
     out = np.zeros((mask.shape[0] * fz, mask.shape[1] * fy, mask.shape[2] * fx), bool)
     sl = _bbox(where, (0, 2, 2))
-    sub = mask[sl].astype(np.float32)
+    sub: np.ndarray = mask[sl].astype(np.float32)
     if fy > 1 or fx > 1:
         sub = ndimage.zoom(sub, (1, fy, fx), order=1, mode="nearest", grid_mode=True)
     sub = sub > 0.5
@@ -1232,7 +1258,7 @@ QC_RATIO = (0.5, 1.5)
 QC_MIN_COMPONENT_ML = 0.1
 
 
-def lung_qc(labels, volume, *, total_ml_range: tuple[float, float] = QC_TOTAL_ML,
+def lung_qc(labels: np.ndarray, volume: Volume, *, total_ml_range: tuple[float, float] = QC_TOTAL_ML,
             ratio_range: tuple[float, float] = QC_RATIO, min_component_ml: float = QC_MIN_COMPONENT_ML,
             warn: bool = True, count_components: bool = True) -> dict[str, Any]:
     """Volumes and plausibility flags of a right/left lung label map.

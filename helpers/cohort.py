@@ -61,13 +61,22 @@ import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple, Sequence, cast
 
 import numpy as np
 
 from .errors import DicomSeriesError
 from .export import atomic_write, json_default
 from .volume import Volume
+
+if TYPE_CHECKING:
+    import argparse
+
+    import pandas as pd
+    from distributed import Client, Future, LocalCluster
+
+#: A file or folder: a ``str`` or a path-like object.
+_Path = str | os.PathLike[str]
 
 __all__ = [
     "QC_COLUMNS",
@@ -172,7 +181,7 @@ def _is_dicom_file(path: Path) -> bool:
         return False
 
 
-def discover_cases(source_root) -> list[Case]:
+def discover_cases(source_root: _Path) -> list[Case]:
     """List the cases under ``source_root``.
 
     Parameters
@@ -254,10 +263,10 @@ class CaseResult:
 
 
 def preprocess_case(
-    source,
+    source: _Path,
     *,
-    spacing=(1.0, 1.0, 1.0),
-    shape=(128, 256, 256),
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    shape: Sequence[int] = (128, 256, 256),
     mode: str = "crop",
     series_uid: str | None = None,
     threads: int | None = None,
@@ -338,27 +347,24 @@ def preprocess_case(
     spacing = tuple(float(s) for s in spacing)
     _return_freed_memory()
     stage = _Stages(on_stage)
-    kwargs = {} if series_uid is None else {"series_uid": series_uid}
-    vol = load_series(source, **kwargs)
-    facts = {
+    vol = load_series(source, series_uid=series_uid)
+    facts: dict[str, Any] = {
         "series_uid": vol.meta.get("series_uid") or vol.meta.get("series_instance_uid") or "",
         "slices": int(vol.shape[0]),
         "spacing": tuple(vol.spacing),
         "warnings": [str(w) for w in vol.meta.get("warnings", [])],
     }
     stage("load")
-    rkw = {} if threads is None else {"workers": threads}
-    res = resample(vol, spacing=spacing, **rkw)
+    res = resample(vol, spacing=spacing, workers=threads)
     del vol  # the int16 scan: only its header facts are needed from here on
     stage("resample")
     labels = np.asarray(segment_lungs(res), dtype=np.uint8)
     stage("segment")
     box = _lung_box(labels)
-    grid = {"shape": res.shape, "spacing": res.spacing}
+    grid_shape, grid_spacing = res.shape, res.spacing
     if mode == "crop":
         center = "mask" if box is not None else "body"
-        mkw = {"mask": labels} if center == "mask" else {}
-        image = crop_or_pad(res, shape, center=center, **mkw)
+        image = crop_or_pad(res, shape, center=center, mask=labels if center == "mask" else None)
         del res
         mask = _crop_like(labels, image.meta["crop_or_pad"]["start_index"], shape)
         kept = int(np.count_nonzero(mask))
@@ -373,7 +379,7 @@ def preprocess_case(
         outside = 0.0
     image = image.with_array(np.asarray(image.hu, dtype=np.float32))
     stage("crop")
-    lqc = _lung_qc_in_box(labels, box, **grid)
+    lqc = _lung_qc_in_box(labels, box, shape=grid_shape, spacing=grid_spacing)
     del labels
     warn = facts["warnings"]
     if lqc["flags"]:
@@ -422,7 +428,7 @@ def _return_freed_memory() -> bool:
 class _Stages:
     """Calls ``on_stage(name, seconds since the previous stage)``; does nothing without a callback."""
 
-    def __init__(self, on_stage) -> None:
+    def __init__(self, on_stage: Callable[[str, float], None] | None) -> None:
         self.fn = on_stage
         self.t = time.perf_counter()
 
@@ -441,10 +447,12 @@ def _lung_box(labels: np.ndarray) -> tuple[slice, slice, slice] | None:
     sub = labels[zs[0] : zs[-1] + 1]
     ys = np.flatnonzero(sub.any(axis=(0, 2)))
     xs = np.flatnonzero(sub.any(axis=(0, 1)))
-    return tuple(slice(int(v[0]), int(v[-1]) + 1) for v in (zs, ys, xs))  # type: ignore[return-value]
+    bz, by, bx = (slice(int(v[0]), int(v[-1]) + 1) for v in (zs, ys, xs))
+    return bz, by, bx
 
 
-def _lung_qc_in_box(labels: np.ndarray, box, *, shape, spacing) -> dict:
+def _lung_qc_in_box(labels: np.ndarray, box: tuple[slice, slice, slice] | None, *, shape: tuple[int, ...],
+                    spacing: tuple[float, float, float]) -> dict[str, Any]:
     """:func:`helpers.segment.lung_qc` of ``labels`` on a grid of ``shape`` and ``spacing``, run on the
     lungs' bounding box grown by one voxel: the same volumes and flags (a lung touches the array's
     border in the box exactly when it does in the whole grid), a fraction of the memory (no CT
@@ -460,12 +468,13 @@ def _lung_qc_in_box(labels: np.ndarray, box, *, shape, spacing) -> dict:
     return lung_qc(labels, grid, warn=False, count_components=False)
 
 
-def _grow_box(box, shape) -> tuple[slice, slice, slice]:
+def _grow_box(box: Sequence[slice], shape: Sequence[int]) -> tuple[slice, slice, slice]:
     """``box`` grown by one voxel on every side, within the array."""
-    return tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(box, shape))  # type: ignore[return-value]
+    bz, by, bx = (slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(box, shape))
+    return bz, by, bx
 
 
-def _crop_like(a: np.ndarray, start, shape, fill=0) -> np.ndarray:
+def _crop_like(a: np.ndarray, start: Sequence[int], shape: Sequence[int], fill: float = 0) -> np.ndarray:
     """``a`` cut/padded to ``shape`` from index ``start`` (what crop_or_pad does to the array)."""
     out = np.full(shape, fill, dtype=a.dtype)
     src = tuple(slice(max(s, 0), min(s + m, n)) for s, m, n in zip(start, shape, a.shape))
@@ -491,7 +500,8 @@ SEGMENT_BYTES_PER_VOXEL = 3.2
 MEMORY_SHARE = 0.8
 
 
-def case_memory(scan_shape, scan_spacing, *, spacing=(1.0, 1.0, 1.0)) -> dict:
+def case_memory(scan_shape: Sequence[int], scan_spacing: Sequence[float], *,
+                spacing: float | Sequence[float] = (1.0, 1.0, 1.0)) -> dict[str, Any]:
     """Peak memory of one worker running :func:`preprocess_case` on a scan, before running it.
 
     Parameters
@@ -592,8 +602,9 @@ def workers_that_fit(memory_bytes: float, peak_bytes: float, *, cores: int | Non
     return max(0, min(n, cores) if cores is not None else n)
 
 
-def stage_profile(source, out, *, spacing=(1.0, 1.0, 1.0), shape=(128, 256, 256), mode: str = "crop",
-                  image_dtype: str = "int16", hook: Callable[[str, float], None] | None = None) -> dict:
+def stage_profile(source: _Path, out: _Path, *, spacing: Sequence[float] = (1.0, 1.0, 1.0),
+                  shape: Sequence[int] = (128, 256, 256), mode: str = "crop", image_dtype: str = "int16",
+                  hook: Callable[[str, float], None] | None = None) -> dict[str, Any]:
     """One case, stage by stage: :func:`preprocess_case` then :func:`write_case`, ``hook(name, seconds)`` after each.
 
     Used by ``bench/bench_cohort.py`` (which reads the process's peak memory in
@@ -636,7 +647,7 @@ def _fsync_tree(folder: Path) -> None:
 
 def write_case(
     result: CaseResult,
-    folder,
+    folder: _Path,
     *,
     case_id: str,
     image_dtype: str = "int16",
@@ -731,7 +742,7 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
     atomic_write(path, write)
 
 
-def is_complete(case_folder) -> bool:
+def is_complete(case_folder: _Path) -> bool:
     """True when a case group exists and holds its completion marker."""
     return (Path(case_folder) / MARKER_NAME).is_file()
 
@@ -779,7 +790,7 @@ class _PeakMemory:
 
     def peak_mb(self) -> float | None:
         now = _status_mb("VmHWM")
-        if now is None or (not self.reset and now <= self.before):
+        if now is None or (not self.reset and (self.before is None or now <= self.before)):
             return None
         return round(now, 1)
 
@@ -805,18 +816,18 @@ def _worker_threads() -> int | None:
 
 
 def process_case(
-    source,
+    source: _Path,
     case_id: str,
-    out,
+    out: _Path,
     *,
-    spacing=(1.0, 1.0, 1.0),
-    shape=(128, 256, 256),
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    shape: Sequence[int] = (128, 256, 256),
     mode: str = "crop",
     image_dtype: str = "int16",
     chunk_depth: int = CHUNK_DEPTH,
     step: Callable[..., CaseResult] | None = None,
     threads: int | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Run one case end to end and return its QC row; never raises for a bad case.
 
     This is the task a Dask worker runs.  The worker reads ``source`` and writes
@@ -860,7 +871,7 @@ def process_case(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             threads = threads or _worker_threads()
-            kw = {"threads": threads} if (threads and step is preprocess_case) else {}
+            kw: dict[str, Any] = {"threads": threads} if (threads and step is preprocess_case) else {}
             result = step(source, spacing=spacing, shape=shape, mode=mode, **kw)
         qc = dict(result.qc)
         warns = list(qc.pop("warnings", []) or [])
@@ -895,7 +906,7 @@ def process_case(
 
 
 # ------------------------------------------------------------- the run
-def _write_qc(rows: list[dict], path: Path):
+def _write_qc(rows: list[dict], path: Path) -> pd.DataFrame:
     import pandas as pd
 
     df = pd.DataFrame(rows, columns=QC_COLUMNS)
@@ -904,7 +915,7 @@ def _write_qc(rows: list[dict], path: Path):
     return df
 
 
-def read_qc(out):
+def read_qc(out: _Path) -> pd.DataFrame:
     """The QC table of an output folder as a :class:`pandas.DataFrame` (from ``qc.csv``)."""
     import pandas as pd
 
@@ -916,7 +927,7 @@ def read_qc(out):
 
 
 @contextlib.contextmanager
-def _run_lock(out: Path):
+def _run_lock(out: Path) -> Iterator[None]:
     """One run per output folder: a lock file with host and pid, stale locks taken over."""
     lock = out / LOCK_NAME
     me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
@@ -964,7 +975,8 @@ def _prepare_out(out: Path, source_root: Path, params: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     store = out / STORE_NAME
     if (store / "zarr.json").is_file():
-        old = dict(zarr.open_group(str(store), mode="r").attrs).get("params", {})
+        # written by _prepare_out below: a dict (zarr types attributes as any JSON value)
+        old = cast("dict[str, Any]", dict(zarr.open_group(str(store), mode="r").attrs).get("params", {}))
         diff = {k: (old.get(k), v) for k, v in params.items() if old.get(k) != v}
         if diff:
             said = ", ".join(f"{k}={a!r} (asked {b!r})" for k, (a, b) in diff.items())
@@ -999,7 +1011,7 @@ def _in_notebook() -> bool:
         return False
 
 
-def _progress_bar(total: int, initial: int, enabled: bool):
+def _progress_bar(total: int, initial: int, enabled: bool) -> Any:
     if not enabled:
         return None
     if _in_notebook():
@@ -1009,7 +1021,8 @@ def _progress_bar(total: int, initial: int, enabled: bool):
     return tqdm(total=total, initial=initial, unit="case", desc="preprocess", file=sys.stderr)
 
 
-def _make_client(scheduler, workers: int, memory_limit):
+def _make_client(scheduler: str | None, workers: int,
+                 memory_limit: str | int) -> tuple[Client, LocalCluster | None, str | None]:
     """(client, cluster, scratch folder) — cluster and folder are None for an existing scheduler."""
     from distributed import Client, LocalCluster
 
@@ -1033,22 +1046,22 @@ def _make_client(scheduler, workers: int, memory_limit):
 
 
 def run_cohort(
-    source_root,
-    out,
+    source_root: _Path,
+    out: _Path,
     *,
-    spacing=(1.0, 1.0, 1.0),
-    shape=(128, 256, 256),
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    shape: Sequence[int] = (128, 256, 256),
     mode: str = "crop",
     image_dtype: str = "int16",
     chunk_depth: int = CHUNK_DEPTH,
     scheduler: str | None = None,
-    client=None,
+    client: Client | None = None,
     workers: int = 2,
     threads_per_worker: int | None = None,
-    memory_limit="auto",
+    memory_limit: str | int = "auto",
     progress: bool = True,
     step: Callable[..., CaseResult] | None = None,
-):
+) -> pd.DataFrame:
     """Preprocess every case under ``source_root`` into ``out``; resumable.
 
     Parameters
@@ -1176,7 +1189,7 @@ def _done_and_todo(cases: list[Case], out: Path) -> tuple[dict[str, dict], list[
 
 
 def _run_serial(todo: list[Case], out: Path, task_kw: dict, rows: dict[str, dict],
-                ordered: Callable[[], list[dict]], qc_path: Path, bar) -> None:
+                ordered: Callable[[], list[dict]], qc_path: Path, bar: Any) -> None:
     """The cases one after the other in this process; the QC table is rewritten after each."""
     for case in todo:
         rows[case.case_id] = process_case(str(case.source), case.case_id, str(out), **task_kw)
@@ -1219,7 +1232,7 @@ def default_threads(workers: int) -> int:
 
 
 @contextlib.contextmanager
-def _quiet_logger(name: str, level: int = 40):
+def _quiet_logger(name: str, level: int = 40) -> Iterator[None]:
     """Only errors (level 40) from logger ``name`` inside the block."""
     import logging
 
@@ -1233,15 +1246,15 @@ def _quiet_logger(name: str, level: int = 40):
 
 
 def _run_on_dask(todo: list[Case], out: Path, task_kw: dict, rows: dict[str, dict],
-                 ordered: Callable[[], list[dict]], qc_path: Path, bar, *, client, scheduler: str | None,
-                 workers: int, memory_limit) -> None:
+                 ordered: Callable[[], list[dict]], qc_path: Path, bar: Any, *, client: Client | None,
+                 scheduler: str | None, workers: int, memory_limit: str | int) -> None:
     """The cases as Dask tasks (one per case, largest first); the QC table is rewritten as each finishes."""
     from distributed import as_completed
 
-    own = (None, None, None)
+    own: tuple[Client | None, LocalCluster | None, str | None] = (None, None, None)
     if client is None:
-        own = _make_client(scheduler, workers, memory_limit)
-        client = own[0]
+        made = _make_client(scheduler, workers, memory_limit)
+        own, client = made, made[0]
     futures = {}
     try:
         run = uuid.uuid4().hex[:6]
@@ -1262,7 +1275,7 @@ def _run_on_dask(todo: list[Case], out: Path, task_kw: dict, rows: dict[str, dic
         _close_own(*own)
 
 
-def _task_row(fut, case: Case) -> dict:
+def _task_row(fut: Future, case: Case) -> dict:
     """The QC row a finished task returned, or a "failed" row when the task itself died."""
     try:
         return fut.result()
@@ -1276,7 +1289,7 @@ def _task_row(fut, case: Case) -> dict:
         return row
 
 
-def _close_own(client, cluster, scratch) -> None:
+def _close_own(client: Client | None, cluster: LocalCluster | None, scratch: str | None) -> None:
     """Close the client, the local cluster and its scratch folder that :func:`_make_client` started."""
     if client is not None:
         client.close()
@@ -1319,7 +1332,7 @@ class CohortDataset:
     ...     pass
     """
 
-    def __init__(self, out) -> None:
+    def __init__(self, out: _Path) -> None:
         import zarr
 
         p = Path(out)
@@ -1338,13 +1351,13 @@ class CohortDataset:
     def __repr__(self) -> str:
         return f"CohortDataset({str(self.store_path)!r}, cases={len(self)}, params={self.params})"
 
-    def _group(self, key):
+    def _group(self, key: int | np.integer | str) -> tuple[str, Any]:
         cid = self.case_ids[key] if isinstance(key, (int, np.integer)) else str(key)
         if cid not in self.case_ids:
             raise KeyError(f"case {cid!r} is not a completed case of {self.store_path}")
         return cid, self._root[cid]
 
-    def __getitem__(self, key) -> tuple[np.ndarray, np.ndarray, dict]:
+    def __getitem__(self, key: int | np.integer | str) -> tuple[np.ndarray, np.ndarray, dict]:
         """``(image, mask, meta)`` of case number ``key`` (or case id)."""
         cid, g = self._group(key)
         meta = dict(g.attrs)
@@ -1384,7 +1397,7 @@ class CohortDataset:
 
 
 # ------------------------------------------------------------- command line
-def add_preprocess_arguments(parser) -> None:
+def add_preprocess_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``python -m helpers preprocess`` (used by :mod:`helpers.__main__`)."""
     parser.add_argument("source_root", help="folder with one sub-folder or .zip per case (never written to)")
     parser.add_argument("out", help="output folder: cohort.zarr, qc.csv")
@@ -1403,7 +1416,7 @@ def add_preprocess_arguments(parser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def preprocess_main(args) -> int:
+def preprocess_main(args: argparse.Namespace) -> int:
     """Run ``python -m helpers preprocess``; exit status 1 when a case failed."""
     try:
         df = run_cohort(

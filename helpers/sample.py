@@ -1113,8 +1113,9 @@ def make_sample(out_dir, *, seed: int = 0, size: str = "full") -> Path:
     Examples
     --------
     >>> import tempfile
-    >>> d = make_sample(tempfile.mkdtemp(), size="small")
-    >>> len(list((d / "dicom").iterdir())), sorted(p.name for p in d.iterdir())
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     d = make_sample(tmp, size="small")
+    ...     len(list((d / "dicom").iterdir())), sorted(p.name for p in d.iterdir())
     (40, ['dicom', 'labels.json', 'labels.npz'])
     """
     out_dir = Path(out_dir)
@@ -1182,8 +1183,9 @@ def ensure_sample(out_dir=None, *, size: str = "full", seed: int = 0, verbose: b
     Examples
     --------
     >>> import tempfile
-    >>> d = ensure_sample(Path(tempfile.mkdtemp()) / "s", size="small")
-    >>> ensure_sample(d, size="small") == d
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     d = ensure_sample(Path(tmp) / "s", size="small")
+    ...     ensure_sample(d, size="small") == d
     True
     """
     out_dir = Path(out_dir) if out_dir is not None else _data_dir() / "sample"
@@ -1262,7 +1264,8 @@ def load_labels(sample_dir) -> dict:
     Examples
     --------
     >>> import tempfile
-    >>> lab = load_labels(make_sample(tempfile.mkdtemp(), size="small"))
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     lab = load_labels(make_sample(tmp, size="small"))
     >>> lab["lungs"].shape == lab["tissue"].shape == (40, 128, 128), lab["legend"]["lung"]
     (True, 5)
     """

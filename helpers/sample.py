@@ -134,7 +134,7 @@ class _Grid:
             raise ValueError(f"size must be one of {sorted(SIZES)}; got {size!r}")
         s = SIZES[size]
         self.size = size
-        self.n, self.px, self.nz, self.dz = s["n"], s["pixel_mm"], s["nz"], s["dz"]
+        self.n, self.px, self.nz, self.dz = int(s["n"]), s["pixel_mm"], int(s["nz"]), s["dz"]
         self.x0 = -(self.n - 1) / 2 * self.px  # top-left pixel centre: FOV centred on (0, 0)
         self.y0 = self.x0
         self.x = (self.x0 + self.px * np.arange(self.n)).astype(np.float32)
@@ -359,7 +359,7 @@ def _heart_level(X, Y, h):
     return u2, v, w, s
 
 
-def _build_slices(cv: _Canvas, rng, med_margin):
+def _build_slices(cv: _Canvas, rng: np.random.Generator, med_margin: np.ndarray) -> None:
     """Everything defined slice by slice: body, fat, muscle, cavity, organs, spine, sternum, scapulae."""
     g = cv.g
     X, Y = g.X, g.Y
@@ -375,7 +375,7 @@ def _build_slices(cv: _Canvas, rng, med_margin):
     top = 105.0 - 25.0 * (X / 200.0) ** 2
     shell = (Y >= top) & (Y < top + 18.0) & (np.abs(X) < 215.0)
     core = (Y >= top + 2.5) & (Y < top + 15.5) & (np.abs(X) < 212.0) & (np.abs(((X + 60.0) % 120.0) - 60.0) > 1.5)
-    vert_hu = {}
+    vert_hu: dict[int, float] = {}
     for k in range(g.nz):
         h = float(g.h[k])
         T, H = cv.tissue[k], cv.hu[k]
@@ -523,7 +523,7 @@ def _scapulae(T, H, X, Y, h, *, bottom=148.0, top=262.0):
     _bone(T, H, plate, plate & (r > rc + 16.0) & (r < rc + 14.0 + thick))
 
 
-def _ribs(cv: _Canvas, rng):
+def _ribs(cv: _Canvas, rng: np.random.Generator) -> None:
     """12 pairs of curved tubes around the cavity, sloping down anteriorly, with costal cartilage."""
     for i in range(12):
         h_post = 268.0 - 21.5 * i
@@ -535,15 +535,14 @@ def _ribs(cv: _Canvas, rng):
             frac = (th - th[0]) / (th[-1] - th[0])
             hh = h_post + 5.0 * np.sin(np.pi * np.minimum(frac * 4, 1)) - drop * frac
             scale = 0.62 if i == 0 else (0.85 if i == 1 else 1.0)
-            pts = []
+            along = []
             for t, hk in zip(th, hh):
                 x, y = _on_contour(side * t, hk, "cavity", offset=r + 1.0)
-                pts.append((x * scale, YC + (y - YC) * (0.8 + 0.2 * scale), hk))
-            pts = np.array(pts)
+                along.append((x * scale, YC + (y - YC) * (0.8 + 0.2 * scale), hk))
             # head of the rib into the transverse process
             ys = float(_spine_y(h_post))
             head = np.array([(side * 14.0, ys + 12.0, h_post)])
-            pts = np.vstack([head, pts])
+            pts = np.vstack([head, np.array(along)])
             radii = np.full(len(pts), r)
             _walled_bone(cv, pts, radii)
             if i < 10:  # costal cartilage to the sternum (1-7) or to the rib above (8-10)
@@ -984,7 +983,7 @@ def _uid(seed, *parts):
     return generate_uid(entropy_srcs=[UID_ROOT_ENTROPY, GENERATOR_VERSION, str(seed), *map(str, parts)])
 
 
-def _write_dicom(phantom, dicom_dir: Path, *, seed: int, size: str) -> list[Path]:
+def _write_dicom(phantom: dict, dicom_dir: Path, *, seed: int, size: str) -> list[Path]:
     """One CT Image Storage file per slice, random names, instance numbers head -> feet."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
@@ -994,7 +993,8 @@ def _write_dicom(phantom, dicom_dir: Path, *, seed: int, size: str) -> list[Path
     nz, ny, nx = stored.shape
     dz, py, px = geo["spacing"]
     name_rng = np.random.default_rng([seed, 11])
-    names, seen = [], set()
+    names: list[str] = []
+    seen: set[str] = set()
     while len(names) < nz:
         stem = f"IM_{int(name_rng.integers(16 ** 6)):06x}"
         if stem in seen:
@@ -1080,7 +1080,7 @@ def _write_dicom(phantom, dicom_dir: Path, *, seed: int, size: str) -> list[Path
 
 
 # =============================================================================== files
-def make_sample(out_dir, *, seed: int = 0, size: str = "full") -> Path:
+def make_sample(out_dir: str | os.PathLike[str], *, seed: int = 0, size: str = "full") -> Path:
     """Write the synthetic chest CT as DICOM plus its ground-truth labels.
 
     Parameters
@@ -1154,7 +1154,8 @@ def _is_current(folder: Path, size: str, seed: int) -> bool:
         return False
 
 
-def ensure_sample(out_dir=None, *, size: str = "full", seed: int = 0, verbose: bool = False) -> Path:
+def ensure_sample(out_dir: str | os.PathLike[str] | None = None, *, size: str = "full", seed: int = 0,
+                  verbose: bool = False) -> Path:
     """Return the sample folder, generating it only when missing or out of date.
 
     Parameters
@@ -1240,7 +1241,7 @@ def _remove_stale_temps(out_dir: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
-def load_labels(sample_dir) -> dict:
+def load_labels(sample_dir: str | os.PathLike[str]) -> dict:
     """Ground truth of a sample folder, aligned with ``load_series(sample_dir / "dicom")``.
 
     Parameters
@@ -1319,7 +1320,7 @@ def default_dicom_dir() -> Path:
     return ensure_sample() / "dicom"
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m helpers.sample",

@@ -20,13 +20,18 @@ of hundreds of MB.  :func:`surface_mesh` does the same marching cubes
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .volume import Volume, as_volume, is_mask
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "LEVELS",
@@ -163,9 +168,10 @@ def _edge_crossings(a: np.ndarray, level: float, *, block: int = CROSSING_BLOCK_
     total, n = 0, a.shape[0]
     for k0 in range(0, n, block):
         inside = a[k0:min(n, k0 + block + 1)] > level
-        total += np.count_nonzero(inside[1:] != inside[:-1])  # z edges from slices k0 .. k0 + block - 1
+        total += int(np.count_nonzero(inside[1:] != inside[:-1]))  # z edges from slices k0 .. k0 + block - 1
         core = inside[:block]
-        total += np.count_nonzero(core[:, 1:] != core[:, :-1]) + np.count_nonzero(core[:, :, 1:] != core[:, :, :-1])
+        total += int(np.count_nonzero(core[:, 1:] != core[:, :-1]))
+        total += int(np.count_nonzero(core[:, :, 1:] != core[:, :, :-1]))
     return int(total)
 
 
@@ -209,7 +215,7 @@ def decimate(mesh: Mesh, max_triangles: int, *, aggressiveness: float = 7.0) -> 
 
 
 def surface_mesh(
-    volume_or_mask,
+    volume_or_mask: Volume | np.ndarray,
     *,
     level: float | str | None = None,
     step_size: int | str = "auto",
@@ -366,7 +372,7 @@ def mesh_figure(
     title: str | None = None,
     flatshading: bool = False,
     height_px: int = 520,
-):
+) -> Any:
     """A rotatable plotly ``Mesh3d`` figure (true proportions, patient axes).
 
     Parameters
@@ -434,12 +440,12 @@ def mesh_figure_matplotlib(
     mesh: Mesh,
     *,
     max_triangles: int = 40_000,
-    color=(0.89, 0.84, 0.75),
+    color: str | tuple[float, float, float] = (0.89, 0.84, 0.75),
     elev: float = 10.0,
     azim: float = -90.0,
     size_in: float = 6.0,
     title: str | None = None,
-):
+) -> Figure:
     """A static matplotlib rendering of a mesh (for print, PDF or no WebGL).
 
     Parameters
@@ -501,7 +507,7 @@ def mesh_figure_matplotlib(
 _STL_RECORD = np.dtype([("normal", "<f4", (3,)), ("v", "<f4", (3, 3)), ("attr", "<u2")])
 
 
-def save_stl(mesh: Mesh, path, *, header: str = "helpers.mesh binary STL, LPS mm") -> Path:
+def save_stl(mesh: Mesh, path: str | os.PathLike[str], *, header: str = "helpers.mesh binary STL, LPS mm") -> Path:
     """Write a binary STL file, atomically (temporary file then rename).
 
     Parameters
@@ -551,7 +557,7 @@ def save_stl(mesh: Mesh, path, *, header: str = "helpers.mesh binary STL, LPS mm
     return atomic_write(path, write)
 
 
-def load_stl(path) -> Mesh:
+def load_stl(path: str | os.PathLike[str]) -> Mesh:
     """Read a binary STL file (vertices shared between triangles are merged).
 
     Parameters
@@ -593,7 +599,7 @@ BONE_CLOSING_MM = 3.0
 BONE_MAX_HOLE_MM2 = 150.0
 
 
-def _ball_closing(mask: np.ndarray, spacing, radius_mm: float) -> np.ndarray:
+def _ball_closing(mask: np.ndarray, spacing: ArrayLike, radius_mm: float) -> np.ndarray:
     """Binary closing with a ball of ``radius_mm`` in mm (an ellipsoid in voxels).
 
     The footprint holds every voxel offset within ``radius_mm`` (Euclidean, in
@@ -759,7 +765,7 @@ def mesh_holes(mesh: Mesh) -> dict[str, int]:
             "euler": int(euler), "nonmanifold_edges": int(np.count_nonzero(counts > 2))}
 
 
-def crop_mesh(mesh: Mesh, lo_mm, hi_mm) -> Mesh:
+def crop_mesh(mesh: Mesh, lo_mm: Sequence[float], hi_mm: Sequence[float]) -> Mesh:
     """The triangles of a mesh that lie inside a box (for a close-up).
 
     Parameters

@@ -471,25 +471,7 @@ def montage(
     """
     vol = as_volume(volume)
     n = vol.shape[0]
-    start = 0 if start is None else int(start)
-    stop = n if stop is None else int(stop)
-    if not (0 <= start < stop <= n):
-        raise ValueError(f"slice range start={start}, stop={stop} is empty or outside 0..{n} for {n} slices")
-    if cols < 1 or (rows is not None and rows < 1):
-        raise ValueError(f"rows and cols must be at least 1; got rows={rows}, cols={cols}")
-    if step is not None:
-        if step < 1:
-            raise ValueError(f"step must be a positive number of slices; got {step}")
-        idx = np.arange(start, stop, step)
-        if rows is not None and idx.size > rows * cols:
-            raise ValueError(
-                f"step={step} over slices {start}..{stop - 1} gives {idx.size} slices but the grid "
-                f"has {rows} x {cols} = {rows * cols} tiles; raise step, pass rows=None, or narrow start/stop"
-            )
-    else:
-        tiles = (rows if rows is not None else math.ceil((stop - start) / cols)) * cols
-        count = min(tiles, stop - start)
-        idx = np.unique(np.round(np.linspace(start, stop - 1, count)).astype(int))
+    idx = _montage_slices(n, rows=rows, cols=cols, start=start, stop=stop, step=step)
     if rows is None:
         rows = math.ceil(idx.size / cols)
 
@@ -506,8 +488,43 @@ def montage(
     axes = fig.subplots(rows, cols, squeeze=False, gridspec_kw={"wspace": 0.02, "hspace": 0.02})
     fig.subplots_adjust(left=0, right=1, bottom=0, top=1 - title_in / (rows * tile_h + title_in))
     pos = vol.slice_positions
-    letters = axis_letters(vol.direction)
-    for t, ax in enumerate(axes.ravel()):
+    _montage_tiles(axes.ravel(), unit, idx, pos, axis_letters(vol.direction), aspect=sy / sx, label=label)
+    fig.suptitle(title, fontsize=TITLE_PT, y=1 - 0.04 / (rows * tile_h + title_in), va="top")
+    return set_alt_text(fig, (
+        f"Montage of {idx.size} of the {n} axial slices, {what}, {wdesc}, in a grid of {rows} rows and {cols} "
+        f"columns; each tile is labelled with its slice index and its position in mm "
+        f"({pos[idx[0]]:+.1f} to {pos[idx[-1]]:+.1f} mm); radiological orientation (the patient's right "
+        "on the image's left, anterior up)."))
+
+
+def _montage_slices(n: int, *, rows: int | None, cols: int, start: int | None, stop: int | None,
+                    step: int | None) -> np.ndarray:
+    """The slice indices a montage shows: every ``step``-th, or ``rows * cols`` spread evenly; checked."""
+    start = 0 if start is None else int(start)
+    stop = n if stop is None else int(stop)
+    if not (0 <= start < stop <= n):
+        raise ValueError(f"slice range start={start}, stop={stop} is empty or outside 0..{n} for {n} slices")
+    if cols < 1 or (rows is not None and rows < 1):
+        raise ValueError(f"rows and cols must be at least 1; got rows={rows}, cols={cols}")
+    if step is None:
+        tiles = (rows if rows is not None else math.ceil((stop - start) / cols)) * cols
+        count = min(tiles, stop - start)
+        return np.unique(np.round(np.linspace(start, stop - 1, count)).astype(int))
+    if step < 1:
+        raise ValueError(f"step must be a positive number of slices; got {step}")
+    idx = np.arange(start, stop, step)
+    if rows is not None and idx.size > rows * cols:
+        raise ValueError(
+            f"step={step} over slices {start}..{stop - 1} gives {idx.size} slices but the grid "
+            f"has {rows} x {cols} = {rows * cols} tiles; raise step, pass rows=None, or narrow start/stop"
+        )
+    return idx
+
+
+def _montage_tiles(axes: Sequence[Axes], unit: np.ndarray, idx: np.ndarray, pos: np.ndarray,
+                   letters: list[tuple[str, str]], *, aspect: float, label: bool) -> None:
+    """Draw slice ``idx[t]`` (``unit[t]``, in 0..1) in tile ``t``, radiological orientation; blank the rest."""
+    for t, ax in enumerate(axes):
         ax.set_axis_off()
         if t >= idx.size:
             continue
@@ -518,19 +535,13 @@ def montage(
             img = img[::-1, :]
         if letters[2][0] == "L":
             img = img[:, ::-1]
-        ax.imshow(img, cmap="gray", vmin=0, vmax=1, aspect=sy / sx, interpolation="antialiased")
+        ax.imshow(img, cmap="gray", vmin=0, vmax=1, aspect=aspect, interpolation="antialiased")
         if label:
             ax.text(
                 0.03, 0.97, f"{k}\n{pos[k]:+.1f} mm", transform=ax.transAxes, ha="left", va="top",
                 color="yellow", fontsize=LABEL_PT, linespacing=1.1,
                 path_effects=_outline(),
             )
-    fig.suptitle(title, fontsize=TITLE_PT, y=1 - 0.04 / (rows * tile_h + title_in), va="top")
-    return set_alt_text(fig, (
-        f"Montage of {idx.size} of the {n} axial slices, {what}, {wdesc}, in a grid of {rows} rows and {cols} "
-        f"columns; each tile is labelled with its slice index and its position in mm "
-        f"({pos[idx[0]]:+.1f} to {pos[idx[-1]]:+.1f} mm); radiological orientation (the patient's right "
-        "on the image's left, anterior up)."))
 
 
 # ----------------------------------------------------------- orthogonal views

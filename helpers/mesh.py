@@ -290,60 +290,19 @@ def surface_mesh(
     vol = as_volume(volume_or_mask, spacing=spacing, name="volume_or_mask")
     arr = vol.hu
     mask_input = is_mask(arr)
-    if isinstance(level, str):
-        if level not in LEVELS:
-            raise ValueError(f"unknown level {level!r}; expected a number in HU or one of {sorted(LEVELS)}")
-        level_value = LEVELS[level]
-    elif level is None:
-        if not mask_input:
-            raise ValueError(
-                f"a CT ({arr.dtype}, values {float(arr.min()):g}..{float(arr.max()):g} HU) needs level=: "
-                f"a number in HU or one of {sorted(LEVELS)}; for a mask pass a bool or uint8 array"
-            )
-        level_value = MASK_LEVEL
-    else:
-        level_value = float(level)
+    level_value = _iso_level(arr, level, mask_input=mask_input)
     if smooth_mm is None:
         smooth_mm = MASK_SMOOTH_MM if mask_input else 0.0
 
-    offset = np.zeros(3)
     if mask_input:
-        work = arr.astype(bool) if arr.dtype != bool else arr
-        zs = np.flatnonzero(work.any(axis=(1, 2)))  # bounding box from per-axis projections
-        if zs.size == 0:
-            raise ValueError("the mask is empty: no surface to mesh")
-        ys = np.flatnonzero(work.any(axis=(0, 2)))
-        xs = np.flatnonzero(work.any(axis=(0, 1)))
-        margin = [int(np.ceil(SMOOTH_REACH_SIGMAS * smooth_mm / s)) + 1 for s in vol.spacing]
-        lo = [max(0, r[0] - m) for r, m in zip((zs, ys, xs), margin)]
-        hi = [min(n, r[-1] + 1 + m) for r, n, m in zip((zs, ys, xs), arr.shape, margin)]
-        work = work[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.float32)
-        offset = np.asarray(lo, dtype=np.float64)
+        work, offset = _mask_box(arr, vol.spacing, smooth_mm)
         outside = 0.0
     else:
-        lo_v, hi_v = float(arr.min()), float(arr.max())
-        if not lo_v < level_value < hi_v:
-            raise ValueError(f"level {level_value:g} is outside the data range {lo_v:g}..{hi_v:g}: no surface")
-        work = arr if arr.dtype == np.float32 else arr.astype(np.float32)
-        outside = min(lo_v, level_value - 1.0)
+        work, offset, outside = _ct_work(arr, level_value)
     if smooth_mm and smooth_mm > 0:
         work = ndimage.gaussian_filter(work, sigma=[smooth_mm / s for s in vol.spacing]).astype(np.float32, copy=False)
-    if step_size == "auto":
-        if max_triangles is None:
-            step = 1
-        else:
-            crossings = _edge_crossings(work, level_value)
-            if closed:  # the padding added below crosses once next to every inside voxel of each face
-                crossings += _face_crossings(work, level_value)
-            # marching cubes makes ~2 triangles per crossed voxel edge (measured on chest CT)
-            estimate = TRIANGLES_PER_CROSSING * crossings
-            step = 1
-            while estimate / step**2 > auto_factor * max_triangles and step < MAX_AUTO_STEP:
-                step += 1
-    else:
-        step = int(step_size)
-        if step < 1:
-            raise ValueError(f"step_size must be a positive integer or 'auto'; got {step_size!r}")
+    step = _marching_step(work, level_value, step_size=step_size, max_triangles=max_triangles, closed=closed,
+                          auto_factor=auto_factor)
 
     if closed:  # one voxel of "outside" all round, in one copy; with step > 1 marching cubes samples
         # 0, step, 2*step...: pad the far ends a little more so that the last sample is padding too
@@ -361,6 +320,67 @@ def surface_mesh(
     if np.linalg.det(vol.direction) > 0:
         mesh.faces = np.ascontiguousarray(mesh.faces[:, ::-1])
     return decimate(mesh, max_triangles) if max_triangles is not None else mesh
+
+
+def _iso_level(arr: np.ndarray, level: float | str | None, *, mask_input: bool) -> float:
+    """The iso-value in HU (or 0.5 for a mask): a number, a name from :data:`LEVELS`, or the mask default."""
+    if isinstance(level, str):
+        if level not in LEVELS:
+            raise ValueError(f"unknown level {level!r}; expected a number in HU or one of {sorted(LEVELS)}")
+        return LEVELS[level]
+    if level is None:
+        if not mask_input:
+            raise ValueError(
+                f"a CT ({arr.dtype}, values {float(arr.min()):g}..{float(arr.max()):g} HU) needs level=: "
+                f"a number in HU or one of {sorted(LEVELS)}; for a mask pass a bool or uint8 array"
+            )
+        return MASK_LEVEL
+    return float(level)
+
+
+def _mask_box(arr: np.ndarray, spacing: tuple[float, float, float], smooth_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """The mask cut to its bounding box plus the smoothing's reach, as float32; and the box's first index."""
+    work = arr.astype(bool) if arr.dtype != bool else arr
+    zs = np.flatnonzero(work.any(axis=(1, 2)))  # bounding box from per-axis projections
+    if zs.size == 0:
+        raise ValueError("the mask is empty: no surface to mesh")
+    ys = np.flatnonzero(work.any(axis=(0, 2)))
+    xs = np.flatnonzero(work.any(axis=(0, 1)))
+    margin = [int(np.ceil(SMOOTH_REACH_SIGMAS * smooth_mm / s)) + 1 for s in spacing]
+    lo = [max(0, r[0] - m) for r, m in zip((zs, ys, xs), margin)]
+    hi = [min(n, r[-1] + 1 + m) for r, n, m in zip((zs, ys, xs), arr.shape, margin)]
+    work = work[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.float32)
+    return work, np.asarray(lo, dtype=np.float64)
+
+
+def _ct_work(arr: np.ndarray, level_value: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """A CT as float32, no offset, and the "outside" value to pad with; refuses a level outside the data."""
+    lo_v, hi_v = float(arr.min()), float(arr.max())
+    if not lo_v < level_value < hi_v:
+        raise ValueError(f"level {level_value:g} is outside the data range {lo_v:g}..{hi_v:g}: no surface")
+    work = arr if arr.dtype == np.float32 else arr.astype(np.float32)
+    return work, np.zeros(3), min(lo_v, level_value - 1.0)
+
+
+def _marching_step(work: np.ndarray, level_value: float, *, step_size: int | str, max_triangles: int | None,
+                   closed: bool, auto_factor: float) -> int:
+    """The marching-cubes step: ``step_size`` checked, or for "auto" the smallest within the triangle budget."""
+    if step_size != "auto":
+        step = int(step_size)
+        if step < 1:
+            raise ValueError(f"step_size must be a positive integer or 'auto'; got {step_size!r}")
+        return step
+    if max_triangles is None:
+        return 1
+    crossings = _edge_crossings(work, level_value)
+    if closed:  # the padding added below crosses once next to every inside voxel of each face
+        crossings += _face_crossings(work, level_value)
+    # marching cubes makes ~2 triangles per crossed voxel edge (measured on chest CT)
+    estimate = TRIANGLES_PER_CROSSING * crossings
+    step = 1
+    while estimate / step**2 > auto_factor * max_triangles and step < MAX_AUTO_STEP:
+        step += 1
+    return step
 
 
 # ------------------------------------------------------------------- figures

@@ -652,48 +652,66 @@ def _grow_tree(cv, uni, root, direction, radius, *, min_radius=0.45, max_segment
     g = cv.g
     region = cv.lung_region
     nz, n, dz, px, x0, y0 = g.nz, g.n, g.dz, g.px, g.x0, g.y0
-    two_pi = 2 * math.pi
 
     def inside(x, y, h):
         k, j, i = int(round(h / dz)), int(round((y - y0) / px)), int(round((x - x0) / px))
         return 0 <= k < nz and 0 <= j < n and 0 <= i < n and bool(region[k, j, i])
 
-    cx, cy, ch = (float(v) for v in (centre if centre is not None else root))
-    tx = ty = th = None
-    if target is not None:
-        tx, ty, th = (float(v) for v in target)
+    mid = tuple(float(v) for v in (centre if centre is not None else root))
+    aim = tuple(float(v) for v in target) if target is not None else None
     segs = []
     q = deque([(tuple(float(v) for v in root), _norm3(tuple(float(v) for v in direction)), float(radius), 0)])
     while q and len(segs) < max_segments:
         p, d, r, depth = q.popleft()
         length = min(max(7.0 * r, 3.5), 30.0) * uni(0.75, 1.25)
-        ok = False
-        for attempt in range(7):
-            if attempt:
-                away = _norm3((p[0] - cx, p[1] - cy, p[2] - ch))
-                d = _turn(d, uni(0.3, 1.1), uni(0.0, two_pi))
-                d = _norm3((d[0] + 0.3 * away[0], d[1] + 0.3 * away[1], d[2] + 0.3 * away[2]))
-            f = length * (1.0 if attempt < 4 else 0.5)
-            e = (p[0] + d[0] * f, p[1] + d[1] * f, p[2] + d[2] * f)
-            if inside(*e) and inside(p[0] + d[0] * f / 2, p[1] + d[1] * f / 2, p[2] + d[2] * f / 2):
-                ok = True
-                break
-        if not ok:
+        step = _branch_step(p, d, length, uni, inside, mid)
+        if step is None:
             continue
+        e, d = step
         r_end = r * 0.96
         segs.append((p, e, r, r_end))
         if r_end < min_radius:
             continue
-        if tx is not None and depth < 3 and math.dist(e, (tx, ty, th)) > 20.0:
-            b = _norm3((tx - e[0], ty - e[1], th - e[2]))
-            w = 0.45
-        else:
-            b = _norm3((e[0] - cx, e[1] - cy, e[2] - ch))
-            w = 0.2
-        for angle_lo, angle_hi, shrink in ((0.1, 0.35, 0.9), (0.6, 1.1, uni(0.6, 0.78))):
-            c = _turn(d, uni(angle_lo, angle_hi), uni(0.0, two_pi))
-            q.append((e, _norm3((c[0] + w * b[0], c[1] + w * b[1], c[2] + w * b[2])), r_end * shrink, depth + 1))
+        q.extend(_branch_children(e, d, r_end, depth, uni, mid, aim))
     return segs
+
+
+def _branch_step(p, d, length, uni, inside, mid):
+    """``(end, direction)`` of a segment from ``p``: straight on, else turned (and pushed away from ``mid``).
+
+    Seven tries, the last three at half length; ``None`` when every try leaves the region.
+    """
+    cx, cy, ch = mid
+    for attempt in range(7):
+        if attempt:
+            away = _norm3((p[0] - cx, p[1] - cy, p[2] - ch))
+            d = _turn(d, uni(0.3, 1.1), uni(0.0, 2 * math.pi))
+            d = _norm3((d[0] + 0.3 * away[0], d[1] + 0.3 * away[1], d[2] + 0.3 * away[2]))
+        f = length * (1.0 if attempt < 4 else 0.5)
+        e = (p[0] + d[0] * f, p[1] + d[1] * f, p[2] + d[2] * f)
+        if inside(*e) and inside(p[0] + d[0] * f / 2, p[1] + d[1] * f / 2, p[2] + d[2] * f / 2):
+            return e, d
+    return None
+
+
+def _branch_children(e, d, r_end, depth, uni, mid, aim):
+    """The two children of a segment ending at ``e``: a thick one nearly straight on, a thin one turned.
+
+    Both lean towards ``aim`` in the first generations (while it is over 20 mm away), else away from ``mid``.
+    """
+    cx, cy, ch = mid
+    if aim is not None and depth < 3 and math.dist(e, aim) > 20.0:
+        tx, ty, th = aim
+        b = _norm3((tx - e[0], ty - e[1], th - e[2]))
+        w = 0.45
+    else:
+        b = _norm3((e[0] - cx, e[1] - cy, e[2] - ch))
+        w = 0.2
+    children = []
+    for angle_lo, angle_hi, shrink in ((0.1, 0.35, 0.9), (0.6, 1.1, uni(0.6, 0.78))):
+        c = _turn(d, uni(angle_lo, angle_hi), uni(0.0, 2 * math.pi))
+        children.append((e, _norm3((c[0] + w * b[0], c[1] + w * b[1], c[2] + w * b[2])), r_end * shrink, depth + 1))
+    return children
 
 
 def _spread_targets(cv, rng, side, n, start):

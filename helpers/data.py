@@ -58,7 +58,7 @@ import zipfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import DicomSeriesError
@@ -74,6 +74,9 @@ __all__ = [
     "main",
     "verify",
 ]
+
+#: A manifest: the path of a JSON file, the dict it holds, or None for the repository's ``data/manifest.json``.
+Manifest = str | os.PathLike | dict | None
 
 #: The repository root (the one definition; ``helpers.book.notebooks`` and ``helpers.book.pdfbook`` import it).
 REPO = Path(__file__).resolve().parents[1]
@@ -115,7 +118,7 @@ class _Interrupted(Exception):
 # --------------------------------------------------------------------------- manifest
 
 
-def load_manifest(manifest: str | os.PathLike | dict | None = None) -> dict:
+def load_manifest(manifest: Manifest = None) -> dict:
     """Read and check a dataset manifest.
 
     Parameters
@@ -151,6 +154,7 @@ def load_manifest(manifest: str | os.PathLike | dict | None = None) -> dict:
             raise DatasetError(f"manifest {source} not found; pass manifest=PATH") from None
         except json.JSONDecodeError as exc:
             raise DatasetError(f"manifest {source} is not valid JSON: {exc}") from None
+    manifest = cast(dict, manifest)  # the dict given, or what the JSON file holds
     datasets = manifest.get("datasets")
     if not isinstance(datasets, dict) or not datasets:
         raise DatasetError(f"{source} has no 'datasets' mapping; expected {{name: entry}}")
@@ -193,7 +197,7 @@ def _check_file_entry(f: dict, where: str) -> None:
         raise DatasetError(f"{where}: file {fname!r} needs an integer 'size' in bytes")
 
 
-def _entry(name: str, manifest) -> dict:
+def _entry(name: str, manifest: Manifest) -> dict:
     datasets = load_manifest(manifest)["datasets"]
     if name not in datasets:
         raise DatasetError(
@@ -213,7 +217,7 @@ def _entry_digest(entry: dict) -> str:
     return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
 
 
-def citation(name: str, *, manifest=None) -> str:
+def citation(name: str, *, manifest: Manifest = None) -> str:
     """The citation (with DOI and licence) to show wherever the dataset is used.
 
     Parameters
@@ -317,9 +321,10 @@ def hash_folder(folder: str | os.PathLike, *, pattern: str = "*.dcm") -> list[di
     Examples
     --------
     >>> import tempfile, pathlib
-    >>> d = pathlib.Path(tempfile.mkdtemp())
-    >>> _ = (d / "1-01.dcm").write_bytes(b"abc")
-    >>> hash_folder(d)[0]["sha256"][:12], hash_folder(d)[0]["size"]
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     d = pathlib.Path(tmp)
+    ...     _ = (d / "1-01.dcm").write_bytes(b"abc")
+    ...     hash_folder(d)[0]["sha256"][:12], hash_folder(d)[0]["size"]
     ('ba7816bf8f01', 3)
     """
     return [
@@ -343,7 +348,7 @@ def _resolve_url(dl: dict, base_url: str | None) -> str:
     return urlunsplit((b.scheme, b.netloc, b.path.rstrip("/") + u.path, u.query, ""))
 
 
-def _dest_for(name: str, dest) -> Path:
+def _dest_for(name: str, dest: str | os.PathLike | None) -> Path:
     return Path(dest) if dest is not None else DATA_DIR / name
 
 
@@ -375,7 +380,7 @@ def _download(
     retries: int,
     backoff: float,
     timeout: float,
-    say,
+    say: Callable[[str], None],
 ) -> tuple[Path, bool]:
     """Stream ``url`` into ``part`` (resuming it); return (part, resumed)."""
     part.parent.mkdir(parents=True, exist_ok=True)
@@ -511,6 +516,8 @@ def _remove_empty_partial(part: Path, validator_file: Path) -> None:
 
 def _content_range_start(value: str | None) -> int | None:
     # "bytes 100-199/200"
+    if value is None:
+        return None
     try:
         return int(value.split()[1].split("-")[0])
     except (AttributeError, IndexError, ValueError):
@@ -519,6 +526,8 @@ def _content_range_start(value: str | None) -> int | None:
 
 def _content_range_total(value: str | None) -> int | None:
     # "bytes */200"
+    if value is None:
+        return None
     try:
         return int(value.rsplit("/", 1)[1])
     except (AttributeError, IndexError, ValueError):
@@ -542,7 +551,7 @@ def _open_zip(archive: Path, url: str) -> zipfile.ZipFile:
 
 
 def _extract_verified(
-    archive: Path, dl: dict, url: str, out: Path, staging: Path, say
+    archive: Path, dl: dict, url: str, out: Path, staging: Path, say: Callable[[str], None]
 ) -> None:
     """Extract ``archive`` and place every manifest file of ``dl`` under ``out``."""
     wanted = {f["sha256"]: f for f in dl["files"]}
@@ -681,7 +690,7 @@ def fetch(
     name: str,
     *,
     dest: str | os.PathLike | None = None,
-    manifest=None,
+    manifest: Manifest = None,
     base_url: str | None = None,
     progress: bool = True,
     force: bool = False,
@@ -817,7 +826,7 @@ def _check_archive(part: Path, dl: dict, url: str) -> None:
             )
 
 
-def verify(name: str, *, dest=None, manifest=None) -> Path:
+def verify(name: str, *, dest: str | os.PathLike | None = None, manifest: Manifest = None) -> Path:
     """Re-hash an installed dataset against the manifest.
 
     Parameters
@@ -853,7 +862,7 @@ def verify(name: str, *, dest=None, manifest=None) -> Path:
     return dest
 
 
-def list_datasets(*, manifest=None, data_dir: str | os.PathLike | None = None) -> list[dict]:
+def list_datasets(*, manifest: Manifest = None, data_dir: str | os.PathLike | None = None) -> list[dict]:
     """What the manifest offers and what is already here.
 
     Parameters

@@ -21,13 +21,21 @@ from __future__ import annotations
 import base64
 import io
 import math
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence, TypeVar
 
 import numpy as np
 
 from .intensity import WINDOWS, WindowSpec, window_bounds
 from .intensity import window as apply_window
 from .volume import Volume, as_array, as_volume
+
+if TYPE_CHECKING:
+    import ipywidgets
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from matplotlib.patheffects import AbstractPathEffect
+
+_T = TypeVar("_T")
 
 __all__ = [
     "PLANES",
@@ -85,7 +93,7 @@ LETTER_PT = 12.0
 VIEWER_IMAGE_PX = 420
 
 
-def set_alt_text(obj, text: str):
+def set_alt_text(obj: _T, text: str) -> _T:
     """Attach alt text (what the figure shows, for a reader who cannot see it) to a figure.
 
     The book's set-up (:func:`register_alt_text`, called by
@@ -116,7 +124,7 @@ def set_alt_text(obj, text: str):
     return obj
 
 
-def alt_text(fig) -> str:
+def alt_text(fig: Figure) -> str:
     """The alt text of a matplotlib figure: the one set, or one made from its titles and labels.
 
     Parameters
@@ -166,7 +174,7 @@ def alt_text(fig) -> str:
     return "Figure: " + " ".join(parts)
 
 
-def register_alt_text(shell=None) -> bool:
+def register_alt_text(shell: Any = None) -> bool:
     """Send every matplotlib figure's alt text with its PNG (output metadata ``alt``).
 
     Wraps the PNG formatter IPython's inline backend registered for
@@ -208,11 +216,11 @@ def register_alt_text(shell=None) -> bool:
     if getattr(current, "_with_alt_text", False):
         return True
 
-    def png_with_alt(fig, _png=current):
+    def png_with_alt(fig: Figure, _png: Any = current) -> Any:
         data = _png(fig)
         return (data, {"alt": alt_text(fig)}) if data is not None else data
 
-    png_with_alt._with_alt_text = True
+    png_with_alt._with_alt_text = True  # type: ignore[attr-defined]  # a mark read back above
     png.for_type(Figure, png_with_alt)
     return True
 
@@ -257,7 +265,7 @@ def _display_unit(arr: np.ndarray, window: WindowSpec | None) -> tuple[np.ndarra
     return apply_window(arr, window), f"{name} window (L {level:g}, W {width:g} HU)"
 
 
-def axis_letters(direction) -> list[tuple[str, str]]:
+def axis_letters(direction: Any) -> list[tuple[str, str]]:
     """Orientation letters of the three array axes from a direction matrix.
 
     Parameters
@@ -289,7 +297,8 @@ def axis_letters(direction) -> list[tuple[str, str]]:
     return out
 
 
-def plane_image(volume: Volume, plane: str = "axial", index: int | None = None, *, array=None) -> dict[str, Any]:
+def plane_image(volume: Volume, plane: str = "axial", index: int | None = None, *,
+                array: np.ndarray | None = None) -> dict[str, Any]:
     """One 2-D cut of a volume, flipped to the radiological convention.
 
     Parameters
@@ -362,18 +371,19 @@ def plane_image(volume: Volume, plane: str = "axial", index: int | None = None, 
     }
 
 
-def _orientation_marks(ax, p, *, fontsize=LETTER_PT) -> None:
+def _orientation_marks(ax: Axes, p: dict[str, Any], *, fontsize: float = LETTER_PT) -> None:
     from matplotlib import patheffects
 
     outline = [patheffects.withStroke(linewidth=3, foreground="black")]
-    style = dict(color="yellow", fontsize=fontsize, fontweight="bold", transform=ax.transAxes, path_effects=outline)
+    style: dict[str, Any] = dict(color="yellow", fontsize=fontsize, fontweight="bold", transform=ax.transAxes,
+                                 path_effects=outline)
     ax.text(0.5, 0.99, p["top"], ha="center", va="top", **style)
     ax.text(0.5, 0.01, p["bottom"], ha="center", va="bottom", **style)
     ax.text(0.01, 0.5, p["left"], ha="left", va="center", **style)
     ax.text(0.99, 0.5, p["right"], ha="right", va="center", **style)
 
 
-def _outline(width: float = 2.5):
+def _outline(width: float = 2.5) -> list[AbstractPathEffect]:
     from matplotlib import patheffects
 
     return [patheffects.withStroke(linewidth=width, foreground="black")]
@@ -395,7 +405,7 @@ def _wrap_title(text: str, width_in: float, pt: float) -> str:
 
 # --------------------------------------------------------------------- montage
 def montage(
-    volume,
+    volume: Volume | np.ndarray,
     *,
     rows: int | None = 4,
     cols: int = 6,
@@ -405,7 +415,7 @@ def montage(
     step: int | None = None,
     ax_size_in: float | None = None,
     label: bool = True,
-):
+) -> Figure:
     """A grid of axial slices, evenly spaced, each labelled with index and position.
 
     Parameters
@@ -461,25 +471,7 @@ def montage(
     """
     vol = as_volume(volume)
     n = vol.shape[0]
-    start = 0 if start is None else int(start)
-    stop = n if stop is None else int(stop)
-    if not (0 <= start < stop <= n):
-        raise ValueError(f"slice range start={start}, stop={stop} is empty or outside 0..{n} for {n} slices")
-    if cols < 1 or (rows is not None and rows < 1):
-        raise ValueError(f"rows and cols must be at least 1; got rows={rows}, cols={cols}")
-    if step is not None:
-        if step < 1:
-            raise ValueError(f"step must be a positive number of slices; got {step}")
-        idx = np.arange(start, stop, step)
-        if rows is not None and idx.size > rows * cols:
-            raise ValueError(
-                f"step={step} over slices {start}..{stop - 1} gives {idx.size} slices but the grid "
-                f"has {rows} x {cols} = {rows * cols} tiles; raise step, pass rows=None, or narrow start/stop"
-            )
-    else:
-        tiles = (rows if rows is not None else math.ceil((stop - start) / cols)) * cols
-        count = min(tiles, stop - start)
-        idx = np.unique(np.round(np.linspace(start, stop - 1, count)).astype(int))
+    idx = _montage_slices(n, rows=rows, cols=cols, start=start, stop=stop, step=step)
     if rows is None:
         rows = math.ceil(idx.size / cols)
 
@@ -496,8 +488,43 @@ def montage(
     axes = fig.subplots(rows, cols, squeeze=False, gridspec_kw={"wspace": 0.02, "hspace": 0.02})
     fig.subplots_adjust(left=0, right=1, bottom=0, top=1 - title_in / (rows * tile_h + title_in))
     pos = vol.slice_positions
-    letters = axis_letters(vol.direction)
-    for t, ax in enumerate(axes.ravel()):
+    _montage_tiles(axes.ravel(), unit, idx, pos, axis_letters(vol.direction), aspect=sy / sx, label=label)
+    fig.suptitle(title, fontsize=TITLE_PT, y=1 - 0.04 / (rows * tile_h + title_in), va="top")
+    return set_alt_text(fig, (
+        f"Montage of {idx.size} of the {n} axial slices, {what}, {wdesc}, in a grid of {rows} rows and {cols} "
+        f"columns; each tile is labelled with its slice index and its position in mm "
+        f"({pos[idx[0]]:+.1f} to {pos[idx[-1]]:+.1f} mm); radiological orientation (the patient's right "
+        "on the image's left, anterior up)."))
+
+
+def _montage_slices(n: int, *, rows: int | None, cols: int, start: int | None, stop: int | None,
+                    step: int | None) -> np.ndarray:
+    """The slice indices a montage shows: every ``step``-th, or ``rows * cols`` spread evenly; checked."""
+    start = 0 if start is None else int(start)
+    stop = n if stop is None else int(stop)
+    if not (0 <= start < stop <= n):
+        raise ValueError(f"slice range start={start}, stop={stop} is empty or outside 0..{n} for {n} slices")
+    if cols < 1 or (rows is not None and rows < 1):
+        raise ValueError(f"rows and cols must be at least 1; got rows={rows}, cols={cols}")
+    if step is None:
+        tiles = (rows if rows is not None else math.ceil((stop - start) / cols)) * cols
+        count = min(tiles, stop - start)
+        return np.unique(np.round(np.linspace(start, stop - 1, count)).astype(int))
+    if step < 1:
+        raise ValueError(f"step must be a positive number of slices; got {step}")
+    idx = np.arange(start, stop, step)
+    if rows is not None and idx.size > rows * cols:
+        raise ValueError(
+            f"step={step} over slices {start}..{stop - 1} gives {idx.size} slices but the grid "
+            f"has {rows} x {cols} = {rows * cols} tiles; raise step, pass rows=None, or narrow start/stop"
+        )
+    return idx
+
+
+def _montage_tiles(axes: Sequence[Axes], unit: np.ndarray, idx: np.ndarray, pos: np.ndarray,
+                   letters: list[tuple[str, str]], *, aspect: float, label: bool) -> None:
+    """Draw slice ``idx[t]`` (``unit[t]``, in 0..1) in tile ``t``, radiological orientation; blank the rest."""
+    for t, ax in enumerate(axes):
         ax.set_axis_off()
         if t >= idx.size:
             continue
@@ -508,30 +535,24 @@ def montage(
             img = img[::-1, :]
         if letters[2][0] == "L":
             img = img[:, ::-1]
-        ax.imshow(img, cmap="gray", vmin=0, vmax=1, aspect=sy / sx, interpolation="antialiased")
+        ax.imshow(img, cmap="gray", vmin=0, vmax=1, aspect=aspect, interpolation="antialiased")
         if label:
             ax.text(
                 0.03, 0.97, f"{k}\n{pos[k]:+.1f} mm", transform=ax.transAxes, ha="left", va="top",
                 color="yellow", fontsize=LABEL_PT, linespacing=1.1,
                 path_effects=_outline(),
             )
-    fig.suptitle(title, fontsize=TITLE_PT, y=1 - 0.04 / (rows * tile_h + title_in), va="top")
-    return set_alt_text(fig, (
-        f"Montage of {idx.size} of the {n} axial slices, {what}, {wdesc}, in a grid of {rows} rows and {cols} "
-        f"columns; each tile is labelled with its slice index and its position in mm "
-        f"({pos[idx[0]]:+.1f} to {pos[idx[-1]]:+.1f} mm); radiological orientation (the patient's right "
-        "on the image's left, anterior up)."))
 
 
 # ----------------------------------------------------------- orthogonal views
 def orthogonal_views(
-    volume,
+    volume: Volume | np.ndarray,
     *,
     point: Sequence[int] | None = None,
     window: WindowSpec | None = "lung",
     crosshair: bool = True,
     size_in: float | None = None,
-):
+) -> Figure:
     """Axial, coronal and sagittal cuts through one point, each with its real aspect.
 
     Parameters
@@ -586,9 +607,7 @@ def orthogonal_views(
         raise ValueError(f"point {point} (k, j, i) is outside the volume of shape {vol.shape}")
     panels = [plane_image(vol, name, point[PLANES[name]["axis"]]) for name in ("axial", "coronal", "sagittal")]
     _, wdesc = _display_unit(np.zeros(1, np.float32), window) if window is not None else (None, "min-max")
-    lo_hi = None
-    if window is None:
-        lo_hi = (float(np.min(vol.hu)), float(np.max(vol.hu)))
+    lo_hi = (float(np.min(vol.hu)), float(np.max(vol.hu))) if window is None else (0.0, 1.0)  # used without a window
     widths = [p["image"].shape[1] * p["col_spacing"] for p in panels]
     heights = [p["image"].shape[0] * p["row_spacing"] for p in panels]
     gaps_in = 0.4  # margins and the two gaps between panels
@@ -637,8 +656,8 @@ def orthogonal_views(
 
 # --------------------------------------------------------------------- overlay
 def overlay(
-    volume,
-    mask_or_labels,
+    volume: Volume | np.ndarray,
+    mask_or_labels: np.ndarray,
     *,
     plane: str = "axial",
     index: int | None = None,
@@ -647,7 +666,7 @@ def overlay(
     legend: Mapping[int, str] | None = None,
     contour: bool = True,
     size_in: float = 5.0,
-):
+) -> Figure:
     """One slice with a mask or label image drawn over it in colour.
 
     Parameters
@@ -769,7 +788,7 @@ class Table:
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def table(rows, *, first: Sequence[str] = (), wrap: Sequence[str] = ("series_uid",)) -> Table:
+def table(rows: Sequence[Any], *, first: Sequence[str] = (), wrap: Sequence[str] = ("series_uid",)) -> Table:
     """A table of ``rows`` with the columns a text talks about first.
 
     Parameters
@@ -814,7 +833,8 @@ def table(rows, *, first: Sequence[str] = (), wrap: Sequence[str] = ("series_uid
 
 
 # ------------------------------------------------------ plotly slider viewer
-def _resized_square(img: np.ndarray, row_mm: float, col_mm: float, max_px: int, downsample: int | None):
+def _resized_square(img: np.ndarray, row_mm: float, col_mm: float, max_px: int,
+                    downsample: int | None) -> tuple[np.ndarray, float]:
     """Resample a 2-D image to square pixels, largest side <= max_px; returns (img, pixel mm)."""
     from skimage.transform import resize
 
@@ -851,7 +871,7 @@ def _viewer_indices(n: int, step: int, max_slices: int) -> np.ndarray:
 
 
 def slice_viewer(
-    volume,
+    volume: Volume | np.ndarray,
     *,
     window: WindowSpec = "lung",
     axis: int = 0,
@@ -862,7 +882,7 @@ def slice_viewer(
     image_format: str = "jpeg",
     jpeg_quality: int = 90,
     title: str | None = None,
-):
+) -> Any:
     """A plotly figure with a slider that pages through slices, with no kernel.
 
     Each slider step swaps the image source (a small PNG/JPEG embedded in the
@@ -926,7 +946,7 @@ def slice_viewer(
     lps_axis = int(np.argmax(np.abs(vol.direction[:, axis])))
     positions = vol.index_to_lps(np.eye(3)[axis][None] * idx[:, None])[:, lps_axis]
     sources, px = [], 1.0
-    p = None
+    p: dict[str, Any] = {}
     for k in idx:
         p = plane_image(vol, plane, int(k))
         img, px = _resized_square(p["image"].astype(np.float32), p["row_spacing"], p["col_spacing"], max_size_px,
@@ -937,7 +957,7 @@ def slice_viewer(
     wname = window if isinstance(window, str) else "custom"
     wdesc = f"{wname} window (L {(low + high) / 2:g}, W {high - low:g})"
 
-    def _title(t):
+    def _title(t: int) -> str:
         return (title + " - " if title else "") + (
             f"{plane} slice {idx[t]} ({'xyz'[lps_axis]} = {positions[t]:+.1f} mm)<br>{wdesc}"
         )
@@ -972,7 +992,7 @@ def slice_viewer(
 
 # -------------------------------------------------- ipywidgets (live kernels)
 def still_png(
-    volume,
+    volume: Volume | np.ndarray,
     *,
     axis: int = 0,
     index: int | None = None,
@@ -1022,7 +1042,7 @@ def png_size(png: bytes) -> tuple[int, int]:
     return struct.unpack(">II", png[16:24])
 
 
-def image_layout(png: bytes, *, width_px: int | None = None):
+def image_layout(png: bytes, *, width_px: int | None = None) -> ipywidgets.Layout:
     """An ``ipywidgets.Layout`` that shows an ``Image`` widget at the PNG's own size (or ``width_px``).
 
     Inside a ``VBox`` (a flex column) an image widget without a width is stretched to the
@@ -1055,13 +1075,13 @@ def image_layout(png: bytes, *, width_px: int | None = None):
 
 
 def widget_viewer(
-    volume,
+    volume: Volume | np.ndarray,
     *,
     window: WindowSpec = "lung",
     axis: int = 0,
     index: int | None = None,
     max_size_px: int = 384,
-):
+) -> ipywidgets.VBox:
     """An ipywidgets viewer: a slice slider and a window-preset dropdown.
 
     Needs a live kernel (Jupyter, Binder): each move re-renders the slice in
@@ -1098,7 +1118,7 @@ def widget_viewer(
     vol = as_volume(volume)
     n = vol.shape[axis]
     index = n // 2 if index is None else int(index)
-    options = [(f"{k} (L {lev:g}, W {wid:g})", k) for k, (lev, wid) in WINDOWS.items()]
+    options: list[tuple[str, WindowSpec]] = [(f"{k} (L {lev:g}, W {wid:g})", k) for k, (lev, wid) in WINDOWS.items()]
     if not isinstance(window, str):
         level, width = (float(v) for v in window)
         options.append((f"custom (L {level:g}, W {width:g})", (level, width)))
@@ -1135,7 +1155,7 @@ def widget_viewer(
     return box
 
 
-def widget_with_still(volume, **options):
+def widget_with_still(volume: Volume | np.ndarray, **options: Any) -> tuple[ipywidgets.VBox, bytes]:
     """The live widget and a still PNG of its first view, for ``show_widget``.
 
     Parameters

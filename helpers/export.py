@@ -53,7 +53,7 @@ _SIDECAR_META = ("series_uid", "study_uid", "frame_of_reference_uid", "modality"
 
 
 # ----------------------------------------------------------------- utilities
-def atomic_write(path, write: Callable[[str], None]) -> Path:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[str], object]) -> Path:
     """Write a file so that it is either whole or absent: the package's one file writer.
 
     ``write(tmp_name)`` writes a temporary file in the destination folder (same
@@ -134,7 +134,8 @@ def json_default(o: Any) -> Any:
 
 
 # ----------------------------------------------------------------- npy + JSON
-def save_npy(labels, volume: Volume, path, *, legend: dict[int, str] | None = None) -> Path:
+def save_npy(labels: np.ndarray | Volume, volume: Volume, path: str | os.PathLike[str], *,
+             legend: dict[int, str] | None = None) -> Path:
     """Save a mask as ``.npy`` with a JSON sidecar holding its geometry.
 
     Parameters
@@ -164,9 +165,9 @@ def save_npy(labels, volume: Volume, path, *, legend: dict[int, str] | None = No
     --------
     >>> import numpy as np, tempfile, pathlib
     >>> vol = Volume(np.zeros((2, 3, 4), np.int16), spacing=(2.5, 0.7, 0.7), origin=(-10.0, -20.0, 30.0))
-    >>> d = pathlib.Path(tempfile.mkdtemp())
-    >>> p = save_npy(np.ones(vol.shape, np.uint8), vol, d / "mask")
-    >>> back = load_npy(p)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     p = save_npy(np.ones(vol.shape, np.uint8), vol, pathlib.Path(tmp) / "mask")
+    ...     back = load_npy(p)
     >>> p.name, back.spacing, back.origin, back.hu.dtype.name
     ('mask.npy', (2.5, 0.7, 0.7), (-10.0, -20.0, 30.0), 'uint8')
     """
@@ -200,7 +201,7 @@ def save_npy(labels, volume: Volume, path, *, legend: dict[int, str] | None = No
     return path
 
 
-def load_npy(path) -> Volume:
+def load_npy(path: str | os.PathLike[str]) -> Volume:
     """Read a mask written by :func:`save_npy` back as a :class:`Volume`.
 
     Parameters
@@ -227,8 +228,10 @@ def load_npy(path) -> Volume:
     arr = np.load(path)
     meta = {k: side[k] for k in _SIDECAR_META if k in side}
     meta["labels"] = {int(k): v for k, v in side.get("labels", {}).items()}
+    # without the positions of the sidecar, Volume computes them from the origin and the slice spacing
+    positions = {"positions": np.array(side["positions_lps_mm"])} if "positions_lps_mm" in side else {}
     return Volume(arr, spacing=side["spacing_mm"], origin=side["origin_lps_mm"], direction=np.array(side["direction"]),
-                  positions=np.array(side["positions_lps_mm"]) if "positions_lps_mm" in side else None, meta=meta)
+                  meta=meta, **positions)
 
 
 # ----------------------------------------------------------------- NIfTI
@@ -248,7 +251,7 @@ def nifti_affine(volume: Volume) -> np.ndarray:
     return np.diag([-1.0, -1.0, 1.0, 1.0]) @ a
 
 
-def save_nifti(labels, volume: Volume, path) -> Path:
+def save_nifti(labels: np.ndarray | Volume, volume: Volume, path: str | os.PathLike[str]) -> Path:
     """Save a mask as NIfTI-1 (``.nii`` or ``.nii.gz``) with the right affine.
 
     Parameters
@@ -293,7 +296,7 @@ def save_nifti(labels, volume: Volume, path) -> Path:
 
 
 # ----------------------------------------------------------------- DICOM SEG
-def _source_datasets(source, volume: Volume):
+def _source_datasets(source: Any, volume: Volume) -> list:
     """Source datasets in the volume's plane order (matched by SOP UID, else by position)."""
     dsets = _read_source(source, volume)
     series_uid = volume.meta.get("series_uid")
@@ -325,7 +328,7 @@ def _read_source(source: Any, volume: Volume) -> list:
         files = [Path(source)]
     else:
         files = list(source)
-    dsets = []
+    dsets: list[pydicom.Dataset] = []
     for f in files:
         if isinstance(f, pydicom.Dataset):
             dsets.append(f)
@@ -368,11 +371,11 @@ def _order_by_position(dsets: list, volume: Volume) -> list:
 
 
 def save_dicom_seg(
-    labels,
+    labels: np.ndarray | Volume,
     volume: Volume,
-    path,
+    path: str | os.PathLike[str],
     *,
-    source=None,
+    source: Any = None,
     legend: dict[int, str] | None = None,
     series_description: str = "Lung segmentation",
     series_number: int = 900,

@@ -10,7 +10,14 @@ table for a whole preprocessed cohort.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .cohort import CohortDataset
 
 __all__ = ["LAA_HU", "LUNG_BANDS_HU", "lung_features", "cohort_features"]
 
@@ -89,7 +96,7 @@ def lung_features(image: np.ndarray, mask: np.ndarray, spacing: tuple[float, flo
     return {k: float(v) for k, v in row.items()}
 
 
-def cohort_features(dataset, **options):
+def cohort_features(dataset: CohortDataset, **options: Any) -> pd.DataFrame:
     """The feature table of a preprocessed cohort: one row per case.
 
     Parameters

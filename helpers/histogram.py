@@ -10,12 +10,16 @@ HU bands so the peaks can be read.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
 from .hu import PADDING_BELOW_HU
 from .volume import Volume, as_array, as_mask
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure, SubFigure
 
 __all__ = ["BANDS", "PADDING_BELOW_HU", "RANGE_HU", "padding_mask", "hu_histogram", "tissue_histograms"]
 
@@ -46,7 +50,8 @@ BANDS: dict[str, tuple[float, float, str]] = {
 RANGE_HU = (PADDING_BELOW_HU, 1500.0)
 
 
-def padding_mask(volume, *, padding_below: float = PADDING_BELOW_HU, padding_value: float | None = None) -> np.ndarray:
+def padding_mask(volume: Volume | np.ndarray, *, padding_below: float = PADDING_BELOW_HU,
+                 padding_value: float | None = None) -> np.ndarray:
     """Boolean mask of voxels that are padding, not tissue.
 
     Parameters
@@ -100,17 +105,17 @@ def _shade_bands(ax, bands, range_hu):
 
 
 def hu_histogram(
-    volume,
+    volume: Volume | np.ndarray,
     *,
-    mask=None,
+    mask: Volume | np.ndarray | None = None,
     bins: int = 260,
     range_hu: tuple[float, float] = RANGE_HU,
     bands: Mapping[str, tuple[float, float, str]] | None = BANDS,
     padding_below: float = PADDING_BELOW_HU,
     log: bool = False,
-    ax=None,
+    ax: Axes | None = None,
     title: str | None = None,
-):
+) -> Figure | SubFigure:
     """Histogram of HU with tissue bands shaded; padding excluded and reported.
 
     Parameters
@@ -168,7 +173,7 @@ def hu_histogram(
     if ax is None:
         from matplotlib.figure import Figure
 
-        fig = Figure(figsize=(9, 3.6), layout="constrained")
+        fig: Figure | SubFigure = Figure(figsize=(9, 3.6), layout="constrained")
         ax = fig.subplots()
     else:
         fig = ax.figure
@@ -197,8 +202,8 @@ def hu_histogram(
 
 
 def tissue_histograms(
-    volume,
-    labels,
+    volume: Volume | np.ndarray,
+    labels: Volume | np.ndarray,
     legend: Mapping,
     *,
     bins: int = 260,
@@ -207,7 +212,7 @@ def tissue_histograms(
     density: bool = True,
     log: bool = False,
     title: str | None = None,
-):
+) -> Figure:
     """One HU histogram per labelled tissue, overlaid.
 
     Parameters

@@ -19,9 +19,10 @@ from __future__ import annotations
 from typing import Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .hu import MAX_BOUND_HU, MIN_BOUND_HU, WINDOWS
-from .volume import as_array
+from .volume import Volume, as_array
 
 __all__ = [
     "WINDOWS",
@@ -88,7 +89,7 @@ def window_bounds(preset: WindowSpec) -> tuple[float, float]:
     return float(level - width / 2.0), float(level + width / 2.0)
 
 
-def window(hu, preset: WindowSpec = "lung", *, out: str = "unit") -> np.ndarray:
+def window(hu: ArrayLike | Volume, preset: WindowSpec = "lung", *, out: str = "unit") -> np.ndarray:
     """Window/level a CT image for display: HU range -> black..white.
 
     Parameters
@@ -139,7 +140,7 @@ def window(hu, preset: WindowSpec = "lung", *, out: str = "unit") -> np.ndarray:
     return arr
 
 
-def clip_hu(hu, *, low: float = MIN_BOUND_HU, high: float = MAX_BOUND_HU) -> np.ndarray:
+def clip_hu(hu: ArrayLike | Volume, *, low: float = MIN_BOUND_HU, high: float = MAX_BOUND_HU) -> np.ndarray:
     """Clip HU to ``[low, high]`` (the 2017 tutorial's MIN_BOUND / MAX_BOUND).
 
     Parameters
@@ -170,7 +171,7 @@ def clip_hu(hu, *, low: float = MIN_BOUND_HU, high: float = MAX_BOUND_HU) -> np.
     return np.clip(as_array(hu).astype(np.float32), np.float32(low), np.float32(high))
 
 
-def to_unit_range(hu, *, low: float = MIN_BOUND_HU, high: float = MAX_BOUND_HU) -> np.ndarray:
+def to_unit_range(hu: ArrayLike | Volume, *, low: float = MIN_BOUND_HU, high: float = MAX_BOUND_HU) -> np.ndarray:
     """Scale HU linearly so that ``low -> 0`` and ``high -> 1``, clipping outside.
 
     This is the 2017 ``normalize(image)``: ``(image - MIN_BOUND) / (MAX_BOUND -
@@ -205,7 +206,7 @@ def to_unit_range(hu, *, low: float = MIN_BOUND_HU, high: float = MAX_BOUND_HU) 
     return arr
 
 
-def zero_center(x, *, mean: float | None = None) -> np.ndarray:
+def zero_center(x: ArrayLike | Volume, *, mean: float | None = None) -> np.ndarray:
     """Subtract a mean so model inputs are centred on zero.
 
     Parameters

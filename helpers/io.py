@@ -44,10 +44,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from types import FrameType
+from typing import Any, Callable, Iterable, Sequence, cast
 
 import numpy as np
 import pydicom
+from numpy.typing import DTypeLike
 from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
@@ -64,6 +66,9 @@ from .hu import PADDING_BELOW_HU, PADDING_HU
 from .volume import Volume
 
 __all__ = ["PADDING_HU", "SeriesInfo", "SeriesTable", "list_series", "load_series"]
+
+#: What :func:`load_series` and :func:`list_series` read: a folder, a ``.zip`` archive, one file or a list of paths.
+Source = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
 
 # ----------------------------------------------------------------- named thresholds
 # PADDING_HU (written where the scanner padded outside the reconstructed field of view) and
@@ -182,7 +187,7 @@ class SeriesTable(list):
 
 
 # ----------------------------------------------------------------- entry points
-def list_series(source) -> SeriesTable:
+def list_series(source: Source) -> SeriesTable:
     """List the image series found in a folder, ``.zip`` archive or list of files.
 
     Parameters
@@ -221,7 +226,7 @@ def list_series(source) -> SeriesTable:
 
 
 def load_series(
-    source,
+    source: Source,
     *,
     series_uid: str | None = None,
     on_error: str = "raise",
@@ -333,7 +338,7 @@ def load_series(
     return _metadata(hu, stack, chosen, found.root, skipped=skipped, notes=notes, padded=padded, padding_hu=padding_hu)
 
 
-def _check_options(*, on_error: str, dtype) -> None:
+def _check_options(*, on_error: str, dtype: DTypeLike | None) -> None:
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip'; got {on_error!r}")
     if dtype not in (None, "float32", "int16", np.float32, np.int16):
@@ -347,7 +352,8 @@ class _Notes(list):
     def warn(self, text: str) -> None:
         self.append(text)
         # Point the warning at the caller's line: the first frame outside this module.
-        frame, level = sys._getframe(1), 2
+        frame: FrameType | None = sys._getframe(1)
+        level = 2
         while frame is not None and frame.f_code.co_filename == __file__:
             frame, level = frame.f_back, level + 1
         warnings.warn(text, SeriesWarning, stacklevel=level)
@@ -411,7 +417,7 @@ class _Header:
     intercept: float | None
 
     @classmethod
-    def read(cls, ds, *, little: bool) -> _Header:
+    def read(cls, ds: Any, *, little: bool) -> _Header:
         v = fast.header_values(ds, _FIELDS, little=little)
         bits = v["BitsAllocated"] or 0
         return cls(
@@ -482,6 +488,22 @@ class _Frame:
     localizer: bool
     has_rescale: bool = True
     stored: np.ndarray | None = field(default=None, repr=False)
+
+
+def _iop(fr: _Frame) -> np.ndarray:
+    """``fr.iop``, once step 4 (:func:`_require_geometry`) has refused frames without one."""
+    return cast(np.ndarray, fr.iop)
+
+
+def _stored_of(fr: _Frame) -> np.ndarray:
+    """``fr.stored``, once step 6 has read every frame's stored values."""
+    return cast(np.ndarray, fr.stored)
+
+
+def _stored_range(fr: _Frame) -> tuple[int, int]:
+    """Smallest and largest stored value actually present in the frame."""
+    stored = _stored_of(fr)
+    return int(stored.min()), int(stored.max())
 
 
 @dataclass(eq=False)
@@ -684,7 +706,7 @@ def _zip_items(path: Path) -> list[tuple[str, Any]]:
     return [(f"{path}::{i.filename}", _ZipMember(path, i)) for i in sorted(infos, key=lambda i: i.filename)]
 
 
-def _find_files(source) -> _Found:
+def _find_files(source: Source) -> _Found:
     """Step 1: the files of a folder (recursively), a ``.zip`` archive, one file or a list of paths."""
     if isinstance(source, (str, os.PathLike)):
         return _find_in_path(Path(source))
@@ -798,7 +820,7 @@ def _looks_preambleless(head: bytes) -> bool:
     return len(head) >= 8 and head[:2] in (b"\x02\x00", b"\x08\x00", b"\x00\x02", b"\x00\x08")
 
 
-def _parse(name: str, data: bytes, size: int, reader) -> _File:
+def _parse(name: str, data: bytes, size: int, reader: Any) -> _File:
     """One file's header, parsed from its first bytes and stopping before (7FE0,0010) Pixel Data.
 
     Raises :class:`_Skip` for a file that is not a DICOM image, :class:`DicomSeriesError`
@@ -821,7 +843,7 @@ def _parse(name: str, data: bytes, size: int, reader) -> _File:
     return f
 
 
-def _dataset(name: str, data: bytes, size: int, reader, *, dicm: bool):
+def _dataset(name: str, data: bytes, size: int, reader: Any, *, dicm: bool) -> tuple[Any, int, bytes, int, str | None]:
     """``(ds, position after the header, data, size, VR note)``; reads the whole file if the header needs it."""
     if dicm:
         data, size = _refuse_deflate_bomb(name, data, reader, size)
@@ -854,7 +876,7 @@ def _unparseable(name: str, exc: Exception) -> str:
     )
 
 
-def _header_dataset(buf: bytes, *, dicm: bool):
+def _header_dataset(buf: bytes, *, dicm: bool) -> tuple[Any, int, str | None]:
     """pydicom's header (stopping before Pixel Data), where it stopped, and its VR-mismatch note.
 
     When (0002,0010) Transfer Syntax UID says explicit VR but the data set is implicit VR (or
@@ -875,7 +897,7 @@ def _header_dataset(buf: bytes, *, dicm: bool):
     return ds, bio.tell(), vr_note
 
 
-def _encoding(ds, data: bytes, pos: int) -> tuple[UID, bool, bool]:
+def _encoding(ds: Any, data: bytes, pos: int) -> tuple[UID, bool, bool]:
     """Transfer syntax, and whether the data set is really implicit VR / little endian.
 
     Implicit or explicit VR is read from the Pixel Data element itself (a VR is two capital
@@ -927,7 +949,7 @@ def _meta_end(data: bytes) -> int | None:
     return 144 + struct.unpack("<I", data[140:144])[0]
 
 
-def _refuse_deflate_bomb(name: str, data: bytes, reader, size: int) -> tuple[bytes, int]:
+def _refuse_deflate_bomb(name: str, data: bytes, reader: Any, size: int) -> tuple[bytes, int]:
     """For a Deflated Explicit VR file: check what its data set inflates to before pydicom inflates it.
 
     pydicom inflates the whole data set in memory, so a few MB can become gigabytes; this
@@ -947,7 +969,7 @@ def _refuse_deflate_bomb(name: str, data: bytes, reader, size: int) -> tuple[byt
     return data, size
 
 
-def _inflated_dataset(name: str, data: bytes):
+def _inflated_dataset(name: str, data: bytes) -> pydicom.Dataset:
     """The whole data set of a Deflated Explicit VR file (its inflated size was checked when parsed)."""
     try:
         return pydicom.dcmread(BytesIO(data), force=True)
@@ -1135,7 +1157,7 @@ def _largest(table: SeriesTable, root: str, *, allow_non_ct: bool) -> SeriesInfo
 
 
 # ----------------------------------------------------------------- step 4: frames, duplicates, localizers
-def _floats(value, n: int | None = None):
+def _floats(value: Any, n: int | None = None) -> list[float] | None:
     if value is None:
         return None
     try:
@@ -1147,7 +1169,7 @@ def _floats(value, n: int | None = None):
     return out
 
 
-def _get(ds, keyword: str, default=None):
+def _get(ds: Any, keyword: str, default: Any = None) -> Any:
     """``ds.get(keyword, default)``, with ``default`` also for a value pydicom cannot convert.
 
     pydicom converts values when they are first read; a damaged value (an unknown VR, an
@@ -1160,7 +1182,7 @@ def _get(ds, keyword: str, default=None):
         return default
 
 
-def _first(seq_owner, seq_kw: str, kw: str):
+def _first(seq_owner: Any, seq_kw: str, kw: str) -> Any:
     seq = _get(seq_owner, seq_kw) if seq_owner is not None else None
     try:
         return _get(seq[0], kw) if seq else None
@@ -1236,7 +1258,8 @@ def _enhanced_frames(f: _File) -> list[_Frame]:
     return out
 
 
-def _frame(f: _File, index: int, ipp, iop, ps, slope, intercept, localizer: bool) -> _Frame:
+def _frame(f: _File, index: int, ipp: Any, iop: Any, ps: Any, slope: Any, intercept: Any,
+           localizer: bool) -> _Frame:
     """One frame's record, its geometry and rescale validated (:class:`DicomSeriesError` naming the tag)."""
     ipp, iop, ps = _floats(ipp, 3), _floats(iop, 6), _floats(ps, 2)
     where = f.name if f.frames == 1 else f"{f.name} (frame {index + 1})"
@@ -1254,7 +1277,7 @@ def _frame(f: _File, index: int, ipp, iop, ps, slope, intercept, localizer: bool
     )
 
 
-def _check_plane(where: str, ipp, iop, ps) -> None:
+def _check_plane(where: str, ipp: Any, iop: Any, ps: Any) -> None:
     """Finite position, positive finite pixel spacing, orthonormal orientation (absent values are checked later)."""
     if ipp is not None and not all(map(math.isfinite, ipp)):
         raise DicomSeriesError(
@@ -1278,7 +1301,7 @@ def _check_plane(where: str, ipp, iop, ps) -> None:
             )
 
 
-def _checked_rescale(where: str, slope, intercept) -> tuple[float, float | None]:
+def _checked_rescale(where: str, slope: Any, intercept: Any) -> tuple[float, float | None]:
     """(0028,1053) Rescale Slope (default 1) and (0028,1052) Rescale Intercept (None when absent), checked."""
     s = _floats(slope, 1) if slope is not None else [1.0]
     b = _floats(intercept, 1) if intercept is not None else None
@@ -1309,7 +1332,8 @@ def _drop_duplicates_and_localizers(frames: list[_Frame], chosen: SeriesInfo, no
 
 
 def _drop_duplicates(frames: list[_Frame], notes: _Notes) -> list[_Frame]:
-    kept, seen = [], {}
+    kept: list[_Frame] = []
+    seen: dict[tuple[str, int], _Frame] = {}
     for fr in frames:
         key = (fr.sop_uid, fr.index)
         if fr.sop_uid and key in seen:
@@ -1338,8 +1362,8 @@ def _require_geometry(frames: list[_Frame]) -> None:
 def _drop_odd_orientations(frames: list[_Frame], chosen: SeriesInfo, notes: _Notes) -> list[_Frame]:
     """The largest group of equal orientations is the stack; a few odd ones are localizers."""
     groups: list[list[_Frame]] = []
-    for fr in frames:
-        g = next((g for g in groups if np.max(np.abs(g[0].iop - fr.iop)) <= ORIENTATION_TOLERANCE), None)
+    for fr in frames:  # _require_geometry checked every iop
+        g = next((g for g in groups if np.max(np.abs(_iop(g[0]) - _iop(fr))) <= ORIENTATION_TOLERANCE), None)
         if g is None:
             groups.append([fr])
         else:
@@ -1352,13 +1376,13 @@ def _drop_odd_orientations(frames: list[_Frame], chosen: SeriesInfo, notes: _Not
         raise DicomSeriesError(
             f"series {chosen.series_uid} mixes orientations: "
             + "; ".join(f"{len(g)} images with {_tag_text('ImageOrientationPatient')} "
-                        f"{np.round(g[0].iop, 4).tolist()} (e.g. {g[0].file.name})" for g in groups)
+                        f"{np.round(_iop(g[0]), 4).tolist()} (e.g. {g[0].file.name})" for g in groups)
             + ". Expected one orientation for the whole stack; pass a list of paths with one orientation."
         )
     for fr in odd:
         notes.warn(
             f"dropped {fr.file.name} as a localizer: its {_tag_text('ImageOrientationPatient')} "
-            f"{np.round(fr.iop, 4).tolist()} differs from the stack's {np.round(groups[0][0].iop, 4).tolist()}."
+            f"{np.round(_iop(fr), 4).tolist()} differs from the stack's {np.round(_iop(groups[0][0]), 4).tolist()}."
         )
     return groups[0]
 
@@ -1397,7 +1421,7 @@ def _read_pixels(frames: list[_Frame], chosen: SeriesInfo, root: str, *, on_erro
     files = list(dict.fromkeys(fr.file for fr in frames))
     direct = all(map(_is_direct, files)) and len({f.header.signed for f in files}) == 1
 
-    def stored(f: _File):
+    def stored(f: _File) -> np.ndarray | DicomSeriesError | None:
         try:
             return _stored(f, check_only=direct)
         except DicomSeriesError as exc:
@@ -1485,7 +1509,7 @@ def _decoded(f: _File) -> np.ndarray:
     return arr.reshape(f.frames, h.rows, h.columns)
 
 
-def _whole_dataset(f: _File):
+def _whole_dataset(f: _File) -> pydicom.Dataset:
     """The whole data set of ``f``, pixels included (its header was parsed without them)."""
     try:
         data = f.data if f.data is not None else f.reader.read()[0]
@@ -1496,7 +1520,7 @@ def _whole_dataset(f: _File):
         raise DicomSeriesError(_unparseable(f.name, exc)) from None
 
 
-def _encoded_frames(f: _File, ds) -> list[bytes] | None:
+def _encoded_frames(f: _File, ds: Any) -> list[bytes] | None:
     """The compressed frames, checked against the header before anything is decoded.
 
     There must be at least (0028,0008) Number of Frames of them; a JPEG, JPEG-LS or JPEG 2000
@@ -1593,7 +1617,7 @@ def _decoder_hint(ts: UID) -> str:
 # ----------------------------------------------------------------- step 7: order and space
 def _order_and_space(frames: list[_Frame], chosen: SeriesInfo, notes: _Notes) -> _Stack:
     """Step 7: sort by position along the slice normal; measure the spacing; report gaps and tilt."""
-    row_cos, col_cos = frames[0].iop[:3], frames[0].iop[3:]
+    row_cos, col_cos = _iop(frames[0])[:3], _iop(frames[0])[3:]
     normal = np.cross(row_cos, col_cos)
     normal /= np.linalg.norm(normal)
     pos = np.array([fr.ipp for fr in frames])
@@ -1687,7 +1711,7 @@ def _single_slice_spacing(fr: _Frame, chosen: SeriesInfo, notes: _Notes) -> floa
 
 
 # ----------------------------------------------------------------- step 8: to HU
-def _to_hu(stack: _Stack, chosen: SeriesInfo, *, direct: bool, dtype, padding_hu: float,
+def _to_hu(stack: _Stack, chosen: SeriesInfo, *, direct: bool, dtype: DTypeLike | None, padding_hu: float,
            notes: _Notes) -> tuple[np.ndarray, int]:
     """Step 8: HU = stored x slope + intercept per slice, padding to ``padding_hu``; (array, padded voxels)."""
     frames = stack.frames
@@ -1702,12 +1726,14 @@ def _to_hu(stack: _Stack, chosen: SeriesInfo, *, direct: bool, dtype, padding_hu
     # int16 results computed in place in the stored-value array when every factor fits int16
     inplace = raw is not None and want_int and bool(np.all(np.abs(slopes) <= 32767) and np.all(np.abs(inters) <= 32767))
     rows, cols = frames[0].rows, frames[0].cols
-    hu = raw.view(np.int16) if inplace else np.empty((len(frames), rows, cols), np.int16 if want_int else np.float32)
+    hu = (raw.view(np.int16) if inplace and raw is not None
+          else np.empty((len(frames), rows, cols), np.int16 if want_int else np.float32))
     mask = np.empty((rows, cols), bool)
     padded = 0
     for k, fr in enumerate(frames):
-        have = _padding_before(fr, fr.stored, ranges[k], slopes[k], inters[k], mask)  # needs the stored values
-        fast.rescale_into(fr.stored, hu[k], slopes[k], inters[k], inplace=inplace)
+        stored = _stored_of(fr)
+        have = _padding_before(fr, stored, ranges[k], slopes[k], inters[k], mask)  # needs the stored values
+        fast.rescale_into(stored, hu[k], slopes[k], inters[k], inplace=inplace)
         if _padding_after(fr, hu[k], ranges[k], slopes[k], inters[k], mask, have):
             n = int(np.count_nonzero(mask))
             if n:
@@ -1742,7 +1768,8 @@ def _read_direct(frames: list[_Frame]) -> np.ndarray:
     return raw
 
 
-def _int16_output(frames, ranges, slopes, inters, chosen: SeriesInfo, *, dtype, padding_hu: float) -> bool:
+def _int16_output(frames: list[_Frame], ranges: list[tuple[int, int]], slopes: np.ndarray, inters: np.ndarray,
+                  chosen: SeriesInfo, *, dtype: DTypeLike | None, padding_hu: float) -> bool:
     """Whether the output is int16: asked for, or (by default) every HU value is an integer that fits."""
     integer = bool(np.all(slopes == np.round(slopes)) and np.all(inters == np.round(inters)))
     want_int = dtype in ("int16", np.int16) or (dtype is None and integer and float(padding_hu).is_integer())
@@ -1750,7 +1777,7 @@ def _int16_output(frames, ranges, slopes, inters, chosen: SeriesInfo, *, dtype, 
         return False
     lo, hi = _hu_span(ranges, slopes, inters)
     if lo < -32768 or hi > 32767:  # the declared range is too wide: look at the actual values
-        lo, hi = _hu_span([(int(fr.stored.min()), int(fr.stored.max())) for fr in frames], slopes, inters)
+        lo, hi = _hu_span([_stored_range(fr) for fr in frames], slopes, inters)
     if integer and -32768 <= lo and hi <= 32767:
         return True
     if dtype is not None:
@@ -1762,7 +1789,7 @@ def _int16_output(frames, ranges, slopes, inters, chosen: SeriesInfo, *, dtype, 
     return False
 
 
-def _hu_span(ranges, slopes, inters) -> tuple[float, float]:
+def _hu_span(ranges: list[tuple[int, int]], slopes: np.ndarray, inters: np.ndarray) -> tuple[float, float]:
     ends = [e for (mn, mx), s, b in zip(ranges, slopes, inters) for e in (mn * s + b, mx * s + b)]
     return min(ends), max(ends)
 
@@ -1775,10 +1802,11 @@ def _value_range(fr: _Frame) -> tuple[int, int]:
         if h.signed:
             return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
         return 0, (1 << bits) - 1
-    return int(fr.stored.min()), int(fr.stored.max())
+    return _stored_range(fr)
 
 
-def _padding_before(fr: _Frame, stored, value_range, slope, intercept, out) -> bool:
+def _padding_before(fr: _Frame, stored: np.ndarray, value_range: tuple[int, int], slope: float, intercept: float,
+                    out: np.ndarray) -> bool:
     """Padding found from stored values, into ``out``; False when there is none to look for.
 
     (0028,0120) Pixel Padding Value (up to (0028,0121) Pixel Padding Range Limit)
@@ -1789,7 +1817,7 @@ def _padding_before(fr: _Frame, stored, value_range, slope, intercept, out) -> b
     if h.padding_value is not None:
         bits = h.bits_allocated or 16
 
-        def as_signed(v):
+        def as_signed(v: int) -> int:
             v = int(v)
             return v - (1 << bits) if h.signed and v >= 1 << (bits - 1) else v
 
@@ -1809,7 +1837,8 @@ def _padding_before(fr: _Frame, stored, value_range, slope, intercept, out) -> b
     return bool(stored_rule)
 
 
-def _padding_after(fr: _Frame, hu, value_range, slope, intercept, out, have: bool) -> bool:
+def _padding_after(fr: _Frame, hu: np.ndarray, value_range: tuple[int, int], slope: float, intercept: float,
+                   out: np.ndarray, have: bool) -> bool:
     """Add the HU rule (below :data:`PADDING_BELOW_HU`, when no padding tag) to ``out``."""
     if fr.file.header.padding_value is not None:
         return have
@@ -1828,8 +1857,8 @@ def _metadata(hu: np.ndarray, stack: _Stack, chosen: SeriesInfo, root: str, *, s
               notes: _Notes, padded: int, padding_hu: float) -> Volume:
     """Step 9: the :class:`Volume`, with DICOM's (x, y, z) geometry turned into (z, y, x)."""
     first = stack.frames[0]
-    row_cos, col_cos = first.iop[:3], first.iop[3:]
-    ps = first.pixel_spacing
+    row_cos, col_cos = _iop(first)[:3], _iop(first)[3:]
+    ps = cast(tuple[float, float], first.pixel_spacing)  # checked by _require_geometry
     return Volume(
         hu,
         spacing=(stack.spacing_z, ps[0], ps[1]),
@@ -1840,7 +1869,8 @@ def _metadata(hu: np.ndarray, stack: _Stack, chosen: SeriesInfo, root: str, *, s
     )
 
 
-def _meta(ds, chosen: SeriesInfo, root, frames, skipped, notes, padded, padding_hu) -> dict:
+def _meta(ds: Any, chosen: SeriesInfo, root: str, frames: list[_Frame], skipped: list[str], notes: _Notes,
+          padded: int, padding_hu: float) -> dict:
     centers = _floats(_get(ds, "WindowCenter"))
     widths = _floats(_get(ds, "WindowWidth"))
     names = _get(ds, "WindowCenterWidthExplanation")

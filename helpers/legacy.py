@@ -36,7 +36,7 @@ Use :func:`helpers.io.load_series` and :func:`helpers.resample.resample` instead
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pydicom
@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 
-def load_scan(path):
+def load_scan(path: str) -> list[pydicom.FileDataset]:
     """Read every file of a folder and sort the slices by (0020,0013) Instance Number (2017).
 
     Parameters
@@ -101,12 +101,12 @@ def load_scan(path):
 
     >>> import tempfile
     >>> from pydicom import examples
-    >>> folder = tempfile.mkdtemp()
-    >>> for number, z in [(1, 10.0), (2, 0.0), (3, 5.0)]:
-    ...     ds = examples.ct
-    ...     ds.InstanceNumber, ds.ImagePositionPatient[2] = number, z
-    ...     ds.save_as(f"{folder}/slice{number}.dcm")
-    >>> slices = load_scan(folder)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     for number, z in [(1, 10.0), (2, 0.0), (3, 5.0)]:
+    ...         ds = examples.ct
+    ...         ds.InstanceNumber, ds.ImagePositionPatient[2] = number, z
+    ...         ds.save_as(f"{folder}/slice{number}.dcm")
+    ...     slices = load_scan(folder)
     >>> [float(s.ImagePositionPatient[2]) for s in slices]  # sorted by number, not position
     [10.0, 0.0, 5.0]
     >>> float(slices[0].SliceThickness)  # |10 - 0|: the spacing is 5 mm
@@ -126,7 +126,7 @@ def load_scan(path):
     return slices
 
 
-def get_pixels_hu(scans):
+def get_pixels_hu(scans: Sequence[pydicom.Dataset]) -> np.ndarray:
     """Stack the pixel data and convert it to HU with the *first* slice's rescale (2017 blog).
 
     Parameters
@@ -190,7 +190,8 @@ def get_pixels_hu(scans):
     return np.array(image, dtype=np.int16)
 
 
-def resample(image, scan, new_spacing=[1, 1, 1]):  # noqa: B006 - the 2017 signature
+def resample(image: np.ndarray, scan: Sequence[pydicom.Dataset],
+             new_spacing: Any = [1, 1, 1]) -> tuple[np.ndarray, np.ndarray]:  # noqa: B006 - the 2017 signature
     """Resample with ``scipy.ndimage.zoom`` (cubic spline by default), as in 2017.
 
     Parameters
@@ -247,7 +248,7 @@ def resample(image, scan, new_spacing=[1, 1, 1]):  # noqa: B006 - the 2017 signa
     """
     # Determine current pixel spacing
     # 2017: [scan[0].SliceThickness] + scan[0].PixelSpacing (MultiValue was a list)
-    spacing = map(float, ([scan[0].SliceThickness] + list(scan[0].PixelSpacing)))
+    spacing: Any = map(float, ([scan[0].SliceThickness] + list(scan[0].PixelSpacing)))  # then an array (2017)
     spacing = np.array(list(spacing))
 
     resize_factor = spacing / new_spacing

@@ -20,13 +20,18 @@ of hundreds of MB.  :func:`surface_mesh` does the same marching cubes
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .volume import Volume, as_volume, is_mask
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "LEVELS",
@@ -163,9 +168,10 @@ def _edge_crossings(a: np.ndarray, level: float, *, block: int = CROSSING_BLOCK_
     total, n = 0, a.shape[0]
     for k0 in range(0, n, block):
         inside = a[k0:min(n, k0 + block + 1)] > level
-        total += np.count_nonzero(inside[1:] != inside[:-1])  # z edges from slices k0 .. k0 + block - 1
+        total += int(np.count_nonzero(inside[1:] != inside[:-1]))  # z edges from slices k0 .. k0 + block - 1
         core = inside[:block]
-        total += np.count_nonzero(core[:, 1:] != core[:, :-1]) + np.count_nonzero(core[:, :, 1:] != core[:, :, :-1])
+        total += int(np.count_nonzero(core[:, 1:] != core[:, :-1]))
+        total += int(np.count_nonzero(core[:, :, 1:] != core[:, :, :-1]))
     return int(total)
 
 
@@ -209,7 +215,7 @@ def decimate(mesh: Mesh, max_triangles: int, *, aggressiveness: float = 7.0) -> 
 
 
 def surface_mesh(
-    volume_or_mask,
+    volume_or_mask: Volume | np.ndarray,
     *,
     level: float | str | None = None,
     step_size: int | str = "auto",
@@ -284,60 +290,19 @@ def surface_mesh(
     vol = as_volume(volume_or_mask, spacing=spacing, name="volume_or_mask")
     arr = vol.hu
     mask_input = is_mask(arr)
-    if isinstance(level, str):
-        if level not in LEVELS:
-            raise ValueError(f"unknown level {level!r}; expected a number in HU or one of {sorted(LEVELS)}")
-        level_value = LEVELS[level]
-    elif level is None:
-        if not mask_input:
-            raise ValueError(
-                f"a CT ({arr.dtype}, values {float(arr.min()):g}..{float(arr.max()):g} HU) needs level=: "
-                f"a number in HU or one of {sorted(LEVELS)}; for a mask pass a bool or uint8 array"
-            )
-        level_value = MASK_LEVEL
-    else:
-        level_value = float(level)
+    level_value = _iso_level(arr, level, mask_input=mask_input)
     if smooth_mm is None:
         smooth_mm = MASK_SMOOTH_MM if mask_input else 0.0
 
-    offset = np.zeros(3)
     if mask_input:
-        work = arr.astype(bool) if arr.dtype != bool else arr
-        zs = np.flatnonzero(work.any(axis=(1, 2)))  # bounding box from per-axis projections
-        if zs.size == 0:
-            raise ValueError("the mask is empty: no surface to mesh")
-        ys = np.flatnonzero(work.any(axis=(0, 2)))
-        xs = np.flatnonzero(work.any(axis=(0, 1)))
-        margin = [int(np.ceil(SMOOTH_REACH_SIGMAS * smooth_mm / s)) + 1 for s in vol.spacing]
-        lo = [max(0, r[0] - m) for r, m in zip((zs, ys, xs), margin)]
-        hi = [min(n, r[-1] + 1 + m) for r, n, m in zip((zs, ys, xs), arr.shape, margin)]
-        work = work[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.float32)
-        offset = np.asarray(lo, dtype=np.float64)
+        work, offset = _mask_box(arr, vol.spacing, smooth_mm)
         outside = 0.0
     else:
-        lo_v, hi_v = float(arr.min()), float(arr.max())
-        if not lo_v < level_value < hi_v:
-            raise ValueError(f"level {level_value:g} is outside the data range {lo_v:g}..{hi_v:g}: no surface")
-        work = arr if arr.dtype == np.float32 else arr.astype(np.float32)
-        outside = min(lo_v, level_value - 1.0)
+        work, offset, outside = _ct_work(arr, level_value)
     if smooth_mm and smooth_mm > 0:
         work = ndimage.gaussian_filter(work, sigma=[smooth_mm / s for s in vol.spacing]).astype(np.float32, copy=False)
-    if step_size == "auto":
-        if max_triangles is None:
-            step = 1
-        else:
-            crossings = _edge_crossings(work, level_value)
-            if closed:  # the padding added below crosses once next to every inside voxel of each face
-                crossings += _face_crossings(work, level_value)
-            # marching cubes makes ~2 triangles per crossed voxel edge (measured on chest CT)
-            estimate = TRIANGLES_PER_CROSSING * crossings
-            step = 1
-            while estimate / step**2 > auto_factor * max_triangles and step < MAX_AUTO_STEP:
-                step += 1
-    else:
-        step = int(step_size)
-        if step < 1:
-            raise ValueError(f"step_size must be a positive integer or 'auto'; got {step_size!r}")
+    step = _marching_step(work, level_value, step_size=step_size, max_triangles=max_triangles, closed=closed,
+                          auto_factor=auto_factor)
 
     if closed:  # one voxel of "outside" all round, in one copy; with step > 1 marching cubes samples
         # 0, step, 2*step...: pad the far ends a little more so that the last sample is padding too
@@ -357,6 +322,67 @@ def surface_mesh(
     return decimate(mesh, max_triangles) if max_triangles is not None else mesh
 
 
+def _iso_level(arr: np.ndarray, level: float | str | None, *, mask_input: bool) -> float:
+    """The iso-value in HU (or 0.5 for a mask): a number, a name from :data:`LEVELS`, or the mask default."""
+    if isinstance(level, str):
+        if level not in LEVELS:
+            raise ValueError(f"unknown level {level!r}; expected a number in HU or one of {sorted(LEVELS)}")
+        return LEVELS[level]
+    if level is None:
+        if not mask_input:
+            raise ValueError(
+                f"a CT ({arr.dtype}, values {float(arr.min()):g}..{float(arr.max()):g} HU) needs level=: "
+                f"a number in HU or one of {sorted(LEVELS)}; for a mask pass a bool or uint8 array"
+            )
+        return MASK_LEVEL
+    return float(level)
+
+
+def _mask_box(arr: np.ndarray, spacing: tuple[float, float, float], smooth_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """The mask cut to its bounding box plus the smoothing's reach, as float32; and the box's first index."""
+    work = arr.astype(bool) if arr.dtype != bool else arr
+    zs = np.flatnonzero(work.any(axis=(1, 2)))  # bounding box from per-axis projections
+    if zs.size == 0:
+        raise ValueError("the mask is empty: no surface to mesh")
+    ys = np.flatnonzero(work.any(axis=(0, 2)))
+    xs = np.flatnonzero(work.any(axis=(0, 1)))
+    margin = [int(np.ceil(SMOOTH_REACH_SIGMAS * smooth_mm / s)) + 1 for s in spacing]
+    lo = [max(0, r[0] - m) for r, m in zip((zs, ys, xs), margin)]
+    hi = [min(n, r[-1] + 1 + m) for r, n, m in zip((zs, ys, xs), arr.shape, margin)]
+    work = work[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.float32)
+    return work, np.asarray(lo, dtype=np.float64)
+
+
+def _ct_work(arr: np.ndarray, level_value: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """A CT as float32, no offset, and the "outside" value to pad with; refuses a level outside the data."""
+    lo_v, hi_v = float(arr.min()), float(arr.max())
+    if not lo_v < level_value < hi_v:
+        raise ValueError(f"level {level_value:g} is outside the data range {lo_v:g}..{hi_v:g}: no surface")
+    work = arr if arr.dtype == np.float32 else arr.astype(np.float32)
+    return work, np.zeros(3), min(lo_v, level_value - 1.0)
+
+
+def _marching_step(work: np.ndarray, level_value: float, *, step_size: int | str, max_triangles: int | None,
+                   closed: bool, auto_factor: float) -> int:
+    """The marching-cubes step: ``step_size`` checked, or for "auto" the smallest within the triangle budget."""
+    if step_size != "auto":
+        step = int(step_size)
+        if step < 1:
+            raise ValueError(f"step_size must be a positive integer or 'auto'; got {step_size!r}")
+        return step
+    if max_triangles is None:
+        return 1
+    crossings = _edge_crossings(work, level_value)
+    if closed:  # the padding added below crosses once next to every inside voxel of each face
+        crossings += _face_crossings(work, level_value)
+    # marching cubes makes ~2 triangles per crossed voxel edge (measured on chest CT)
+    estimate = TRIANGLES_PER_CROSSING * crossings
+    step = 1
+    while estimate / step**2 > auto_factor * max_triangles and step < MAX_AUTO_STEP:
+        step += 1
+    return step
+
+
 # ------------------------------------------------------------------- figures
 def mesh_figure(
     mesh: Mesh,
@@ -366,7 +392,7 @@ def mesh_figure(
     title: str | None = None,
     flatshading: bool = False,
     height_px: int = 520,
-):
+) -> Any:
     """A rotatable plotly ``Mesh3d`` figure (true proportions, patient axes).
 
     Parameters
@@ -434,12 +460,12 @@ def mesh_figure_matplotlib(
     mesh: Mesh,
     *,
     max_triangles: int = 40_000,
-    color=(0.89, 0.84, 0.75),
+    color: str | tuple[float, float, float] = (0.89, 0.84, 0.75),
     elev: float = 10.0,
     azim: float = -90.0,
     size_in: float = 6.0,
     title: str | None = None,
-):
+) -> Figure:
     """A static matplotlib rendering of a mesh (for print, PDF or no WebGL).
 
     Parameters
@@ -501,7 +527,7 @@ def mesh_figure_matplotlib(
 _STL_RECORD = np.dtype([("normal", "<f4", (3,)), ("v", "<f4", (3, 3)), ("attr", "<u2")])
 
 
-def save_stl(mesh: Mesh, path, *, header: str = "helpers.mesh binary STL, LPS mm") -> Path:
+def save_stl(mesh: Mesh, path: str | os.PathLike[str], *, header: str = "helpers.mesh binary STL, LPS mm") -> Path:
     """Write a binary STL file, atomically (temporary file then rename).
 
     Parameters
@@ -551,7 +577,7 @@ def save_stl(mesh: Mesh, path, *, header: str = "helpers.mesh binary STL, LPS mm
     return atomic_write(path, write)
 
 
-def load_stl(path) -> Mesh:
+def load_stl(path: str | os.PathLike[str]) -> Mesh:
     """Read a binary STL file (vertices shared between triangles are merged).
 
     Parameters
@@ -593,7 +619,7 @@ BONE_CLOSING_MM = 3.0
 BONE_MAX_HOLE_MM2 = 150.0
 
 
-def _ball_closing(mask: np.ndarray, spacing, radius_mm: float) -> np.ndarray:
+def _ball_closing(mask: np.ndarray, spacing: ArrayLike, radius_mm: float) -> np.ndarray:
     """Binary closing with a ball of ``radius_mm`` in mm (an ellipsoid in voxels).
 
     The footprint holds every voxel offset within ``radius_mm`` (Euclidean, in
@@ -759,7 +785,7 @@ def mesh_holes(mesh: Mesh) -> dict[str, int]:
             "euler": int(euler), "nonmanifold_edges": int(np.count_nonzero(counts > 2))}
 
 
-def crop_mesh(mesh: Mesh, lo_mm, hi_mm) -> Mesh:
+def crop_mesh(mesh: Mesh, lo_mm: Sequence[float], hi_mm: Sequence[float]) -> Mesh:
     """The triangles of a mesh that lie inside a box (for a close-up).
 
     Parameters

@@ -11,6 +11,8 @@ or nothing to compare "anything non-zero".
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 from scipy import ndimage
 
@@ -36,7 +38,7 @@ def _check(a: np.ndarray, b: np.ndarray) -> None:
                          "resample one onto the other's grid first")
 
 
-def dice(a, b, *, label: int | None = None) -> float:
+def dice(a: Volume | np.ndarray, b: Volume | np.ndarray, *, label: int | None = None) -> float:
     """Dice similarity coefficient of two masks.
 
     Parameters
@@ -78,7 +80,8 @@ def _surface(m: np.ndarray) -> np.ndarray:
     return m & ~ndimage.binary_erosion(m, ndimage.generate_binary_structure(m.ndim, 1), border_value=0)
 
 
-def surface_distances(a, b, *, spacing=None, label: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def surface_distances(a: Volume | np.ndarray, b: Volume | np.ndarray, *, spacing: Sequence[float] | None = None,
+                      label: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Distances (mm) from each surface voxel of ``a`` to ``b``'s surface, and back.
 
     Parameters
@@ -135,7 +138,8 @@ def surface_distances(a, b, *, spacing=None, label: int | None = None) -> tuple[
     return da, db
 
 
-def hausdorff95(a, b, *, spacing=None, label: int | None = None, percentile: float = HD_PERCENTILE) -> float:
+def hausdorff95(a: Volume | np.ndarray, b: Volume | np.ndarray, *, spacing: Sequence[float] | None = None,
+                label: int | None = None, percentile: float = HD_PERCENTILE) -> float:
     """95th-percentile Hausdorff distance between two masks' surfaces, in mm.
 
     Parameters
@@ -184,7 +188,8 @@ def hausdorff95(a, b, *, spacing=None, label: int | None = None, percentile: flo
     return float(max(np.percentile(da, percentile), np.percentile(db, percentile)))
 
 
-def slices_missing_lungs(labels, other, *, spacing=None, found_share: float = FOUND_SHARE,
+def slices_missing_lungs(labels: Volume | np.ndarray, other: Volume | np.ndarray, *,
+                         spacing: Sequence[float] | None = None, found_share: float = FOUND_SHARE,
                          min_area_mm2: float = MIN_LUNG_AREA_MM2) -> dict:
     """Slices where another mask finds no lung, or only one of the two.
 
@@ -229,15 +234,15 @@ def slices_missing_lungs(labels, other, *, spacing=None, found_share: float = FO
     """
     reference = as_volume(labels, spacing=spacing, name="labels")
     labels = reference.hu
-    other = as_array(other, name="other") != 0
-    _check(labels, other)
+    other_mask = as_array(other, name="other") != 0
+    _check(labels, other_mask)
     pixel_mm2 = float(reference.spacing[1]) * float(reference.spacing[2])
     present = np.zeros((labels.shape[0], 2), bool)
     found = np.zeros_like(present)
     for j, lab in enumerate((1, 2)):
         lung = labels == lab
         area = lung.sum(axis=(1, 2))
-        covered = (lung & other).sum(axis=(1, 2))
+        covered = (lung & other_mask).sum(axis=(1, 2))
         present[:, j] = area * pixel_mm2 >= min_area_mm2
         found[:, j] = present[:, j] & (covered >= found_share * np.maximum(area, 1))
     n_present, n_found = present.sum(axis=1), found.sum(axis=1)

@@ -30,9 +30,12 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from .errors import DicomSeriesError
+
+if TYPE_CHECKING:
+    import pydicom
 
 __all__ = [
     "Orthanc", "OrthancNotInstalled", "find_orthanc", "orthanc_server",
@@ -428,7 +431,7 @@ def _shown(keys: dict) -> str:
     return ", ".join(f"{k}=(hidden)" if k in HIDDEN_COLUMNS else f"{k}={v!r}" for k, v in keys.items()) or "no keys"
 
 
-def first_header(source):
+def first_header(source: str | os.PathLike | Iterable[str | os.PathLike]) -> pydicom.Dataset:
     """The header (no pixels) of the first DICOM file of a folder, searched recursively.
 
     Raises

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Callable, Sequence, cast
 
 import numpy as np
 from scipy import ndimage
@@ -45,6 +45,9 @@ from .hu import BODY_THRESHOLD_HU, PADDING_HU
 from .volume import Volume, as_array, as_volume, is_mask
 
 __all__ = ["resample", "output_grid", "estimate_memory", "resize_to_shape", "crop_or_pad"]
+
+#: An output voxel size in mm: one number (isotropic) or ``(z, y, x)``.
+SpacingLike = float | Sequence[float]
 
 # PADDING_HU (the HU that pads images, -1024) and BODY_THRESHOLD_HU (the default body/air
 # threshold of ``crop_or_pad(center="body")``) come from helpers.hu.
@@ -96,18 +99,19 @@ def _axis_centres(volume: Volume) -> list[np.ndarray]:
     return [zc, np.arange(ny) * sy, np.arange(nx) * sx]
 
 
-def _plan(volume: Volume, spacing, shape) -> dict[str, Any]:
+def _plan(volume: Volume, spacing: SpacingLike, shape: Sequence[int] | None) -> dict[str, Any]:
     """Output grid: shape, spacing, first-centre offsets (mm, per axis) and source coordinates."""
     centres = _axis_centres(volume)
     half = np.asarray(volume.spacing) / 2.0
+    want: tuple[float, ...] = ()  # the output spacing asked for, when no shape is given
     if shape is not None:
         shape = tuple(int(m) for m in np.broadcast_to(shape, (3,)))
         if any(m < 1 for m in shape):
             raise ValueError(f"shape must be three positive voxel counts (z, y, x); got {shape}")
     else:
-        spacing = tuple(float(t) for t in np.broadcast_to(np.asarray(spacing, dtype=float), (3,)))
-        if not all(t > 0 for t in spacing):
-            raise ValueError(f"spacing must be three positive mm values (z, y, x); got {spacing}")
+        want = tuple(float(t) for t in np.broadcast_to(np.asarray(spacing, dtype=float), (3,)))
+        if not all(t > 0 for t in want):
+            raise ValueError(f"spacing must be three positive mm values (z, y, x); got {want}")
     out_shape, out_spacing, first = [], [], []
     for ax in range(3):
         c = centres[ax]
@@ -118,7 +122,7 @@ def _plan(volume: Volume, spacing, shape) -> dict[str, Any]:
             t = length / m
             t0 = start + t / 2
         else:
-            t = spacing[ax]
+            t = want[ax]
             m = max(1, int(np.floor(length / t * (1 + ROUND_TOL) + 0.5)))
             t0 = start + (length - m * t) / 2 + t / 2
         out_shape.append(m)
@@ -160,7 +164,8 @@ def _taps(u: np.ndarray, n: int, order: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ---------------------------------------------------------------------- kernels
-def _apply_axis(a: np.ndarray, axis: int, idx: np.ndarray, w: np.ndarray, out: np.ndarray | None = None):
+def _apply_axis(a: np.ndarray, axis: int, idx: np.ndarray, w: np.ndarray,
+                out: np.ndarray | None = None) -> np.ndarray:
     """Weighted sum of K gathered copies of ``a`` along ``axis`` (float32 result)."""
     shape_w = [1, 1, 1]
     shape_w[axis] = -1
@@ -185,10 +190,11 @@ def _apply_axis(a: np.ndarray, axis: int, idx: np.ndarray, w: np.ndarray, out: n
             else:
                 out += np.multiply(g, wk, dtype=np.float32)
         del g
-    return out
+    return cast(np.ndarray, out)  # set at k == 0: idx has at least one column
 
 
-def _xy(planes: np.ndarray, ty, tx, order: int) -> np.ndarray:
+def _xy(planes: np.ndarray, ty: tuple[np.ndarray, np.ndarray], tx: tuple[np.ndarray, np.ndarray],
+        order: int) -> np.ndarray:
     """In-plane (y, x) resampling of a stack of planes; x or y first, whichever makes less data."""
     (iy, wy), (ix, wx) = ty, tx
     _, ny, nx = planes.shape
@@ -241,9 +247,9 @@ def _workers() -> int:
 def resample(
     volume: Volume,
     *,
-    spacing=(1.0, 1.0, 1.0),
+    spacing: SpacingLike = (1.0, 1.0, 1.0),
     order: int | None = None,
-    shape=None,
+    shape: Sequence[int] | None = None,
     workers: int | None = None,
 ) -> Volume:
     """Resample a volume to a new voxel spacing (mm) or shape, keeping positions exact.
@@ -342,7 +348,7 @@ def resample(
     step = _slab_planes(plan, order, a.itemsize, out.itemsize, workers)
     jobs = [(s, min(s + step, mz)) for s in range(0, mz, step)]
 
-    def z_job(m0_m1):
+    def z_job(m0_m1: tuple[int, int]) -> None:
         m0, m1 = m0_m1
         idx = iz[m0:m1]
         lo, hi = int(idx.min()), int(idx.max()) + 1
@@ -373,7 +379,7 @@ def resample(
     return Volume(out, spacing=plan["spacing"], origin=tuple(origin), direction=direction.copy(), meta=meta)
 
 
-def output_grid(volume: Volume, *, spacing=(1.0, 1.0, 1.0), shape=None) -> dict:
+def output_grid(volume: Volume, *, spacing: SpacingLike = (1.0, 1.0, 1.0), shape: Sequence[int] | None = None) -> dict:
     """The output grid :func:`resample` would use, without resampling.
 
     Handy to give SimpleITK (or any other tool) exactly the same grid.
@@ -410,7 +416,7 @@ def output_grid(volume: Volume, *, spacing=(1.0, 1.0, 1.0), shape=None) -> dict:
     }
 
 
-def _run(fn, jobs, workers: int) -> None:
+def _run(fn: Callable[[Any], None], jobs: Sequence[Any], workers: int) -> None:
     if workers <= 1 or len(jobs) <= 1:
         for j in jobs:
             fn(j)
@@ -420,7 +426,8 @@ def _run(fn, jobs, workers: int) -> None:
             pass
 
 
-def estimate_memory(volume: Volume, *, spacing=(1.0, 1.0, 1.0), shape=None, order: int | None = None) -> dict:
+def estimate_memory(volume: Volume, *, spacing: SpacingLike = (1.0, 1.0, 1.0), shape: Sequence[int] | None = None,
+                    order: int | None = None) -> dict:
     """Output shape and memory of :func:`resample` *before* running it.
 
     Parameters
@@ -482,7 +489,7 @@ def estimate_memory(volume: Volume, *, spacing=(1.0, 1.0, 1.0), shape=None, orde
     }
 
 
-def resize_to_shape(volume: Volume, shape, *, order: int | None = None) -> Volume:
+def resize_to_shape(volume: Volume, shape: Sequence[int], *, order: int | None = None) -> Volume:
     """Resample to a fixed array shape (e.g. a CNN input), keeping the physical extent.
 
     Parameters
@@ -542,7 +549,7 @@ def _mask_centre(mask: np.ndarray | Volume | None, shape: tuple[int, ...]) -> np
 
 def crop_or_pad(
     volume: Volume,
-    shape,
+    shape: Sequence[int],
     *,
     center: str = "body",
     mask: np.ndarray | Volume | None = None,

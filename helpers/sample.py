@@ -134,7 +134,7 @@ class _Grid:
             raise ValueError(f"size must be one of {sorted(SIZES)}; got {size!r}")
         s = SIZES[size]
         self.size = size
-        self.n, self.px, self.nz, self.dz = s["n"], s["pixel_mm"], s["nz"], s["dz"]
+        self.n, self.px, self.nz, self.dz = int(s["n"]), s["pixel_mm"], int(s["nz"]), s["dz"]
         self.x0 = -(self.n - 1) / 2 * self.px  # top-left pixel centre: FOV centred on (0, 0)
         self.y0 = self.x0
         self.x = (self.x0 + self.px * np.arange(self.n)).astype(np.float32)
@@ -359,7 +359,7 @@ def _heart_level(X, Y, h):
     return u2, v, w, s
 
 
-def _build_slices(cv: _Canvas, rng, med_margin):
+def _build_slices(cv: _Canvas, rng: np.random.Generator, med_margin: np.ndarray) -> None:
     """Everything defined slice by slice: body, fat, muscle, cavity, organs, spine, sternum, scapulae."""
     g = cv.g
     X, Y = g.X, g.Y
@@ -375,7 +375,7 @@ def _build_slices(cv: _Canvas, rng, med_margin):
     top = 105.0 - 25.0 * (X / 200.0) ** 2
     shell = (Y >= top) & (Y < top + 18.0) & (np.abs(X) < 215.0)
     core = (Y >= top + 2.5) & (Y < top + 15.5) & (np.abs(X) < 212.0) & (np.abs(((X + 60.0) % 120.0) - 60.0) > 1.5)
-    vert_hu = {}
+    vert_hu: dict[int, float] = {}
     for k in range(g.nz):
         h = float(g.h[k])
         T, H = cv.tissue[k], cv.hu[k]
@@ -523,7 +523,7 @@ def _scapulae(T, H, X, Y, h, *, bottom=148.0, top=262.0):
     _bone(T, H, plate, plate & (r > rc + 16.0) & (r < rc + 14.0 + thick))
 
 
-def _ribs(cv: _Canvas, rng):
+def _ribs(cv: _Canvas, rng: np.random.Generator) -> None:
     """12 pairs of curved tubes around the cavity, sloping down anteriorly, with costal cartilage."""
     for i in range(12):
         h_post = 268.0 - 21.5 * i
@@ -535,15 +535,14 @@ def _ribs(cv: _Canvas, rng):
             frac = (th - th[0]) / (th[-1] - th[0])
             hh = h_post + 5.0 * np.sin(np.pi * np.minimum(frac * 4, 1)) - drop * frac
             scale = 0.62 if i == 0 else (0.85 if i == 1 else 1.0)
-            pts = []
+            along = []
             for t, hk in zip(th, hh):
                 x, y = _on_contour(side * t, hk, "cavity", offset=r + 1.0)
-                pts.append((x * scale, YC + (y - YC) * (0.8 + 0.2 * scale), hk))
-            pts = np.array(pts)
+                along.append((x * scale, YC + (y - YC) * (0.8 + 0.2 * scale), hk))
             # head of the rib into the transverse process
             ys = float(_spine_y(h_post))
             head = np.array([(side * 14.0, ys + 12.0, h_post)])
-            pts = np.vstack([head, pts])
+            pts = np.vstack([head, np.array(along)])
             radii = np.full(len(pts), r)
             _walled_bone(cv, pts, radii)
             if i < 10:  # costal cartilage to the sternum (1-7) or to the rib above (8-10)
@@ -653,48 +652,66 @@ def _grow_tree(cv, uni, root, direction, radius, *, min_radius=0.45, max_segment
     g = cv.g
     region = cv.lung_region
     nz, n, dz, px, x0, y0 = g.nz, g.n, g.dz, g.px, g.x0, g.y0
-    two_pi = 2 * math.pi
 
     def inside(x, y, h):
         k, j, i = int(round(h / dz)), int(round((y - y0) / px)), int(round((x - x0) / px))
         return 0 <= k < nz and 0 <= j < n and 0 <= i < n and bool(region[k, j, i])
 
-    cx, cy, ch = (float(v) for v in (centre if centre is not None else root))
-    tx = ty = th = None
-    if target is not None:
-        tx, ty, th = (float(v) for v in target)
+    mid = tuple(float(v) for v in (centre if centre is not None else root))
+    aim = tuple(float(v) for v in target) if target is not None else None
     segs = []
     q = deque([(tuple(float(v) for v in root), _norm3(tuple(float(v) for v in direction)), float(radius), 0)])
     while q and len(segs) < max_segments:
         p, d, r, depth = q.popleft()
         length = min(max(7.0 * r, 3.5), 30.0) * uni(0.75, 1.25)
-        ok = False
-        for attempt in range(7):
-            if attempt:
-                away = _norm3((p[0] - cx, p[1] - cy, p[2] - ch))
-                d = _turn(d, uni(0.3, 1.1), uni(0.0, two_pi))
-                d = _norm3((d[0] + 0.3 * away[0], d[1] + 0.3 * away[1], d[2] + 0.3 * away[2]))
-            f = length * (1.0 if attempt < 4 else 0.5)
-            e = (p[0] + d[0] * f, p[1] + d[1] * f, p[2] + d[2] * f)
-            if inside(*e) and inside(p[0] + d[0] * f / 2, p[1] + d[1] * f / 2, p[2] + d[2] * f / 2):
-                ok = True
-                break
-        if not ok:
+        step = _branch_step(p, d, length, uni, inside, mid)
+        if step is None:
             continue
+        e, d = step
         r_end = r * 0.96
         segs.append((p, e, r, r_end))
         if r_end < min_radius:
             continue
-        if tx is not None and depth < 3 and math.dist(e, (tx, ty, th)) > 20.0:
-            b = _norm3((tx - e[0], ty - e[1], th - e[2]))
-            w = 0.45
-        else:
-            b = _norm3((e[0] - cx, e[1] - cy, e[2] - ch))
-            w = 0.2
-        for angle_lo, angle_hi, shrink in ((0.1, 0.35, 0.9), (0.6, 1.1, uni(0.6, 0.78))):
-            c = _turn(d, uni(angle_lo, angle_hi), uni(0.0, two_pi))
-            q.append((e, _norm3((c[0] + w * b[0], c[1] + w * b[1], c[2] + w * b[2])), r_end * shrink, depth + 1))
+        q.extend(_branch_children(e, d, r_end, depth, uni, mid, aim))
     return segs
+
+
+def _branch_step(p, d, length, uni, inside, mid):
+    """``(end, direction)`` of a segment from ``p``: straight on, else turned (and pushed away from ``mid``).
+
+    Seven tries, the last three at half length; ``None`` when every try leaves the region.
+    """
+    cx, cy, ch = mid
+    for attempt in range(7):
+        if attempt:
+            away = _norm3((p[0] - cx, p[1] - cy, p[2] - ch))
+            d = _turn(d, uni(0.3, 1.1), uni(0.0, 2 * math.pi))
+            d = _norm3((d[0] + 0.3 * away[0], d[1] + 0.3 * away[1], d[2] + 0.3 * away[2]))
+        f = length * (1.0 if attempt < 4 else 0.5)
+        e = (p[0] + d[0] * f, p[1] + d[1] * f, p[2] + d[2] * f)
+        if inside(*e) and inside(p[0] + d[0] * f / 2, p[1] + d[1] * f / 2, p[2] + d[2] * f / 2):
+            return e, d
+    return None
+
+
+def _branch_children(e, d, r_end, depth, uni, mid, aim):
+    """The two children of a segment ending at ``e``: a thick one nearly straight on, a thin one turned.
+
+    Both lean towards ``aim`` in the first generations (while it is over 20 mm away), else away from ``mid``.
+    """
+    cx, cy, ch = mid
+    if aim is not None and depth < 3 and math.dist(e, aim) > 20.0:
+        tx, ty, th = aim
+        b = _norm3((tx - e[0], ty - e[1], th - e[2]))
+        w = 0.45
+    else:
+        b = _norm3((e[0] - cx, e[1] - cy, e[2] - ch))
+        w = 0.2
+    children = []
+    for angle_lo, angle_hi, shrink in ((0.1, 0.35, 0.9), (0.6, 1.1, uni(0.6, 0.78))):
+        c = _turn(d, uni(angle_lo, angle_hi), uni(0.0, 2 * math.pi))
+        children.append((e, _norm3((c[0] + w * b[0], c[1] + w * b[1], c[2] + w * b[2])), r_end * shrink, depth + 1))
+    return children
 
 
 def _spread_targets(cv, rng, side, n, start):
@@ -984,7 +1001,7 @@ def _uid(seed, *parts):
     return generate_uid(entropy_srcs=[UID_ROOT_ENTROPY, GENERATOR_VERSION, str(seed), *map(str, parts)])
 
 
-def _write_dicom(phantom, dicom_dir: Path, *, seed: int, size: str) -> list[Path]:
+def _write_dicom(phantom: dict, dicom_dir: Path, *, seed: int, size: str) -> list[Path]:
     """One CT Image Storage file per slice, random names, instance numbers head -> feet."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
@@ -994,7 +1011,8 @@ def _write_dicom(phantom, dicom_dir: Path, *, seed: int, size: str) -> list[Path
     nz, ny, nx = stored.shape
     dz, py, px = geo["spacing"]
     name_rng = np.random.default_rng([seed, 11])
-    names, seen = [], set()
+    names: list[str] = []
+    seen: set[str] = set()
     while len(names) < nz:
         stem = f"IM_{int(name_rng.integers(16 ** 6)):06x}"
         if stem in seen:
@@ -1080,7 +1098,7 @@ def _write_dicom(phantom, dicom_dir: Path, *, seed: int, size: str) -> list[Path
 
 
 # =============================================================================== files
-def make_sample(out_dir, *, seed: int = 0, size: str = "full") -> Path:
+def make_sample(out_dir: str | os.PathLike[str], *, seed: int = 0, size: str = "full") -> Path:
     """Write the synthetic chest CT as DICOM plus its ground-truth labels.
 
     Parameters
@@ -1113,8 +1131,9 @@ def make_sample(out_dir, *, seed: int = 0, size: str = "full") -> Path:
     Examples
     --------
     >>> import tempfile
-    >>> d = make_sample(tempfile.mkdtemp(), size="small")
-    >>> len(list((d / "dicom").iterdir())), sorted(p.name for p in d.iterdir())
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     d = make_sample(tmp, size="small")
+    ...     len(list((d / "dicom").iterdir())), sorted(p.name for p in d.iterdir())
     (40, ['dicom', 'labels.json', 'labels.npz'])
     """
     out_dir = Path(out_dir)
@@ -1153,7 +1172,8 @@ def _is_current(folder: Path, size: str, seed: int) -> bool:
         return False
 
 
-def ensure_sample(out_dir=None, *, size: str = "full", seed: int = 0, verbose: bool = False) -> Path:
+def ensure_sample(out_dir: str | os.PathLike[str] | None = None, *, size: str = "full", seed: int = 0,
+                  verbose: bool = False) -> Path:
     """Return the sample folder, generating it only when missing or out of date.
 
     Parameters
@@ -1182,8 +1202,9 @@ def ensure_sample(out_dir=None, *, size: str = "full", seed: int = 0, verbose: b
     Examples
     --------
     >>> import tempfile
-    >>> d = ensure_sample(Path(tempfile.mkdtemp()) / "s", size="small")
-    >>> ensure_sample(d, size="small") == d
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     d = ensure_sample(Path(tmp) / "s", size="small")
+    ...     ensure_sample(d, size="small") == d
     True
     """
     out_dir = Path(out_dir) if out_dir is not None else _data_dir() / "sample"
@@ -1238,7 +1259,7 @@ def _remove_stale_temps(out_dir: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
-def load_labels(sample_dir) -> dict:
+def load_labels(sample_dir: str | os.PathLike[str]) -> dict:
     """Ground truth of a sample folder, aligned with ``load_series(sample_dir / "dicom")``.
 
     Parameters
@@ -1262,7 +1283,8 @@ def load_labels(sample_dir) -> dict:
     Examples
     --------
     >>> import tempfile
-    >>> lab = load_labels(make_sample(tempfile.mkdtemp(), size="small"))
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     lab = load_labels(make_sample(tmp, size="small"))
     >>> lab["lungs"].shape == lab["tissue"].shape == (40, 128, 128), lab["legend"]["lung"]
     (True, 5)
     """
@@ -1316,7 +1338,7 @@ def default_dicom_dir() -> Path:
     return ensure_sample() / "dicom"
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m helpers.sample",

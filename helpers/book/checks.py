@@ -15,10 +15,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from html import escape
+from os import PathLike
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from ..hu import MAX_BOUND_HU, MIN_BOUND_HU
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pydicom
+
+    from ..annotations import TumourBoxes
+    from ..volume import Volume
 
 __all__ = [
     "Feedback",
@@ -85,7 +95,7 @@ class Feedback:
         )
 
 
-def _unanswered(answer) -> bool:
+def _unanswered(answer: Any) -> bool:
     return answer is None or answer is Ellipsis
 
 
@@ -93,8 +103,9 @@ def _missing(hint: str) -> Feedback:
     return Feedback(None, "replace the ... with your answer and run the cell again.", hint)
 
 
-def check_number(answer, expected: float, *, rtol: float = 0.02, atol: float = 0.0,
-                 unit: str = "", hint: str = "", why: str = "", mistakes=()) -> Feedback:
+def check_number(answer: Any, expected: float, *, rtol: float = 0.02, atol: float = 0.0,
+                 unit: str = "", hint: str = "", why: str = "",
+                 mistakes: Sequence[tuple[float, str]] = ()) -> Feedback:
     """Check a number against the expected value within a tolerance.
 
     Parameters
@@ -142,8 +153,8 @@ def check_number(answer, expected: float, *, rtol: float = 0.02, atol: float = 0
                     + (f" {reason}" if reason else ""), hint)
 
 
-def check_array(answer, expected, *, atol: float = 1e-3, name: str = "the array",
-                hint: str = "", why: str = "", mistakes=()) -> Feedback:
+def check_array(answer: Any, expected: ArrayLike, *, atol: float = 1e-3, name: str = "the array",
+                hint: str = "", why: str = "", mistakes: Sequence[tuple[ArrayLike, str]] = ()) -> Feedback:
     """Check an array: shape first, then values within ``atol``.
 
     Parameters
@@ -190,14 +201,14 @@ def check_array(answer, expected, *, atol: float = 1e-3, name: str = "the array"
     return Feedback(False, where, hint)
 
 
-def _same_array(a: np.ndarray, other, atol: float) -> bool:
+def _same_array(a: np.ndarray, other: ArrayLike, atol: float) -> bool:
     """True when ``a`` equals ``other`` (same shape) within ``atol``."""
     o = np.asarray(other, dtype=np.float64)
     return o.shape == a.shape and bool(np.all(np.abs(a.astype(np.float64) - o) <= atol))
 
 
-def check_choice(answer, expected, *, options=None, hint: str = "", why: str = "",
-                 reasons=None) -> Feedback:
+def check_choice(answer: Any, expected: str | int, *, options: Sequence[str | int] | None = None, hint: str = "",
+                 why: str = "", reasons: Mapping[Any, str] | None = None) -> Feedback:
     """Check a choice (a string or an integer) among options.
 
     ``reasons`` maps a wrong option to why it is wrong; that sentence replaces the
@@ -224,7 +235,7 @@ def check_choice(answer, expected, *, options=None, hint: str = "", why: str = "
 
 
 # ------------------------------------------------------------------ chapter 1: load
-def check_rescale(answer, dataset) -> Feedback:
+def check_rescale(answer: Any, dataset: pydicom.Dataset) -> Feedback:
     """Exercise 1: the ``(slope, intercept)`` of one file.
 
     Parameters
@@ -250,7 +261,7 @@ def check_rescale(answer, dataset) -> Feedback:
                        mistakes=[(expected[::-1], "You have them the other way round: slope first, then intercept.")])
 
 
-def check_slice_spacing(answer, volume, *, thickness: float | None = None) -> Feedback:
+def check_slice_spacing(answer: Any, volume: Volume, *, thickness: float | None = None) -> Feedback:
     """Exercise 1: the distance between neighbouring slices, in mm, from the positions.
 
     Parameters
@@ -292,7 +303,7 @@ def check_slice_spacing(answer, volume, *, thickness: float | None = None) -> Fe
     )
 
 
-def check_sorted_positions(answer, volume) -> Feedback:
+def check_sorted_positions(answer: Any, volume: Volume) -> Feedback:
     """Exercise 1: slice positions sorted feet to head (ascending).
 
     Examples
@@ -313,7 +324,7 @@ def check_sorted_positions(answer, volume) -> Feedback:
     )
 
 
-def check_file_order(answer, folder, *, series_uid: str) -> Feedback:
+def check_file_order(answer: Any, folder: str | PathLike[str], *, series_uid: str) -> Feedback:
     """Exercise 1: the file names of one series in a mixed folder, in anatomical order (feet to head).
 
     Parameters
@@ -364,14 +375,14 @@ def check_file_order(answer, folder, *, series_uid: str) -> Feedback:
     numbers = {r[0]: r[2] for r in mine}
     if got == expected:
         other = [what for what, order in (("file name", sorted(expected)),
-                                          ("Instance Number", sorted(expected, key=numbers.get)))
+                                          ("Instance Number", sorted(expected, key=numbers.__getitem__)))
                  if order != expected]
         return Feedback(True, f"{len(got)} files, feet to head."
                         + (f" Sorting by {' or by '.join(other)} would have given another order." if other else ""))
     return _file_order_mistake(got, expected, rows, series_uid=series_uid, hint=hint)
 
 
-def _file_headers(folder) -> list[tuple[str, str, int, float]]:
+def _file_headers(folder: str | PathLike[str]) -> list[tuple[str, str, int, float]]:
     """(name, Series Instance UID, Instance Number, position along the normal) of each DICOM image."""
     import warnings
     from pathlib import Path
@@ -428,7 +439,7 @@ def _file_order_mistake(got: list[str], expected: list[str], rows: list, *, seri
 USUAL_INTERCEPT_HU = -1024.0
 
 
-def check_hu(answer, stored, slope: float, intercept: float) -> Feedback:
+def check_hu(answer: Any, stored: ArrayLike, slope: float, intercept: float) -> Feedback:
     """Exercise 2: stored values to HU by hand, in floating point.
 
     Known mistakes are named in the message: the intercept left out, the usual
@@ -470,7 +481,7 @@ def check_hu(answer, stored, slope: float, intercept: float) -> Feedback:
     )
 
 
-def check_window(answer, hu, level: float, width: float) -> Feedback:
+def check_window(answer: Any, hu: ArrayLike, level: float, width: float) -> Feedback:
     """Exercise 2: a window/level by hand, mapped to ``[0, 1]``.
 
     Examples
@@ -499,7 +510,7 @@ def check_window(answer, hu, level: float, width: float) -> Feedback:
     )
 
 
-def check_unit_range(answer, hu, *, low: float = MIN_BOUND_HU, high: float = MAX_BOUND_HU) -> Feedback:
+def check_unit_range(answer: Any, hu: ArrayLike, *, low: float = MIN_BOUND_HU, high: float = MAX_BOUND_HU) -> Feedback:
     """Exercise 2: clip to ``[low, high]`` HU and scale to ``[0, 1]`` for a model.
 
     Examples
@@ -525,7 +536,8 @@ def check_unit_range(answer, hu, *, low: float = MIN_BOUND_HU, high: float = MAX
 
 
 # -------------------------------------------------------------- chapter 3: resample
-def check_resampled_shape(answer, volume, spacing=(1.0, 1.0, 1.0)) -> Feedback:
+def check_resampled_shape(answer: Any, volume: Volume,
+                          spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> Feedback:
     """Exercise 3: the array shape after resampling to ``spacing`` (extent / spacing, rounded).
 
     Examples
@@ -547,7 +559,7 @@ def check_resampled_shape(answer, volume, spacing=(1.0, 1.0, 1.0)) -> Feedback:
             "axis, one axis at a time.")
     if len(got) == 3 and all(abs(g - e) <= 1 for g, e in zip(got, expected)):
         return Feedback(True, f"{got} (z, y, x). Rounding can differ by one voxel between libraries.")
-    def near(shape) -> bool:
+    def near(shape: Sequence[int]) -> bool:
         return len(got) == 3 and all(abs(g - e) <= 1 for g, e in zip(got, shape))
 
     reason = ""
@@ -564,7 +576,7 @@ def check_resampled_shape(answer, volume, spacing=(1.0, 1.0, 1.0)) -> Feedback:
 MEMORY_RTOL = 0.01
 
 
-def _memory_mistakes(shape, dtype) -> list:
+def _memory_mistakes(shape: Sequence[int], dtype: DTypeLike) -> list:
     """Known wrong memory answers (MB) for an array of ``shape`` and ``dtype``, with the reason."""
     n = float(np.prod(shape))
     size = np.dtype(dtype).itemsize
@@ -578,7 +590,7 @@ def _memory_mistakes(shape, dtype) -> list:
     ]
 
 
-def check_memory_mb(answer, shape, dtype="float32") -> Feedback:
+def check_memory_mb(answer: Any, shape: Sequence[int], dtype: DTypeLike = "float32") -> Feedback:
     """Exercise 3: memory of an array in MB (10^6 bytes): voxels × bytes per voxel.
 
     MiB (2^20 bytes), a voxel count and megabits are rejected, each with the reason.
@@ -599,7 +611,7 @@ def check_memory_mb(answer, shape, dtype="float32") -> Feedback:
     )
 
 
-def check_batch_memory_mb(answer, batch_shape, dtype="float32") -> Feedback:
+def check_batch_memory_mb(answer: Any, batch_shape: Sequence[int], dtype: DTypeLike = "float32") -> Feedback:
     """Exercise 8: memory of a training batch in MB; ``batch_shape`` is (cases, z, y, x).
 
     Besides the mistakes of :func:`check_memory_mb`, one case instead of the whole
@@ -626,7 +638,7 @@ def check_batch_memory_mb(answer, batch_shape, dtype="float32") -> Feedback:
     )
 
 
-def check_mask_order(answer) -> Feedback:
+def check_mask_order(answer: Any) -> Feedback:
     """Exercise 3: interpolation order for a label mask (0, nearest).
 
     Examples
@@ -648,7 +660,7 @@ def check_mask_order(answer) -> Feedback:
 
 
 # ---------------------------------------------------------- chapter 7: segmentation
-def check_volume_ml(answer, mask, spacing) -> Feedback:
+def check_volume_ml(answer: Any, mask: ArrayLike, spacing: Sequence[float]) -> Feedback:
     """Exercise 7: volume of a mask in mL: voxel count × voxel volume (mm³) / 1000.
 
     Examples
@@ -675,7 +687,7 @@ def check_volume_ml(answer, mask, spacing) -> Feedback:
     )
 
 
-def check_dice(answer, a, b) -> Feedback:
+def check_dice(answer: Any, a: ArrayLike, b: ArrayLike) -> Feedback:
     """Exercise 7: Dice = 2 |A ∩ B| / (|A| + |B|).
 
     Examples
@@ -709,13 +721,14 @@ def check_dice(answer, a, b) -> Feedback:
 PERCENT_RTOL = 0.01
 
 
-def _percent_below(hu, mask, threshold_hu) -> float:
+def _percent_below(hu: ArrayLike, mask: ArrayLike, threshold_hu: float) -> float:
     inside = np.asarray(mask)
     n = np.count_nonzero(inside)
-    return 100.0 * np.count_nonzero(np.asarray(hu)[inside] < threshold_hu) / max(n, 1)
+    return 100.0 * np.count_nonzero(np.asarray(hu)[inside] < threshold_hu) / max(int(n), 1)
 
 
-def check_laa_percent(answer, volume, lung_mask, *, threshold_hu: float = -950.0) -> Feedback:
+def check_laa_percent(answer: Any, volume: Volume | ArrayLike, lung_mask: ArrayLike, *,
+                      threshold_hu: float = -950.0) -> Feedback:
     """Exercise 4: % of lung voxels below -950 HU (low-attenuation area, LAA-950).
 
     The tolerance is relative (1 %), so a one-lung answer is rejected even when
@@ -751,7 +764,8 @@ def check_laa_percent(answer, volume, lung_mask, *, threshold_hu: float = -950.0
     )
 
 
-def check_band_percent(answer, volume, mask, band=(-190.0, -30.0)) -> Feedback:
+def check_band_percent(answer: Any, volume: Volume | ArrayLike, mask: ArrayLike,
+                       band: tuple[float, float] = (-190.0, -30.0)) -> Feedback:
     """Exercise 4: % of the masked voxels whose HU lies in ``band`` (inclusive).
 
     Examples
@@ -765,7 +779,7 @@ def check_band_percent(answer, volume, mask, band=(-190.0, -30.0)) -> Feedback:
     m = np.asarray(mask).astype(bool)
     lo, hi = band
 
-    def share(values):
+    def share(values: np.ndarray) -> float:
         return 100.0 * np.count_nonzero((values >= lo) & (values <= hi)) / max(values.size, 1)
 
     expected = share(hu[m])
@@ -782,7 +796,7 @@ def check_band_percent(answer, volume, mask, band=(-190.0, -30.0)) -> Feedback:
 
 
 # ------------------------------------------------------ chapter 5: montage and views
-def check_aspect(answer, volume, plane: str = "coronal") -> Feedback:
+def check_aspect(answer: Any, volume: Volume, plane: str = "coronal") -> Feedback:
     """Exercise 5: ``aspect`` for ``imshow`` of a reslice = row spacing / column spacing.
 
     Examples
@@ -810,7 +824,7 @@ def check_aspect(answer, volume, plane: str = "coronal") -> Feedback:
     )
 
 
-def check_slice_at(answer, volume, position_mm: float) -> Feedback:
+def check_slice_at(answer: Any, volume: Volume, position_mm: float) -> Feedback:
     """Exercise 5: index of the slice nearest a position along the slice normal (mm).
 
     Examples
@@ -849,7 +863,7 @@ def check_slice_at(answer, volume, position_mm: float) -> Feedback:
 
 
 # ------------------------------------------------------------- chapter 6: meshes
-def check_mesh_budget(answer, max_triangles: int, *, level: float | None = None) -> Feedback:
+def check_mesh_budget(answer: Any, max_triangles: int, *, level: float | None = None) -> Feedback:
     """Exercise 6: a :class:`helpers.mesh.Mesh` within a triangle budget (and at a level).
 
     Examples
@@ -881,7 +895,7 @@ def check_mesh_budget(answer, max_triangles: int, *, level: float | None = None)
 
 
 # ------------------------------------------------------------- chapter 8: cohort
-def check_failed_cases(answer, qc) -> Feedback:
+def check_failed_cases(answer: Any, qc: pd.DataFrame) -> Feedback:
     """Exercise 8: the case id(s) the QC table marks as failed (a string or a list of strings).
 
     Parameters
@@ -915,7 +929,7 @@ CROP_BUDGET_VOXELS = 300_000
 CROP_MAX_OUTSIDE_PCT = 0.5
 
 
-def check_crop_keeps_lungs(answer, *, budget: int = CROP_BUDGET_VOXELS,
+def check_crop_keeps_lungs(answer: Any, *, budget: int = CROP_BUDGET_VOXELS,
                            max_outside_pct: float = CROP_MAX_OUTSIDE_PCT) -> Feedback:
     """Exercise 8: a :class:`helpers.cohort.CaseResult` whose crop keeps the lungs within a voxel budget.
 
@@ -958,7 +972,7 @@ def check_crop_keeps_lungs(answer, *, budget: int = CROP_BUDGET_VOXELS,
 
 
 # ------------------------------------------------------------------ chapter 0: PACS
-def check_query_keys(answer, *, patient_id: str, study_date: str, modality: str = "CT") -> Feedback:
+def check_query_keys(answer: Any, *, patient_id: str, study_date: str, modality: str = "CT") -> Feedback:
     """Exercise 0: the C-FIND / QIDO-RS keys for "this patient's CT studies in that year".
 
     Parameters
@@ -1003,7 +1017,7 @@ def check_query_keys(answer, *, patient_id: str, study_date: str, modality: str 
     return Feedback(True, "the same keys work in C-FIND and as QIDO-RS query parameters.")
 
 
-def check_pseudonym(answer, mapping) -> Feedback:
+def check_pseudonym(answer: Any, mapping: str | PathLike[str]) -> Feedback:
     """Exercise 0: the new Patient ID of the de-identified copy, read from the mapping table.
 
     Parameters
@@ -1042,7 +1056,7 @@ def check_pseudonym(answer, mapping) -> Feedback:
 
 
 # ------------------------------------------------- chapter 7b: the tumour (added by the tumour engineer)
-def check_annotated_slices(answer, boxes) -> Feedback:
+def check_annotated_slices(answer: Any, boxes: TumourBoxes) -> Feedback:
     """Exercise 7b: how many slices a lesion spans, its first and last slice included.
 
     Parameters
@@ -1072,7 +1086,7 @@ def check_annotated_slices(answer, boxes) -> Feedback:
                         why="A box on the first and the last slice means a lesion on every slice in between.")
 
 
-def check_axial_diameter(answer, endpoints, spacing) -> Feedback:
+def check_axial_diameter(answer: Any, endpoints: ArrayLike, spacing: Sequence[float]) -> Feedback:
     """Exercise 7b: the length in mm of a diameter given by its two ``(row, col)`` end points.
 
     Parameters

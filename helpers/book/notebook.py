@@ -61,7 +61,7 @@ def _plotly_renderer_class():
     class BookRenderer(PlotlyRenderer):
         """Plotly JSON for live kernels + a plotly.js-free HTML ``<div>`` for the book."""
 
-        def to_mimebundle(self, fig_dict):
+        def to_mimebundle(self, fig_dict: dict) -> dict:
             import plotly.io as pio
 
             bundle = super().to_mimebundle(fig_dict)

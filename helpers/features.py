@@ -14,16 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .hu import LAA_HU
+
 if TYPE_CHECKING:
     import pandas as pd
 
     from .cohort import CohortDataset
 
-__all__ = ["LAA_HU", "LUNG_BANDS_HU", "lung_features", "cohort_features"]
-
-#: Low-attenuation area threshold (HU): lung below it counts as emphysema-like
-#: (LAA-950, the usual CT emphysema index).
-LAA_HU = -950.0
+__all__ = ["LUNG_BANDS_HU", "lung_features", "cohort_features"]
 
 #: Edges (HU) of the bands whose share of the lung becomes a feature: the lung's
 #: HU histogram in a few coarse bins (-1000..-950 is the LAA band, -950..-850

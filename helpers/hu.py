@@ -23,6 +23,7 @@ __all__ = [
     "BODY_THRESHOLD_HU",
     "MIN_BOUND_HU",
     "MAX_BOUND_HU",
+    "LAA_HU",
     "WINDOWS",
     "LUNG_WINDOW",
 ]
@@ -47,6 +48,9 @@ BODY_THRESHOLD_HU = -500.0
 MIN_BOUND_HU = -1000.0
 #: See :data:`MIN_BOUND_HU`.
 MAX_BOUND_HU = 400.0
+#: Low-attenuation area threshold (HU): lung voxels below it count as emphysema-like
+#: (LAA-950, the usual CT emphysema index).
+LAA_HU = -950.0
 
 #: Named display windows as ``(level, width)`` in HU.
 #:

@@ -43,6 +43,8 @@ import pydicom
 import scipy.ndimage
 from numpy.typing import ArrayLike
 
+from .volume import as_array
+
 if TYPE_CHECKING:
     from .volume import Volume
 
@@ -264,14 +266,6 @@ def resample(image: np.ndarray, scan: Sequence[pydicom.Dataset],
 
 
 # ================================================================== the 2017 per-slice lung mask
-def _hu(volume: Any) -> np.ndarray:
-    """The HU array of a Volume or of a 3-D array (the 2017 methods work in pixels, so spacing is not needed)."""
-    arr = np.asarray(getattr(volume, "hu", volume))
-    if arr.ndim != 3:
-        raise ValueError(f"expected a Volume or a 3-D (z, y, x) HU array; got shape {arr.shape}")
-    return arr
-
-
 #: The steps of :func:`make_lungmask_2017_steps`, in order.
 STEPS_2017 = (
     "normalised",
@@ -431,7 +425,7 @@ def segment_lungs_2017(volume: Volume | ArrayLike, *,
     >>> segment_lungs_2017(img)[:, 50, 30].tolist()
     [1, 1]
     """
-    hu = _hu(volume)
+    hu = as_array(volume, ndim=3, name="volume")  # the 2017 methods work in pixels: no spacing needed
     out = np.zeros(hu.shape, np.uint8)
     keep = ("threshold", "eroded", "dilated", "labels")
     steps: dict[str, Any] = {k: [] for k in keep + ("kmeans_threshold", "bbox_kept")}
@@ -502,7 +496,7 @@ def segment_lungs_kaggle3d(volume: Volume | ArrayLike, *, threshold_hu: float = 
     """
     from skimage import measure
 
-    image = _hu(volume)
+    image = as_array(volume, ndim=3, name="volume")
     binary_image = np.array(image > threshold_hu, dtype=np.int8) + 1
     labels = measure.label(binary_image)
     background_label = labels[0, 0, 0]

@@ -705,6 +705,7 @@ def bone_mask(
     from scipy import ndimage
     from skimage.morphology import remove_small_holes
 
+    volume = as_volume(volume)
     mask = np.asarray(volume.hu) >= threshold_hu
     if closing_mm:
         mask = _ball_closing(mask, volume.spacing, float(closing_mm))

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from ..hu import MAX_BOUND_HU, MIN_BOUND_HU
+from ..hu import LAA_HU, MAX_BOUND_HU, MIN_BOUND_HU
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -728,7 +728,7 @@ def _percent_below(hu: ArrayLike, mask: ArrayLike, threshold_hu: float) -> float
 
 
 def check_laa_percent(answer: Any, volume: Volume | ArrayLike, lung_mask: ArrayLike, *,
-                      threshold_hu: float = -950.0) -> Feedback:
+                      threshold_hu: float = LAA_HU) -> Feedback:
     """Exercise 4: % of lung voxels below -950 HU (low-attenuation area, LAA-950).
 
     The tolerance is relative (1 %), so a one-lung answer is rejected even when

@@ -18,6 +18,8 @@ import time
 import traceback
 from pathlib import Path
 
+from helpers.export import atomic_write
+
 from . import common
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     order = {n: i for i, n in enumerate(discover())}
     rows.sort(key=lambda r: order.get(r.get("module"), len(order)))
     text = common.render_markdown(rows, facts, command, runs)
-    common.write_atomic(args.out, text)
+    atomic_write(args.out, lambda tmp: Path(tmp).write_text(text))
     print(f"[bench] wrote {args.out}", file=sys.stderr)
     return 1 if failed else 0
 

@@ -445,10 +445,3 @@ def read_previous(path: os.PathLike) -> dict:
         return json.loads(m.group(1))
     except json.JSONDecodeError:
         return {"rows": [], "runs": {}}
-
-
-def write_atomic(path: os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (through :func:`helpers.export.atomic_write`)."""
-    from helpers.export import atomic_write
-
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))

@@ -8,6 +8,7 @@ import numpy as np
 
 from bench import common
 from bench.__main__ import discover
+from helpers.export import atomic_write
 
 
 class TestAlternate:
@@ -45,7 +46,7 @@ class TestReport:
         assert "| s | ours \\| fast | d | 2.000 | 0.50x vs peer | 12 | n; median of 3 |" in text
         assert "measured 100.2 MB" in text and "`python -m bench`" in text
         path = tmp_path / "b.md"
-        common.write_atomic(path, text)
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text))
         back = common.read_previous(path)
         assert back["rows"][0]["median_s"] == 2.0 and back["runs"] == {"bench_x": {"date_utc": "now"}}
         assert list(tmp_path.iterdir()) == [path]  # no temporary left behind

@@ -100,10 +100,6 @@ def book_site(book_build):
 
 # ---------------------------------------------------------------- Debian's chromium (test_browser, test_jupyterlab)
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +108,8 @@ def browser():
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: run ./tasks.sh setup (installs Debian's chromium)", pytrace=False)
     from playwright.sync_api import sync_playwright
+
+    from helpers.book.pdfbook import CHROMIUM_ARGS  # the same flags the PDF printer uses
 
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)

@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from ..hu import LAA_HU, MAX_BOUND_HU, MIN_BOUND_HU
+from ..volume import as_array
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -744,7 +745,7 @@ def check_laa_percent(answer: Any, volume: Volume | ArrayLike, lung_mask: ArrayL
     >>> "right lung only" in check_laa_percent(50, hu, lungs).message
     True
     """
-    hu = np.asarray(getattr(volume, "hu", volume))
+    hu = as_array(volume, name="volume")
     labels = np.asarray(lung_mask)
     expected = _percent_below(hu, labels > 0, threshold_hu)
     mistakes = [(_percent_below(hu, labels == 1, threshold_hu),
@@ -775,7 +776,7 @@ def check_band_percent(answer: Any, volume: Volume | ArrayLike, mask: ArrayLike,
     >>> check_band_percent(50, hu, body).ok
     True
     """
-    hu = np.asarray(getattr(volume, "hu", volume))
+    hu = as_array(volume, name="volume")
     m = np.asarray(mask).astype(bool)
     lo, hi = band
 
